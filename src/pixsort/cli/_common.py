@@ -1,0 +1,25 @@
+"""Helpers shared by the command modules: error reporting and path checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for: printed plainly, exit code 2."""
+
+
+def fail(message: str, code: int = 2) -> "typer.Exit":
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def existing_path(path: Path) -> Path:
+    if not path.exists():
+        raise fail(f"path does not exist: {path}")
+    return path

@@ -1,0 +1,107 @@
+"""A small HTML report builder: sections of text, key figures, tables and images.
+
+Images are referenced by relative path, so the report folder can be zipped or
+served as is; tables come from pandas DataFrames.  No template engine, no JS.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;
+color:#1d2330;padding:0 1rem;line-height:1.45}
+h1{font-size:1.7rem;margin-bottom:.2rem} h2{border-bottom:1px solid #dde;padding-bottom:.2rem;margin-top:2.2rem}
+.sub{color:#667;margin-top:0} .kv{display:flex;flex-wrap:wrap;gap:.6rem;margin:.8rem 0}
+.kv div{background:#f3f5fa;border-radius:6px;padding:.45rem .8rem} .kv b{display:block;font-size:1.15rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem} td,th{border:1px solid #dde;padding:.25rem .55rem;text-align:right}
+th{background:#f3f5fa} td:first-child,th:first-child{text-align:left}
+figure{margin:.8rem 0;display:inline-block;vertical-align:top;max-width:100%}
+figure img{max-width:100%;border:1px solid #eee} figcaption{color:#556;font-size:.85rem}
+.note{color:#556;font-size:.9rem}
+"""
+
+
+@dataclass
+class HtmlReport:
+    """Collects report parts in order and writes ``index.html``-style pages.
+
+    Example::
+
+        rep = HtmlReport("Clusters of chest_xray", subtitle="k=2 chosen by silhouette")
+        rep.section("Summary")
+        rep.key_values({"images": 5216, "skipped": 0})
+        rep.image("silhouette_k2.png", caption="Silhouette plot, k=2")
+        rep.table(df, caption="Cluster by class")
+        rep.write(out_dir / "report.html")
+    """
+
+    title: str
+    subtitle: str = ""
+    _parts: list[str] = field(default_factory=list)
+
+    def section(self, heading: str, text: str = "") -> "HtmlReport":
+        self._parts.append(f"<h2>{html.escape(heading)}</h2>")
+        if text:
+            self.paragraph(text)
+        return self
+
+    def paragraph(self, text: str, css_class: str = "") -> "HtmlReport":
+        cls = f' class="{css_class}"' if css_class else ""
+        self._parts.append(f"<p{cls}>{html.escape(text)}</p>")
+        return self
+
+    def key_values(self, values: dict[str, object]) -> "HtmlReport":
+        cells = "".join(
+            f"<div>{html.escape(str(k))}<b>{html.escape(_fmt(v))}</b></div>" for k, v in values.items()
+        )
+        self._parts.append(f'<div class="kv">{cells}</div>')
+        return self
+
+    def table(self, frame: pd.DataFrame, caption: str = "", index: bool = True, max_rows: int = 200) -> "HtmlReport":
+        shown = frame.head(max_rows)
+        body = shown.to_html(index=index, border=0, float_format=lambda x: f"{x:.4g}", escape=True)
+        if caption:
+            self._parts.append(f'<p class="note">{html.escape(caption)}</p>')
+        self._parts.append(body)
+        if len(frame) > max_rows:
+            self.paragraph(f"… {len(frame) - max_rows} more rows in the CSV.", "note")
+        return self
+
+    def image(self, path: str | os.PathLike, caption: str = "", width: int | None = None) -> "HtmlReport":
+        style = f' style="width:{width}px"' if width else ""
+        cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+        self._parts.append(
+            f'<figure><img src="{html.escape(Path(path).as_posix())}" alt="{html.escape(caption)}"{style}>{cap}</figure>'
+        )
+        return self
+
+    def raw_html(self, fragment: str) -> "HtmlReport":
+        """Insert trusted HTML produced by pixsort itself (never user text)."""
+        self._parts.append(fragment)
+        return self
+
+    def render(self) -> str:
+        sub = f'<p class="sub">{html.escape(self.subtitle)}</p>' if self.subtitle else ""
+        return (
+            "<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>"
+            f"<h1>{html.escape(self.title)}</h1>{sub}{''.join(self._parts)}</body></html>"
+        )
+
+    def write(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.render(), encoding="utf-8")
+        return path
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

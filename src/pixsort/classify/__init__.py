@@ -1,0 +1,1 @@
+"""Supervised image classification: models, training, evaluation, thresholds."""

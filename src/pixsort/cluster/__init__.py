@@ -1,0 +1,1 @@
+"""Clustering of images (embeddings) and of table records."""

@@ -1,0 +1,1 @@
+"""Feature extractors (pretrained backbones, autoencoder, raw pixels) and reducers."""

@@ -20,6 +20,7 @@ _LAZY = {
     "ImageClusterer": "pixsort.cluster.images",
     "ImageClassifier": "pixsort.classify.estimator",
     "TableClusterer": "pixsort.cluster.table",
+    "load_model": "pixsort.models",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,0 +1,24 @@
+"""The data stage: find images (:func:`open_dataset`), decode and cache them
+(:func:`load_images`), and split them (:func:`carve_validation`)."""
+
+from pixsort.data.cache import default_cache_dir
+from pixsort.data.decode import DecodeSettings, SkipImage, decode_array, decode_image
+from pixsort.data.load import DecodedImages, NoUsableImages, load_images
+from pixsort.data.sources import ImageDataset, SourceError, open_dataset
+from pixsort.data.split import carve_validation, has_usable_validation
+
+__all__ = [
+    "DecodeSettings",
+    "DecodedImages",
+    "ImageDataset",
+    "NoUsableImages",
+    "SkipImage",
+    "SourceError",
+    "carve_validation",
+    "decode_array",
+    "decode_image",
+    "default_cache_dir",
+    "has_usable_validation",
+    "load_images",
+    "open_dataset",
+]

@@ -1,0 +1,187 @@
+"""On-disk cache of decoded images, keyed by file content and decode settings.
+
+Layout under the cache root::
+
+    hashes.jsonl                      path, size, mtime_ns -> content hash (so unchanged
+                                      files are not even re-read to be hashed)
+    decoded/<settings key>/pixels.u8  append-only rows of H*W*C uint8, memory-mapped
+    decoded/<settings key>/index.jsonl content hash -> row, or the reason it was skipped
+
+A changed file has a new content hash, so it is decoded again; an unchanged file never
+is, whatever its path.  Identical files share one row.  Appends take an exclusive
+``flock`` so two processes can fill the same cache.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from pixsort.data.decode import DecodeSettings
+
+HASH_BYTES = 16  # blake2b-128: collision-safe for any image collection, short in file names
+
+
+def default_cache_dir() -> Path:
+    """``$PIXSORT_CACHE``, else ``$XDG_CACHE_HOME/pixsort``, else ``~/.cache/pixsort``."""
+    if os.environ.get("PIXSORT_CACHE"):
+        return Path(os.environ["PIXSORT_CACHE"]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "pixsort"
+
+
+def hash_bytes(data: bytes | memoryview) -> str:
+    return hashlib.blake2b(data, digest_size=HASH_BYTES).hexdigest()
+
+
+def hash_array(array: np.ndarray) -> str:
+    arr = np.ascontiguousarray(array)
+    h = hashlib.blake2b(digest_size=HASH_BYTES)
+    h.update(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(arr.data)
+    return h.hexdigest()
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash: that entry is simply recomputed
+    return records
+
+
+class ContentHasher:
+    """Content hashes of files, remembered by (path, size, mtime) to skip re-reading."""
+
+    def __init__(self, root: Path | None):
+        self.path = root / "hashes.jsonl" if root is not None else None
+        self._known: dict[tuple[str, int, int], str] = {}
+        self._new: list[dict] = []
+        if self.path is not None:
+            for r in _read_jsonl(self.path):
+                self._known[(r["p"], r["s"], r["m"])] = r["h"]
+
+    def file_hash(self, path: str) -> str | None:
+        """The content hash of ``path``, or None when it cannot be read."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        stamp = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+        known = self._known.get(stamp)
+        if known is not None:
+            return known
+        try:
+            with open(path, "rb") as handle:
+                digest = hash_bytes(handle.read())
+        except OSError:
+            return None
+        self._known[stamp] = digest
+        self._new.append({"p": stamp[0], "s": stamp[1], "m": stamp[2], "h": digest})
+        return digest
+
+    def save(self) -> None:
+        if self.path is None or not self._new:
+            return
+        with _locked(self.path.with_suffix(".lock")):
+            with open(self.path, "a", encoding="utf-8") as handle:
+                for r in self._new:
+                    handle.write(json.dumps(r) + "\n")
+        self._new.clear()
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """What is known about one content hash under one set of decode settings."""
+
+    row: int  # row in pixels.u8, -1 when skipped
+    reason: str = ""
+    detail: str = ""
+    width: int = 0
+    height: int = 0
+    mode: str = ""
+    format: str = ""
+
+
+class DecodedStore:
+    """Append-only, memory-mapped store of decoded images for one ``DecodeSettings``."""
+
+    def __init__(self, root: Path, settings: DecodeSettings):
+        self.settings = settings
+        self.folder = root / "decoded" / settings.key()
+        self.pixels_path = self.folder / "pixels.u8"
+        self.index_path = self.folder / "index.jsonl"
+        self.row_bytes = int(np.prod(settings.shape))
+        self.entries: dict[str, CacheEntry] = {}
+        self._reload()
+
+    def _reload(self) -> None:
+        self.entries = {}
+        for r in _read_jsonl(self.index_path):
+            key = r.pop("k")
+            self.entries[key] = CacheEntry(**r)
+
+    def _rows_on_disk(self) -> int:
+        try:
+            return os.path.getsize(self.pixels_path) // self.row_bytes
+        except FileNotFoundError:
+            return 0
+
+    def append(self, batch: list[tuple[str, np.ndarray | None, CacheEntry]]) -> None:
+        """Add decoded images (or skip records) and index them; one lock per batch."""
+        if not batch:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with _locked(self.folder / "store.lock"):
+            self._reload()  # another process may have appended meanwhile
+            rows = self._rows_on_disk()
+            # truncate a torn tail left by a crash so rows stay aligned
+            if self.pixels_path.exists() and os.path.getsize(self.pixels_path) != rows * self.row_bytes:
+                with open(self.pixels_path, "r+b") as handle:
+                    handle.truncate(rows * self.row_bytes)
+            lines = []
+            with open(self.pixels_path, "ab") as pixels:
+                for key, array, entry in batch:
+                    if key in self.entries:
+                        continue
+                    if array is not None:
+                        pixels.write(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+                        entry = replace(entry, row=rows)
+                        rows += 1
+                    self.entries[key] = entry
+                    lines.append(json.dumps({"k": key, **asdict(entry)}) + "\n")
+                pixels.flush()
+                os.fsync(pixels.fileno())
+            with open(self.index_path, "a", encoding="utf-8") as index:
+                index.writelines(lines)
+
+    def pixels(self) -> np.ndarray:
+        """All stored rows as a read-only memmap of shape (rows, H, W, C)."""
+        rows = self._rows_on_disk()
+        if rows == 0:
+            return np.zeros((0, *self.settings.shape), dtype=np.uint8)
+        return np.memmap(self.pixels_path, dtype=np.uint8, mode="r", shape=(rows, *self.settings.shape))

@@ -1,0 +1,302 @@
+"""Decode a dataset to one uint8 array, in parallel, through the content-keyed cache.
+
+Memory stays bounded by the output: workers decode one file at a time (JPEG draft
+mode keeps even that small) and the parent streams results to the memory-mapped
+cache in batches; the full-size images are never held together.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from pixsort.data.cache import CacheEntry, ContentHasher, DecodedStore, default_cache_dir, hash_array
+from pixsort.data.decode import DecodeSettings, SkipImage, decode_array, decode_image
+from pixsort.data.sources import ImageDataset
+from pixsort.runtime import available_cores
+
+MANIFEST_COLUMNS = ["path", "label", "split", "status", "reason", "width", "height", "mode", "content_hash"]
+_WRITE_BATCH = 256
+_PARALLEL_MIN = 64  # below this, worker start-up costs more than it saves
+
+
+class NoUsableImages(Exception):
+    """Every item of a source was skipped; the manifest says why."""
+
+    def __init__(self, message: str, manifest: pd.DataFrame):
+        super().__init__(message)
+        self.manifest = manifest
+
+
+@dataclass
+class DecodedImages:
+    """The usable images of a dataset, decoded, plus the manifest of every item.
+
+    Attributes
+    ----------
+    images : ndarray of uint8, shape (n, H, W, C)
+        Often a read-only memmap into the cache.
+    index : ndarray of int64, shape (n,)
+        Position of each image in ``dataset``.
+    keys : list of str, length n
+        Content hash of each image (for downstream caches such as embeddings).
+    manifest : DataFrame
+        One row per dataset item: path, label, split, status (``loaded`` or
+        ``skipped``), reason, width, height, mode, content_hash.
+    """
+
+    images: np.ndarray
+    index: np.ndarray
+    keys: list[str]
+    dataset: ImageDataset
+    manifest: pd.DataFrame
+    settings: DecodeSettings
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.dataset.labels[self.index]
+
+    @property
+    def splits(self) -> np.ndarray:
+        return self.dataset.splits[self.index]
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.dataset.paths[i] for i in self.index]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.dataset.class_names
+
+    @property
+    def skipped(self) -> pd.DataFrame:
+        return self.manifest[self.manifest["status"] == "skipped"]
+
+    def select(self, mask_or_indices: np.ndarray) -> "DecodedImages":
+        """A subset by boolean mask or positions (e.g. ``decoded.select(decoded.splits == "val")``)."""
+        pos = np.asarray(mask_or_indices)
+        if pos.dtype == bool:
+            pos = np.flatnonzero(pos)
+        return DecodedImages(
+            images=self.images[pos],
+            index=self.index[pos],
+            keys=[self.keys[i] for i in pos],
+            dataset=self.dataset,
+            manifest=self.manifest,
+            settings=self.settings,
+        )
+
+
+def load_images(
+    dataset: ImageDataset,
+    settings: DecodeSettings | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    workers: int | None = None,
+    progress: bool = True,
+    **settings_kwargs,
+) -> DecodedImages:
+    """Decode every item of ``dataset`` with ``settings`` (or keyword settings).
+
+    Parameters
+    ----------
+    dataset : ImageDataset from :func:`pixsort.data.open_dataset`
+    settings : DecodeSettings; or pass ``size=``, ``channels=``, ``resize=`` ... directly
+    cache_dir : where decoded arrays are cached (default :func:`default_cache_dir`)
+    use_cache : False decodes everything in memory and writes nothing
+    workers : decoding processes (default: the available cores; 0 = in this process)
+    progress : show a progress bar while decoding
+
+    Raises
+    ------
+    NoUsableImages
+        When no item could be decoded (its ``manifest`` lists why).
+    """
+    if settings is None:
+        settings = DecodeSettings(**settings_kwargs)
+    elif settings_kwargs:
+        raise TypeError("pass either settings or keyword settings, not both")
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    hasher = ContentHasher(root if use_cache else None)
+    keys = _content_keys(dataset, hasher)
+    hasher.save()
+
+    store = DecodedStore(root, settings) if use_cache else None
+    known: dict[str, CacheEntry] = dict(store.entries) if store else {}
+    memory: dict[str, np.ndarray] = {}  # decoded rows when not caching
+
+    todo = _unique_missing(dataset, keys, known)
+    pending: list[tuple[str, np.ndarray | None, CacheEntry]] = []
+    for key, array, entry in _decode_all(dataset, keys, todo, settings, workers, progress):
+        known[key] = entry
+        if store is not None:
+            pending.append((key, array, entry))
+            if len(pending) >= _WRITE_BATCH:
+                store.append(pending)
+                pending = []
+        elif array is not None:
+            memory[key] = array
+    if store is not None:
+        store.append(pending)
+        known = store.entries
+
+    # items whose file cannot even be read have no key: decode them directly for the reason
+    unkeyed = {i: _skip_entry(dataset, i, settings) for i, k in enumerate(keys) if k is None}
+    manifest = _manifest(dataset, keys, known, unkeyed)
+    loaded = np.flatnonzero(manifest["status"].to_numpy() == "loaded")
+    if len(loaded) == 0:
+        raise NoUsableImages(_no_images_message(dataset, manifest), manifest)
+
+    kept_keys = [keys[i] for i in loaded]
+    if store is not None:
+        rows = np.array([known[k].row for k in kept_keys], dtype=np.int64)
+        pixels = store.pixels()
+        contiguous = len(rows) > 0 and np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows)))
+        images = pixels[rows[0] : rows[0] + len(rows)] if contiguous else np.asarray(pixels[rows])
+    else:
+        images = np.stack([memory[k] for k in kept_keys])
+    return DecodedImages(images, loaded.astype(np.int64), kept_keys, dataset, manifest, settings)
+
+
+# -- steps -----------------------------------------------------------------------------
+
+
+def _content_keys(dataset: ImageDataset, hasher: ContentHasher) -> list[str | None]:
+    if dataset.store is not None:
+        return [hash_array(dataset.store.arrays[k][i]) for k, i in dataset.store.refs]
+    return [hasher.file_hash(p) for p in dataset.paths]
+
+
+def _unique_missing(dataset: ImageDataset, keys: list[str | None], known: dict[str, CacheEntry]) -> list[int]:
+    seen: set[str] = set()
+    todo = []
+    for i, key in enumerate(keys):
+        if key is None or key in known or key in seen:
+            continue
+        seen.add(key)
+        todo.append(i)
+    return todo
+
+
+def _decode_one_file(job: tuple[int, str, str, DecodeSettings]) -> tuple[int, str, np.ndarray | None, CacheEntry]:
+    i, key, path, settings = job
+    try:
+        array, info = decode_image(path, settings)
+    except SkipImage as skip:
+        return i, key, None, CacheEntry(-1, skip.reason, skip.detail)
+    except Exception as exc:  # a decoder bug must cost one file, not the run
+        return i, key, None, CacheEntry(-1, "decode_error", f"{type(exc).__name__}: {exc}")
+    return i, key, array, CacheEntry(0, "", "", info.width, info.height, info.mode, info.format)
+
+
+def _decode_array_item(dataset: ImageDataset, i: int, settings: DecodeSettings) -> tuple[np.ndarray | None, CacheEntry]:
+    assert dataset.store is not None
+    name, pos = dataset.store.refs[i]
+    raw = np.asarray(dataset.store.arrays[name][pos])
+    h, w = raw.shape[:2]
+    mode = "L" if raw.ndim == 2 or raw.shape[-1] == 1 else "RGB"
+    try:
+        return decode_array(raw, settings), CacheEntry(0, "", "", w, h, mode, f"array:{raw.dtype}")
+    except SkipImage as skip:
+        return None, CacheEntry(-1, skip.reason, skip.detail)
+
+
+def _decode_all(
+    dataset: ImageDataset,
+    keys: list[str | None],
+    todo: list[int],
+    settings: DecodeSettings,
+    workers: int | None,
+    progress: bool,
+) -> Iterator[tuple[str, np.ndarray | None, CacheEntry]]:
+    """Yield (content key, decoded array or None, entry) for each item in ``todo``."""
+    if not todo:
+        return
+    if dataset.store is not None:
+        bar = _progress(len(todo), "Converting arrays", progress)
+        for i in todo:
+            array, entry = _decode_array_item(dataset, i, settings)
+            bar.advance()
+            yield keys[i], array, entry
+        bar.close()
+        return
+    jobs = [(i, keys[i], dataset.paths[i], settings) for i in todo]
+    n_workers = available_cores() if workers is None else workers
+    bar = _progress(len(jobs), "Decoding images", progress)
+    if n_workers <= 1 or len(jobs) < _PARALLEL_MIN:
+        results: Iterable = map(_decode_one_file, jobs)
+        for _, key, array, entry in results:
+            bar.advance()
+            yield key, array, entry
+    else:
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        chunk = max(1, min(32, len(jobs) // (n_workers * 8)))
+        with ctx.Pool(n_workers) as pool:
+            for _, key, array, entry in pool.imap(_decode_one_file, jobs, chunksize=chunk):
+                bar.advance()
+                yield key, array, entry
+    bar.close()
+
+
+def _skip_entry(dataset: ImageDataset, i: int, settings: DecodeSettings) -> CacheEntry:
+    try:
+        decode_image(dataset.paths[i], settings)
+    except SkipImage as skip:
+        return CacheEntry(-1, skip.reason, skip.detail)
+    except Exception as exc:
+        return CacheEntry(-1, "decode_error", str(exc))
+    return CacheEntry(-1, "unreadable", "file could not be read")
+
+
+def _manifest(
+    dataset: ImageDataset, keys: list[str | None], known: dict[str, CacheEntry], unkeyed: dict[int, CacheEntry]
+) -> pd.DataFrame:
+    rows = []
+    names = dataset.label_names()
+    for i, key in enumerate(keys):
+        entry = unkeyed.get(i) if key is None else known.get(key)
+        if entry is None:
+            entry = CacheEntry(-1, "decode_error", "no decode result")
+        loaded = entry.row >= 0
+        reason = "" if loaded else (f"{entry.reason}: {entry.detail}" if entry.detail else entry.reason)
+        rows.append((dataset.paths[i], names[i], dataset.splits[i], "loaded" if loaded else "skipped", reason,
+                     entry.width or None, entry.height or None, entry.mode, key or ""))
+    frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    return frame.astype({"width": "Int64", "height": "Int64"})
+
+
+def _no_images_message(dataset: ImageDataset, manifest: pd.DataFrame) -> str:
+    reasons = manifest["reason"].str.split(":").str[0].value_counts()
+    summary = ", ".join(f"{n} {r}" for r, n in reasons.items())
+    return f"no usable image in {dataset.root} ({len(manifest)} files: {summary})"
+
+
+class _progress:
+    """A rich progress bar that is a no-op when disabled or for tiny jobs."""
+
+    def __init__(self, total: int, label: str, enabled: bool):
+        self._bar = None
+        if enabled and total >= 200:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task(label, total=total)
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -5,7 +5,7 @@ from pixsort.data.cache import default_cache_dir
 from pixsort.data.decode import DecodeSettings, SkipImage, decode_array, decode_image
 from pixsort.data.load import DecodedImages, NoUsableImages, load_images
 from pixsort.data.sources import ImageDataset, SourceError, open_dataset
-from pixsort.data.split import carve_validation, has_usable_validation
+from pixsort.data.split import carve_validation, groups_from_pattern, has_usable_validation
 
 __all__ = [
     "DecodeSettings",
@@ -18,6 +18,7 @@ __all__ = [
     "decode_array",
     "decode_image",
     "default_cache_dir",
+    "groups_from_pattern",
     "has_usable_validation",
     "load_images",
     "open_dataset",

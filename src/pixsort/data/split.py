@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from pixsort.data.sources import ImageDataset
 
@@ -28,13 +28,22 @@ def has_usable_validation(dataset: ImageDataset) -> bool:
     return bool(all(val_counts[c] >= MIN_VAL_PER_CLASS for c in train_classes))
 
 
-def carve_validation(dataset: ImageDataset, fraction: float = 0.15, seed: int = 0) -> ImageDataset:
+def carve_validation(
+    dataset: ImageDataset,
+    fraction: float = 0.15,
+    seed: int = 0,
+    groups: np.ndarray | list | None = None,
+) -> ImageDataset:
     """Return a copy whose ``splits`` hold a usable validation split.
 
     If the source has a usable ``val`` split it is kept.  Otherwise every item that
     is not ``test`` (train, a too-small val, and items with no split) is pooled and a
     stratified ``fraction`` of it becomes ``val``, the rest ``train``.  Test items are
     never touched.  The same seed always gives the same split.
+
+    ``groups`` (one id per item: a patient id, a content hash) keeps each group on
+    one side, so near-copies of a validation image never sit in train; see
+    :func:`groups_from_pattern`.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
@@ -46,8 +55,34 @@ def carve_validation(dataset: ImageDataset, fraction: float = 0.15, seed: int = 
     if len(pool) < 2:
         raise ValueError("too few items to carve a validation split")
     labels = out.labels[pool]
-    stratify = labels if (labels >= 0).all() and np.bincount(labels).min(initial=0) >= 2 else None
-    _, val_idx = train_test_split(pool, test_size=fraction, random_state=seed, stratify=stratify)
+    # stratify only when every item is labelled and each class can give one to each side
+    stratify = labels if (labels >= 0).all() and np.unique(labels, return_counts=True)[1].min() >= 2 else None
+    if groups is not None:
+        group_ids = np.asarray(groups, dtype=object)[pool]
+        folds = StratifiedGroupKFold(n_splits=max(2, round(1 / fraction)), shuffle=True, random_state=seed)
+        y = labels if stratify is not None else np.zeros(len(pool), dtype=np.int64)
+        _, val_pos = next(folds.split(pool, y, group_ids.astype(str)))
+        val_idx = pool[val_pos]
+    else:
+        _, val_idx = train_test_split(pool, test_size=fraction, random_state=seed, stratify=stratify)
     out.splits[pool] = "train"
     out.splits[val_idx] = "val"
     return out
+
+
+def groups_from_pattern(dataset: ImageDataset, pattern: str) -> np.ndarray:
+    """Group ids from a regular expression over file names (first match, or the name).
+
+    For the Kaggle chest X-ray names (``person1430_bacteria_3695.jpeg``,
+    ``IM-0115-0001.jpeg``), ``r"(person\\d+|IM-\\d+|NORMAL2-IM-\\d+)"`` gives patient ids.
+    """
+    import os
+    import re
+
+    regex = re.compile(pattern)
+    ids = []
+    for path in dataset.paths:
+        name = os.path.basename(path)
+        match = regex.search(name)
+        ids.append(match.group(0) if match else name)
+    return np.array(ids, dtype=object)

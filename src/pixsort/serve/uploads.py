@@ -1,0 +1,218 @@
+"""Safe handling of uploaded images: content sniffing by magic bytes, then decoding
+through :func:`pixsort.data.decode_image` (which refuses decompression bombs, extreme
+aspect ratios and non-images from the header, before any pixel is decoded).
+
+The byte limit is enforced while the body streams in, by :class:`BodySizeLimit`: a
+declared ``Content-Length`` over the limit is refused before the body is read, and a
+chunked body is cut off as soon as it passes the limit.  (Starlette's own limiter
+answers in plain text; this one answers the same JSON as every other refusal.)
+
+Every refusal is an :class:`UploadRejected` carrying the HTTP status, a short
+machine-readable code and a sentence for people; the app turns it into JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from starlette.exceptions import HTTPException
+
+from pixsort.data import DecodeSettings, SkipImage, decode_image
+
+MB = 1024 * 1024
+
+# Formats accepted from the network, by their first bytes.  Pillow can open many more
+# (EPS would run Ghostscript, some are rarely-fuzzed), so anything else is refused
+# before Pillow sees it, whatever the file name or Content-Type claim.
+_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\xff\xd8\xff", "JPEG"),
+    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
+    (0, b"GIF87a", "GIF"),
+    (0, b"GIF89a", "GIF"),
+    (0, b"BM", "BMP"),
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+    (8, b"WEBP", "WEBP"),  # after b"RIFF" + 4-byte size, checked below
+)
+ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
+
+# SkipImage reason -> HTTP status: not an image at all is 415, an image we will not
+# decode (bomb, truncated, too elongated, empty) is 422.
+_STATUS_FOR_REASON = {
+    "not_an_image": 415,
+    "empty": 422,
+    "truncated": 422,
+    "too_many_pixels": 422,
+    "bad_aspect_ratio": 422,
+    "unreadable": 422,
+}
+
+
+class UploadRejected(Exception):
+    """An upload refused with ``status`` (4xx), a ``code`` and a human ``message``."""
+
+    def __init__(self, status: int, code: str, message: str, filename: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.filename = filename
+
+    def to_dict(self) -> dict:
+        body = {"error": self.code, "message": self.message}
+        if self.filename is not None:
+            body["filename"] = self.filename
+        return body
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The image format that ``head`` (the first bytes of a file) starts with, or None."""
+    for offset, magic, name in _SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            if name == "WEBP" and head[:4] != b"RIFF":
+                continue
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class DecodedUpload:
+    """One accepted upload: the model-ready array and what the header said."""
+
+    filename: str
+    format: str
+    width: int
+    height: int
+    n_bytes: int
+    image: np.ndarray  # (H, W, C) uint8, shaped by the model's DecodeSettings
+
+
+def decode_upload(data: bytes, filename: str, settings: DecodeSettings) -> DecodedUpload:
+    """Sniff and decode one uploaded file for a model, or raise :class:`UploadRejected`.
+
+    The file name and the client's Content-Type are never consulted: only the bytes.
+    """
+    if not data:
+        raise UploadRejected(422, "empty", "the file is empty (0 bytes)", filename)
+    fmt = sniff_format(data[:16])
+    if fmt is None:
+        raise UploadRejected(
+            415,
+            "unsupported_media_type",
+            f"not an image in an accepted format ({', '.join(ACCEPTED_FORMATS)}), judged by its content",
+            filename,
+        )
+    try:
+        array, info = decode_image(data, settings)
+    except SkipImage as exc:
+        status = _STATUS_FOR_REASON.get(exc.reason, 422)
+        raise UploadRejected(status, exc.reason, exc.detail or exc.reason, filename) from None
+    return DecodedUpload(filename, fmt, info.width, info.height, len(data), array)
+
+
+class RequestTooLarge(HTTPException):
+    """Raised from inside ``receive`` when the body passes the limit.
+
+    An HTTPException, so FastAPI's body parsing lets it through unchanged (it turns
+    other errors met while parsing into a generic 400).
+    """
+
+    def __init__(self, max_bytes: int):
+        super().__init__(413, f"the upload is larger than the limit of {_human_size(max_bytes)}")
+        self.max_bytes = max_bytes
+
+
+class BodySizeLimit:
+    """ASGI middleware: refuse request bodies over ``max_bytes`` with a JSON 413.
+
+    A declared ``Content-Length`` over the limit is answered before a byte of the body
+    is read; a body without one (chunked) is counted as it arrives and cut off at the
+    limit, so an oversized upload never reaches the multipart parser whole.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = int(max_bytes)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await _send_413(send, self.max_bytes)
+            return
+
+        received = 0
+        response_started = False
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise RequestTooLarge(self.max_bytes)
+            return message
+
+        async def tracking_send(message):
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except RequestTooLarge:
+            if response_started:
+                raise
+            await _send_413(send, self.max_bytes)
+
+
+def too_large_body(max_bytes: int) -> dict:
+    """The JSON answered with 413 when a request body passes the byte limit."""
+    return {
+        "error": "payload_too_large",
+        "message": f"the upload is larger than the limit of {_human_size(max_bytes)}",
+        "limit_bytes": max_bytes,
+    }
+
+
+def _content_length(scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send_413(send, max_bytes: int) -> None:
+    body = json.dumps(too_large_body(max_bytes)).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),  # the rest of the body will not be read
+    ]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _human_size(n: int) -> str:
+    return f"{n / MB:g} MB" if n >= MB else f"{n:,} bytes"
+
+
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "BodySizeLimit",
+    "DecodedUpload",
+    "RequestTooLarge",
+    "UploadRejected",
+    "decode_upload",
+    "sniff_format",
+    "too_large_body",
+]

@@ -24,6 +24,7 @@ def serve(
         None, envvar="PIXSORT_API_KEY", help="Require this key in the X-API-Key header (or set PIXSORT_API_KEY)."
     ),
     workers: int = typer.Option(1, min=1, help="Server processes; each loads the model once."),
+    max_batch: int = typer.Option(32, min=1, help="Most images stacked into one model call across concurrent requests."),
     log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
 ) -> None:
     """Serve MODEL: an upload page at /, POST /predict, GET /model, GET /health, docs at /docs."""
@@ -49,7 +50,7 @@ def serve(
         from pixsort.serve.app import create_app
 
         try:
-            application = create_app(model, max_upload_mb=max_upload_mb, api_key=api_key or None)
+            application = create_app(model, max_upload_mb=max_upload_mb, api_key=api_key or None, max_batch=max_batch)
         except (ModelFileError, ValueError, TypeError) as exc:
             raise fail(f"cannot serve {model}: {exc}") from None
         uvicorn.run(application, host=host, port=port, log_level=log_level)
@@ -58,6 +59,7 @@ def serve(
     # several processes: each builds its own app from the environment
     os.environ["PIXSORT_MODEL"] = str(model.resolve())
     os.environ["PIXSORT_MAX_UPLOAD_MB"] = str(max_upload_mb)
+    os.environ["PIXSORT_MAX_BATCH"] = str(max_batch)
     if api_key:
         os.environ["PIXSORT_API_KEY"] = api_key
     uvicorn.run(

@@ -302,7 +302,8 @@ def create_app(
 def app_from_env() -> FastAPI:
     """App factory for ``uvicorn --factory pixsort.serve.app:app_from_env`` (several workers).
 
-    Reads ``PIXSORT_MODEL`` (required), ``PIXSORT_MAX_UPLOAD_MB`` and ``PIXSORT_API_KEY``.
+    Reads ``PIXSORT_MODEL`` (required), ``PIXSORT_MAX_UPLOAD_MB``, ``PIXSORT_API_KEY`` and
+    ``PIXSORT_MAX_BATCH``.
     """
     model = os.environ.get("PIXSORT_MODEL")
     if not model:
@@ -311,6 +312,7 @@ def app_from_env() -> FastAPI:
         model,
         max_upload_mb=float(os.environ.get("PIXSORT_MAX_UPLOAD_MB", "20")),
         api_key=os.environ.get("PIXSORT_API_KEY") or None,
+        max_batch=int(os.environ.get("PIXSORT_MAX_BATCH", "32")),
     )
 
 

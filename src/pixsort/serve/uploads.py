@@ -147,29 +147,37 @@ class BodySizeLimit:
             return
 
         received = 0
-        response_started = False
+        exceeded = replaced = response_started = False
 
         async def limited_receive():
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise RequestTooLarge(self.max_bytes)
             return message
 
-        async def tracking_send(message):
-            nonlocal response_started
+        async def guarded_send(message):
+            # whatever the app answers once the limit was hit (its own 413, or a 400
+            # from a parser that swallowed the error) is replaced by the JSON 413
+            nonlocal response_started, replaced
+            if replaced:
+                return
             if message["type"] == "http.response.start":
                 response_started = True
+                if exceeded:
+                    replaced = True
+                    await _send_413(send, self.max_bytes)
+                    return
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, guarded_send)
         except RequestTooLarge:
-            if response_started:
-                raise
-            await _send_413(send, self.max_bytes)
+            if not response_started:
+                await _send_413(send, self.max_bytes)
 
 
 def too_large_body(max_bytes: int) -> dict:

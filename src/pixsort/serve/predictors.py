@@ -33,7 +33,8 @@ class ClassifierPredictor:
     """Class probabilities and the decision at the model's threshold.
 
     For a binary model the decision is the positive class (``classes_[1]``) when its
-    probability is at least ``threshold_``; otherwise it is the most probable class.
+    probability is at least ``threshold_``; otherwise it is the most probable class
+    (the classifier's own rule, :func:`pixsort.classify.metrics.predict_from_proba`).
     """
 
     kind = "classifier"
@@ -46,10 +47,10 @@ class ClassifierPredictor:
         self.decode_settings: DecodeSettings = model.decode_settings
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
-        """Class index per row of ``proba`` (n, n_classes), as ``model.predict`` decides."""
-        if self.threshold is not None and proba.shape[1] == 2:
-            return (proba[:, 1] >= self.threshold).astype(np.int64)
-        return proba.argmax(axis=1)
+        """Class index per row of ``proba`` (n, n_classes), by the rule ``model.predict`` uses."""
+        from pixsort.classify.metrics import predict_from_proba
+
+        return predict_from_proba(proba, self.threshold)
 
     def __call__(self, images: np.ndarray) -> list[dict]:
         proba = np.asarray(self.model.predict_proba(images), dtype=np.float64)

@@ -1,0 +1,511 @@
+"""``ImageClassifier``: a scikit-learn style estimator over uint8 image arrays.
+
+>>> clf = ImageClassifier("probe:efficientnet_lite0", target_sensitivity=0.95)
+>>> clf.fit(X_train, y_train, X_val=X_val, y_val=y_val, classes=["NORMAL", "PNEUMONIA"])
+>>> clf.predict_proba(X_new)          # (n, 2)
+>>> clf.predict(X_new)                # class indices, the threshold applied
+>>> clf.save("models/xray"); ImageClassifier.load("models/xray")
+
+Images are ``(n, H, W, C)`` uint8 arrays decoded with :attr:`decode_settings`
+(``pixsort.data.load_images`` / ``decode_image``); the network resizes whatever it
+is given to its own input size, so other sizes work too.
+
+A saved model is a folder with ``weights.safetensors`` and ``model.json`` (class
+names, decode and preprocessing settings, architecture, threshold, validation
+metrics, training history); nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from pixsort.classify.augment import get_augment, oversample_minority
+from pixsort.classify.engine import TrainConfig, fit_network, logits_to_proba, predict_logits
+from pixsort.classify.metrics import MONITORS, classification_metrics, predict_from_proba
+from pixsort.classify.models import (RECIPES, SEED_MODELS, ClassifierNet, build_network, make_spec, n_outputs_for,
+                                     parse_model_name)
+from pixsort.classify.threshold import choose_threshold
+from pixsort.data.decode import DecodeSettings
+from pixsort.models import FORMAT, FORMAT_VERSION, read_model_json
+
+WEIGHTS_FILE = "weights.safetensors"
+META_FILE = "model.json"
+
+
+class NotFittedError(RuntimeError):
+    """The classifier was used before ``fit`` (or ``load``)."""
+
+
+class ImageClassifier:
+    """Train and apply an image classifier.
+
+    Parameters
+    ----------
+    model : str
+        A name from :func:`pixsort.classify.models.list_models`: ``seed-cnn``,
+        ``seed-cnn-dropout``, ``probe:<backbone>``, ``mlp:<backbone>``,
+        ``partial:<backbone>``, ``finetune:<backbone>``, ``timm:<name>``.
+    epochs, batch_size, lr, weight_decay, optimizer, schedule, augment, balance, patience :
+        Training settings; ``None`` takes the model's recipe (``RECIPES``).
+        ``balance`` is ``none`` | ``weights`` (loss weights) | ``sampler`` (balanced
+        sampling) | ``oversample`` (augmented copies of the minority classes, the
+        published recipe).  ``augment`` is a preset of ``pixsort.classify.augment``.
+    monitor : str
+        Validation metric for early stopping and the best checkpoint.
+    validation_fraction : float
+        Share of the training images held out (stratified, seeded) when ``fit`` gets
+        no validation set.
+    image_size : int, optional
+        Network input size (default: the model's, e.g. 128 for the seed CNN).
+    train_blocks : int, optional
+        For ``partial:``, how many last backbone stages are fine-tuned.
+    target_sensitivity : float, optional
+        Choose the binary threshold as the highest one with at least this
+        sensitivity on validation; else ``threshold`` says how.
+    threshold : "youden" | "fixed"
+        ``youden`` maximises sensitivity + specificity - 1 on validation.
+    tta : bool
+        Average the prediction of each image with its mirror image.
+    precision : "fp32" | "bf16"
+        bf16 autocast on CPUs that have it.
+    channels_last : bool
+        NHWC memory layout (faster for convolutions on CPU).
+    max_minutes : float, optional
+        Stop training before this wall-clock budget is exceeded (best epoch kept).
+    seed : int
+    pretrained : bool
+        Load the backbone's pretrained weights (False: random, for tests).
+    weights_path : str, optional
+        A local weights file for the backbone instead of the packaged one.
+    checkpoint_dir : path, optional
+        Where per-epoch checkpoints go; with ``resume=True`` an interrupted run
+        continues from the last one.
+    progress : bool
+        Progress bars and per-epoch lines on stderr.
+
+    Attributes
+    ----------
+    classes_ : list of str
+    threshold_ : float or None
+        Decision threshold on ``classes_[1]`` (binary), else None.
+    threshold_info_ : dict
+    validation_metrics_ : dict
+        Metrics on the validation set at ``threshold_``.
+    history_ : list of dict
+        Per-epoch losses and validation metrics.
+    network_ : ClassifierNet
+    spec_ : dict
+        The architecture, as saved.
+    train_config_ : dict
+    decode_settings : DecodeSettings
+        How to decode an image for this model.
+    fit_seconds_ : float
+    n_parameters_ : int
+    """
+
+    def __init__(self, model: str = "seed-cnn", *, epochs: int | None = None, batch_size: int | None = None,
+                 lr: float | None = None, weight_decay: float | None = None, optimizer: str | None = None,
+                 schedule: str | None = None, augment: str | None = None, balance: str | None = None,
+                 patience: int | None | str = "auto", monitor: str = "roc_auc", validation_fraction: float = 0.15,
+                 image_size: int | None = None, train_blocks: int | None = None,
+                 target_sensitivity: float | None = None, threshold: str = "youden", tta: bool = False,
+                 precision: str = "fp32", channels_last: bool = True, max_minutes: float | None = None,
+                 seed: int = 0, pretrained: bool = True, weights_path: str | None = None,
+                 checkpoint_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True):
+        self.model = model
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.augment = augment
+        self.balance = balance
+        self.patience = patience
+        self.monitor = monitor
+        self.validation_fraction = validation_fraction
+        self.image_size = image_size
+        self.train_blocks = train_blocks
+        self.target_sensitivity = target_sensitivity
+        self.threshold = threshold
+        self.tta = tta
+        self.precision = precision
+        self.channels_last = channels_last
+        self.max_minutes = max_minutes
+        self.seed = seed
+        self.pretrained = pretrained
+        self.weights_path = weights_path
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
+        self.progress = progress
+        self._validate_params()
+
+    # ------------------------------------------------------------------ parameters
+
+    def _validate_params(self) -> None:
+        self._name = parse_model_name(self.model)
+        if self.monitor not in MONITORS:
+            raise ValueError(f"monitor must be one of {MONITORS}, got {self.monitor!r}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.target_sensitivity is not None and not 0.0 < self.target_sensitivity <= 1.0:
+            raise ValueError(f"target_sensitivity must be in (0, 1], got {self.target_sensitivity}")
+        if self.threshold not in ("youden", "fixed"):
+            raise ValueError(f"threshold must be 'youden' or 'fixed', got {self.threshold!r}")
+        if self.image_size is not None and not 8 <= int(self.image_size) <= 1024:
+            raise ValueError(f"image_size must be in 8..1024, got {self.image_size}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError("max_minutes must be > 0")
+        get_augment(self.augment)  # raises for an unknown preset
+        self.train_config(n_train=1)  # raises for unknown balance / schedule / optimizer / precision
+
+    @property
+    def recipe(self):
+        return RECIPES[self._name.family]
+
+    def default_image_size(self) -> int:
+        """The input size the network is built for (``image_size`` or the recipe's)."""
+        if self.image_size is not None:
+            return int(self.image_size)
+        if self._name.backbone is not None:
+            return int(make_spec(self._name, 1)["input_size"][0])
+        return self.recipe.image_size
+
+    def plan_decode_settings(self, native_size: tuple[int, int] | None = None) -> DecodeSettings:
+        """How training images should be decoded for this model.
+
+        Images smaller than the network input (PneumoniaMNIST's 28x28) are kept at
+        their native size: the network upsamples them itself, and the cache stays small.
+        """
+        size = self.default_image_size()
+        if native_size is not None and max(native_size) < size:
+            return DecodeSettings(size=tuple(int(s) for s in native_size), channels="RGB", resize="squash")
+        return DecodeSettings(size=size, channels="RGB", resize="squash")
+
+    def train_config(self, n_train: int) -> TrainConfig:
+        r = self.recipe
+        patience = r.patience if self.patience == "auto" else self.patience
+        import pixsort.classify.engine as engine
+
+        cfg = TrainConfig(
+            epochs=int(self.epochs or r.epochs),
+            batch_size=int(self.batch_size or r.batch_size),
+            lr=float(self.lr or r.lr),
+            optimizer=self.optimizer or r.optimizer,
+            weight_decay=float(r.weight_decay if self.weight_decay is None else self.weight_decay),
+            schedule=self.schedule or r.schedule,
+            augment=get_augment(self.augment or r.augment),
+            balance=self.balance or r.balance,
+            patience=patience,
+            monitor=self.monitor,
+            seed=int(self.seed),
+            precision=self.precision,
+            channels_last=bool(self.channels_last),
+            max_seconds=None if self.max_minutes is None else float(self.max_minutes) * 60.0,
+        )
+        engine._check(cfg)
+        return cfg
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X, y, X_val=None, y_val=None, *, classes: list[str] | None = None,
+            decode_settings: DecodeSettings | None = None) -> "ImageClassifier":
+        """Train on uint8 images.
+
+        Parameters
+        ----------
+        X : uint8 array (n, H, W, C), C = 1 or 3
+        y : array (n,) of class indices into ``classes``, or of class names
+        X_val, y_val : a validation set; if omitted, ``validation_fraction`` of X is
+            held out (stratified by class, seeded)
+        classes : class names for integer labels (default ``"0"``, ``"1"``, ...)
+        decode_settings : how X was decoded (recorded for serving); default: X's size,
+            RGB, squash
+        """
+        self._validate_params()
+        from pixsort.runtime import tune_cpu
+
+        tune_cpu()
+        started = time.perf_counter()
+        X = _check_images(X, "X")
+        y_idx, self.classes_ = _encode_labels(y, classes)
+        if len(y_idx) != len(X):
+            raise ValueError(f"X has {len(X)} images but y has {len(y_idx)} labels")
+        if X_val is None:
+            if y_val is not None:
+                raise ValueError("y_val given without X_val")
+            train_pos, val_pos = _stratified_holdout(y_idx, self.validation_fraction, self.seed)
+            X_train, y_train, X_val, y_val_idx = X[train_pos], y_idx[train_pos], X[val_pos], y_idx[val_pos]
+        else:
+            X_val = _check_images(X_val, "X_val")
+            y_val_idx, _ = _encode_labels(y_val, self.classes_)
+            X_train, y_train = X, y_idx
+        n_classes = len(self.classes_)
+        if len(np.unique(y_train)) < 2:
+            raise ValueError("training needs at least two classes among the training labels")
+
+        cfg = self.train_config(len(y_train))
+        if cfg.balance == "oversample":
+            # the seed's recipe: static augmented copies of the minority class, then no weighting
+            extra_x, extra_y = oversample_minority(X_train, y_train, get_augment("seed"), seed=self.seed)
+            X_train = np.concatenate([np.asarray(X_train), extra_x])
+            y_train = np.concatenate([y_train, extra_y])
+
+        hw = X.shape[1:3]
+        self.decode_settings_ = decode_settings or DecodeSettings(size=(int(hw[0]), int(hw[1])), channels="RGB",
+                                                                 resize="squash")
+        mean = std = None
+        if self._name.family in SEED_MODELS:
+            mean, std = _channel_stats(X_train)  # the seed "standardised" with the training set's statistics
+        self.spec_ = make_spec(self._name, n_outputs_for(n_classes), self.image_size or (
+            self.recipe.image_size if self._name.backbone is None else None),
+            mean=mean, std=std, train_blocks=self.train_blocks, weights_path=self.weights_path)
+        torch.manual_seed(self.seed)
+        net = build_network(self.spec_, pretrained=self.pretrained)
+        result = fit_network(net, X_train, y_train, X_val, y_val_idx, self.classes_, cfg,
+                             checkpoint_dir=self.checkpoint_dir, resume=self.resume, progress=self.progress)
+        self.network_ = net
+        self.history_ = result.history
+        self.train_config_ = cfg.to_dict()
+        self.training_ = {"best_epoch": result.best_epoch, "best_score": result.best_score,
+                          "monitor": cfg.monitor, "stopped": result.stopped, "cached_features": result.cached_features,
+                          "resumed_from_epoch": result.resumed_from_epoch, "n_train": int(len(y_train)),
+                          "n_val": int(len(y_val_idx)), "train_counts": np.bincount(y_train, minlength=n_classes).tolist(),
+                          "val_counts": np.bincount(y_val_idx, minlength=n_classes).tolist()}
+        # threshold on the validation probabilities exactly as predict_proba computes them
+        val_proba = result.val_proba if (result.val_proba is not None and not self.tta) else self.predict_proba(X_val)
+        self.val_proba_, self.val_labels_ = val_proba, y_val_idx
+        self._set_threshold(y_val_idx, val_proba)
+        self.fit_seconds_ = time.perf_counter() - started
+        self.n_parameters_ = net.n_parameters()
+        return self
+
+    def _set_threshold(self, y_val: np.ndarray, val_proba: np.ndarray) -> None:
+        self.threshold_, self.threshold_info_ = None, {"method": "argmax"}
+        if len(self.classes_) == 2 and len(np.unique(y_val)) == 2:
+            choice = choose_threshold(y_val, val_proba[:, 1], self.threshold, self.target_sensitivity)
+            self.threshold_, self.threshold_info_ = choice.threshold, choice.to_dict()
+        elif len(self.classes_) == 2:
+            self.threshold_, self.threshold_info_ = 0.5, {"method": "fixed", "threshold": 0.5,
+                                                          "note": "validation lacks a class"}
+        self.validation_metrics_ = classification_metrics(y_val, val_proba, self.classes_, self.threshold_)
+
+    def set_threshold(self, threshold: float | None = None, target_sensitivity: float | None = None,
+                      method: str = "youden") -> "ImageClassifier":
+        """Re-choose the decision threshold on the stored validation predictions
+        (or set a fixed one), and refresh ``validation_metrics_``."""
+        self._check_fitted()
+        if len(self.classes_) != 2:
+            raise ValueError("a decision threshold applies to two-class models only")
+        y, p = self.val_labels_, self.val_proba_
+        if threshold is not None:
+            choice = choose_threshold(y, p[:, 1], "fixed", fixed=float(threshold))
+        else:
+            choice = choose_threshold(y, p[:, 1], method, target_sensitivity)
+        self.threshold_, self.threshold_info_ = choice.threshold, choice.to_dict()
+        self.validation_metrics_ = classification_metrics(y, p, self.classes_, self.threshold_)
+        return self
+
+    # ------------------------------------------------------------------ inference
+
+    @property
+    def decode_settings(self) -> DecodeSettings:
+        """How to decode an uploaded image for this model."""
+        self._check_fitted()
+        return self.decode_settings_
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "network_"):
+            raise NotFittedError("this ImageClassifier is not fitted yet: call fit() or ImageClassifier.load()")
+
+    def predict_proba(self, X, batch_size: int = 64, tta: bool | None = None) -> np.ndarray:
+        """Class probabilities, float64 ``(n, len(classes_))``."""
+        self._check_fitted()
+        X = _check_images(X, "X")
+        logits = predict_logits(self.network_, X, batch_size, self.precision, self.channels_last,
+                                self.tta if tta is None else tta)
+        return logits_to_proba(logits).double().numpy()
+
+    def predict(self, X, batch_size: int = 64) -> np.ndarray:
+        """Class indices into ``classes_`` (the threshold applied for two classes)."""
+        return predict_from_proba(self.predict_proba(X, batch_size), self.threshold_)
+
+    def score(self, X, y) -> float:
+        """Accuracy at the stored threshold (y: indices or class names)."""
+        y_idx, _ = _encode_labels(y, self.classes_)
+        return float(np.mean(self.predict(X) == y_idx))
+
+    def evaluate(self, X, y) -> dict:
+        """All metrics of :func:`pixsort.classify.metrics.classification_metrics`."""
+        y_idx, _ = _encode_labels(y, self.classes_)
+        return classification_metrics(y_idx, self.predict_proba(X), self.classes_, self.threshold_)
+
+    # ------------------------------------------------------------------ persistence
+
+    def get_params(self) -> dict:
+        keys = ("model", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "augment", "balance",
+                "patience", "monitor", "validation_fraction", "image_size", "train_blocks", "target_sensitivity",
+                "threshold", "tta", "precision", "channels_last", "max_minutes", "seed", "pretrained")
+        return {k: getattr(self, k) for k in keys}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``model.json`` + ``weights.safetensors`` into the folder ``path``."""
+        self._check_fitted()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.network_.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
+        spec = {k: v for k, v in self.spec_.items() if k != "weights_path"}
+        meta = {
+            "format": FORMAT, "version": FORMAT_VERSION, "kind": "classifier",
+            "decode": self.decode_settings_.to_dict(),
+            "classes": self.classes_,
+            "positive_class": self.classes_[1] if len(self.classes_) == 2 else None,
+            "threshold": self.threshold_, "threshold_info": self.threshold_info_,
+            "architecture": spec,
+            "preprocessing": {"input": "uint8 (H, W, C) decoded with 'decode', scaled to [0, 1]",
+                              "input_size": spec["input_size"], "mean": spec["mean"], "std": spec["std"],
+                              "resize_inside_model": "bilinear"},
+            "params": _jsonable(self.get_params()),
+            "train_config": self.train_config_, "training": self.training_, "history": self.history_,
+            "validation_metrics": self.validation_metrics_,
+            "n_parameters": self.n_parameters_, "fit_seconds": self.fit_seconds_,
+            "validation_predictions": {"labels": self.val_labels_.tolist(),
+                                       "proba": np.round(self.val_proba_, 6).tolist()},
+            "pixsort_version": _version(),
+        }
+        (folder / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ImageClassifier":
+        """Rebuild a saved classifier (architecture from JSON, weights from safetensors)."""
+        folder = Path(path)
+        meta = read_model_json(folder)
+        if meta["kind"] != "classifier":
+            raise ValueError(f"{folder} holds a {meta['kind']}, not a classifier")
+        params = dict(meta.get("params", {}))
+        params["progress"] = False
+        valid = set(cls.__init__.__code__.co_varnames)
+        clf = cls(**{k: v for k, v in params.items() if k in valid})
+        spec = meta["architecture"]
+        net = build_network(spec, pretrained=False)
+        state = load_file(str(folder / WEIGHTS_FILE))
+        net.load_state_dict(state, strict=True)
+        if clf.channels_last:
+            net.to(memory_format=torch.channels_last)
+        net.eval()
+        clf.network_, clf.spec_ = net, spec
+        clf.classes_ = list(meta["classes"])
+        clf.threshold_ = meta["threshold"]
+        clf.threshold_info_ = meta.get("threshold_info", {})
+        clf.validation_metrics_ = meta.get("validation_metrics", {})
+        clf.history_ = meta.get("history", [])
+        clf.train_config_ = meta.get("train_config", {})
+        clf.training_ = meta.get("training", {})
+        clf.decode_settings_ = _decode_from_dict(meta["decode"])
+        clf.fit_seconds_ = meta.get("fit_seconds")
+        clf.n_parameters_ = meta.get("n_parameters")
+        vp = meta.get("validation_predictions") or {}
+        clf.val_labels_ = np.asarray(vp.get("labels", []), dtype=np.int64)
+        clf.val_proba_ = np.asarray(vp.get("proba", []), dtype=np.float64)
+        return clf
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.get_params().items() if v != _DEFAULTS.get(k)}
+        args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        return f"ImageClassifier({args})"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+_DEFAULTS = {"model": None, "epochs": None, "batch_size": None, "lr": None, "weight_decay": None, "optimizer": None,
+             "schedule": None, "augment": None, "balance": None, "patience": "auto", "monitor": "roc_auc",
+             "validation_fraction": 0.15, "image_size": None, "train_blocks": None, "target_sensitivity": None,
+             "threshold": "youden", "tta": False, "precision": "fp32", "channels_last": True, "max_minutes": None,
+             "seed": 0, "pretrained": True}
+
+
+def _check_images(X, name: str) -> np.ndarray:
+    if isinstance(X, torch.Tensor):
+        X = X.numpy()
+    if not isinstance(X, np.ndarray):
+        X = np.asarray(X)
+    if X.ndim == 3:
+        X = X[..., None]
+    if X.ndim != 4 or X.shape[-1] not in (1, 3):
+        raise ValueError(f"{name} must be uint8 images shaped (n, H, W, C) with C 1 or 3, got {X.shape}")
+    if X.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8 (decoded with pixsort.data), got {X.dtype}")
+    if len(X) == 0:
+        raise ValueError(f"{name} holds no images")
+    return X
+
+
+def _encode_labels(y, classes: list[str] | None) -> tuple[np.ndarray, list[str]]:
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    if arr.dtype.kind in "iu":
+        if (arr < 0).any():
+            raise ValueError("labels must be >= 0 (unlabelled items cannot be trained on)")
+        names = list(classes) if classes is not None else [str(i) for i in range(int(arr.max()) + 1)]
+        if arr.size and arr.max() >= len(names):
+            raise ValueError(f"label {arr.max()} is out of range for {len(names)} classes")
+        return arr.astype(np.int64), [str(n) for n in names]
+    strings = arr.astype(str)
+    names = list(classes) if classes is not None else sorted(set(strings.tolist()))
+    lookup = {n: i for i, n in enumerate(names)}
+    unknown = sorted(set(strings.tolist()) - set(lookup))
+    if unknown:
+        raise ValueError(f"unknown class names {unknown[:5]}; known: {names}")
+    return np.array([lookup[s] for s in strings], dtype=np.int64), names
+
+
+def _stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    train, val = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(train), np.sort(val)
+
+
+def _channel_stats(X: np.ndarray, max_images: int = 2000) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std in [0, 1] units of (up to ``max_images`` evenly spaced) images."""
+    step = max(1, len(X) // max_images)
+    sample = np.asarray(X[::step], dtype=np.float32) / 255.0
+    mean = sample.mean(axis=(0, 1, 2))
+    std = sample.std(axis=(0, 1, 2))
+    if sample.shape[-1] == 1:
+        mean, std = np.repeat(mean, 3), np.repeat(std, 3)
+    return [float(m) for m in mean], [float(max(s, 1e-3)) for s in std]
+
+
+def _decode_from_dict(d: dict) -> DecodeSettings:
+    d = dict(d)
+    size = d.get("size")
+    if isinstance(size, list):
+        d["size"] = tuple(size)
+    return DecodeSettings(**d)
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+def _version() -> str:
+    from pixsort import __version__
+
+    return __version__
+
+
+__all__ = ["ImageClassifier", "NotFittedError"]

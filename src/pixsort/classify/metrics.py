@@ -1,0 +1,144 @@
+"""Classification metrics from labels and predicted probabilities.
+
+scikit-learn computes everything it has (accuracy, balanced accuracy, per-class
+precision/recall/F1, ROC-AUC, average precision, confusion matrix, log loss, Brier);
+only the expected calibration error and the reliability table are written here.
+For two classes the positive class is index 1 and sensitivity / specificity are the
+recall of class 1 / class 0 at the given threshold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    brier_score_loss,
+    confusion_matrix,
+    log_loss,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+
+def predict_from_proba(proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Class indices from ``(n, K)`` probabilities: ``p1 >= threshold`` for two
+    classes with a threshold, else the arg-max."""
+    proba = np.asarray(proba)
+    if proba.shape[1] == 2 and threshold is not None:
+        return (proba[:, 1] >= threshold).astype(np.int64)
+    return proba.argmax(axis=1).astype(np.int64)
+
+
+def reliability_table(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> dict:
+    """Confidence bins of the predicted class (top-label calibration).
+
+    Returns dict of arrays: ``bin_lower``, ``bin_upper``, ``count``, ``confidence``
+    (mean top probability), ``accuracy`` (fraction correct); empty bins hold NaN.
+    """
+    y = np.asarray(y_true).astype(int)
+    proba = np.asarray(proba, dtype=np.float64)
+    conf = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # right-closed bins, the first also closed on the left: (a, b], [0, b] for the first
+    which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    count = np.bincount(which, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(which, weights=conf, minlength=n_bins) / count
+        acc = np.bincount(which, weights=correct, minlength=n_bins) / count
+    return {"bin_lower": edges[:-1], "bin_upper": edges[1:], "count": count, "confidence": mean_conf,
+            "accuracy": acc}
+
+
+def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> float:
+    """ECE: the count-weighted mean |accuracy - confidence| over confidence bins."""
+    table = reliability_table(y_true, proba, n_bins)
+    filled = table["count"] > 0
+    gaps = np.abs(table["accuracy"][filled] - table["confidence"][filled])
+    return float(np.sum(gaps * table["count"][filled]) / np.sum(table["count"]))
+
+
+def classification_metrics(y_true, proba, class_names: list[str], threshold: float | None = None,
+                           n_bins: int = 10) -> dict:
+    """All metrics of one evaluation, JSON-able.
+
+    Parameters
+    ----------
+    y_true : int array (n,)
+    proba : float array (n, K), rows summing to 1
+    class_names : K names
+    threshold : decision threshold on the positive class (binary only)
+
+    Returns
+    -------
+    dict with ``n``, ``accuracy``, ``balanced_accuracy``, ``roc_auc``, ``pr_auc``,
+    ``log_loss``, ``ece``, ``confusion_matrix`` (rows = true), ``per_class``
+    (precision, recall, f1, support per class name), ``macro_f1`` and, for two
+    classes, ``sensitivity``, ``specificity``, ``ppv``, ``npv``, ``brier``,
+    ``threshold``.  AUCs are None when a class is missing from ``y_true``.
+    """
+    y = np.asarray(y_true).astype(np.int64).ravel()
+    proba = np.asarray(proba, dtype=np.float64)
+    k = len(class_names)
+    if proba.ndim != 2 or proba.shape != (len(y), k):
+        raise ValueError(f"proba must be (n={len(y)}, K={k}), got {proba.shape}")
+    proba = proba / proba.sum(axis=1, keepdims=True)  # float32 softmax rows may miss 1 by 1e-7
+    pred = predict_from_proba(proba, threshold)
+    labels = np.arange(k)
+    prec, rec, f1, support = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    cm = confusion_matrix(y, pred, labels=labels)
+    present = np.unique(y)
+    out: dict = {
+        "n": int(len(y)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if len(present) > 1 else None,
+        "macro_f1": float(np.mean(f1)),
+        "roc_auc": None,
+        "pr_auc": None,
+        "log_loss": float(log_loss(y, np.clip(proba, 1e-7, 1), labels=labels)),
+        "ece": expected_calibration_error(y, proba, n_bins),
+        "confusion_matrix": cm.tolist(),
+        "class_names": list(class_names),
+        "per_class": {
+            name: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(support[i])}
+            for i, name in enumerate(class_names)
+        },
+    }
+    if k == 2:
+        tn, fp, fn, tp = cm.ravel()
+        out.update({
+            "threshold": None if threshold is None else float(threshold),
+            "positive_class": class_names[1],
+            "sensitivity": _ratio(tp, tp + fn),
+            "specificity": _ratio(tn, tn + fp),
+            "ppv": _ratio(tp, tp + fp),
+            "npv": _ratio(tn, tn + fn),
+            "brier": float(brier_score_loss(y, proba[:, 1])),
+        })
+        if len(present) == 2:
+            out["roc_auc"] = float(roc_auc_score(y, proba[:, 1]))
+            out["pr_auc"] = float(average_precision_score(y, proba[:, 1]))
+    elif len(present) == k:
+        out["roc_auc"] = float(roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=labels))
+        onehot = np.eye(k)[y]
+        out["pr_auc"] = float(average_precision_score(onehot, proba, average="macro"))
+    return out
+
+
+def _ratio(a, b) -> float | None:
+    return float(a / b) if b else None
+
+
+def monitor_value(metrics: dict, monitor: str) -> float:
+    """The value early stopping maximises (``loss``-type metrics are negated)."""
+    if monitor in ("loss", "log_loss"):
+        return -float(metrics["log_loss"])
+    value = metrics.get(monitor)
+    if value is None:
+        value = metrics.get("balanced_accuracy") or metrics["accuracy"]
+    return float(value)
+
+
+MONITORS = ("roc_auc", "pr_auc", "balanced_accuracy", "accuracy", "macro_f1", "loss")

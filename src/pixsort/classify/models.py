@@ -1,0 +1,433 @@
+"""Classifier architectures by name, each a :class:`ClassifierNet`.
+
+Every network is ``preprocess -> frozen -> trainable -> logits``:
+
+* ``preprocess`` takes float images ``(N, C, H, W)`` in ``[0, 1]`` of any size,
+  matches the channels, resizes to the network's input size (so PneumoniaMNIST's
+  28x28 is upsampled inside the model) and normalises;
+* ``frozen`` is a part whose weights never change (empty for the seed CNNs and for
+  full fine-tuning).  Its outputs can be computed once and cached, which is what
+  makes linear probes and last-blocks fine-tuning fast on a CPU;
+* ``trainable`` ends in ``n_outputs`` logits: 1 for two classes (sigmoid), else one
+  per class (softmax).
+
+Names understood by :func:`parse_model_name`:
+
+``seed-cnn``
+    The published baseline: 4 VGG-like blocks (3x3 conv 32/64/128/256 + ReLU + 2x2
+    max-pool), flatten, one sigmoid unit; 128x128 RGB, Adam 1e-3, 20 epochs, batch 16.
+``seed-cnn-dropout``
+    The second published variant: the same blocks, a fifth pooling, two dense layers
+    with 40 % dropout (~823k parameters), trained on classes balanced by augmented
+    copies of the minority class.
+``probe:<backbone>``
+    Linear classifier on the frozen pooled embedding of a pretrained backbone.
+``mlp:<backbone>``
+    A small MLP (one hidden layer, dropout) on the same frozen embedding.
+``partial:<backbone>``
+    The last ``train_blocks`` stages + head of the backbone are fine-tuned, the rest
+    is frozen (its feature maps are cached).  EfficientNet-Lite only.
+``finetune:<backbone>``
+    The whole backbone fine-tuned with discriminative learning rates (each earlier
+    stage gets a smaller rate).
+``timm:<name>``
+    Shorthand for ``finetune:timm:<name>`` where timm is installed.
+
+``<backbone>`` is a name from :func:`pixsort.features.backbones.list_backbones` or
+``timm:<name>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SEED_MODELS = ("seed-cnn", "seed-cnn-dropout")
+TRANSFER_MODES = ("probe", "mlp", "partial", "finetune")
+DEFAULT_TRAIN_BLOCKS = 2
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Default training settings of a model family; any can be overridden by the user."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str = "adamw"  # "adam" (the seed's, no weight decay) or "adamw"
+    weight_decay: float = 1e-4
+    schedule: str = "onecycle"  # "constant" | "onecycle" | "cosine"
+    augment: str = "light"  # a preset of pixsort.classify.augment
+    balance: str = "weights"  # "none" | "weights" | "sampler" | "oversample"
+    patience: int | None = 5  # epochs without improvement before stopping; None = never
+    image_size: int = 224
+
+
+RECIPES = {
+    # faithful to the published baseline: no balancing, no augmentation, fixed lr, all 20 epochs
+    "seed-cnn": Recipe(epochs=20, batch_size=16, lr=1e-3, optimizer="adam", weight_decay=0.0,
+                       schedule="constant", augment="none", balance="none", patience=None, image_size=128),
+    "seed-cnn-dropout": Recipe(epochs=20, batch_size=16, lr=1e-3, optimizer="adam", weight_decay=0.0,
+                               schedule="constant", augment="none", balance="oversample", patience=None,
+                               image_size=128),
+    # cached embeddings: an epoch costs milliseconds, so train long and stop on validation
+    "probe": Recipe(epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-3, schedule="cosine",
+                    augment="none", balance="weights", patience=25),
+    "mlp": Recipe(epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-3, schedule="cosine",
+                  augment="none", balance="weights", patience=25),
+    "partial": Recipe(epochs=12, batch_size=32, lr=1e-3, weight_decay=1e-2, schedule="onecycle",
+                      augment="none", balance="weights", patience=4),
+    "finetune": Recipe(epochs=8, batch_size=32, lr=1e-3, weight_decay=1e-2, schedule="onecycle",
+                       augment="light", balance="weights", patience=3),
+}
+
+
+@dataclass(frozen=True)
+class ModelName:
+    """A parsed model name: family (a key of RECIPES) and backbone, if any."""
+
+    family: str
+    backbone: str | None = None
+
+    def __str__(self) -> str:
+        return self.family if self.backbone is None else f"{self.family}:{self.backbone}"
+
+
+def parse_model_name(name: str) -> ModelName:
+    """``"seed-cnn"`` / ``"probe:efficientnet_lite0"`` / ``"timm:resnet18"`` -> ModelName."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"model must be a non-empty string, got {name!r}")
+    name = name.strip()
+    if name in SEED_MODELS:
+        return ModelName(name)
+    if name.startswith("timm:"):
+        return ModelName("finetune", name)
+    family, sep, backbone = name.partition(":")
+    if not sep:
+        from pixsort.features.backbones import list_backbones
+
+        if name in list_backbones():  # a bare backbone name: the recommended transfer mode
+            return ModelName(RECOMMENDED_MODE, name)
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
+    if family not in TRANSFER_MODES or not backbone:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
+    return ModelName(family, backbone)
+
+
+# the transfer mode a bare backbone name means (see bench/classify.py for why)
+RECOMMENDED_MODE = "partial"
+
+
+def list_models() -> list[str]:
+    """Model names to show users (any ``timm:<name>`` works too where timm imports)."""
+    try:
+        from pixsort.features.backbones import list_backbones
+
+        backbones = list_backbones()
+    except Exception:  # the features stage is optional for the seed CNNs
+        backbones = []
+    return [*SEED_MODELS, *(f"{m}:{b}" for m in TRANSFER_MODES for b in backbones), "timm:<name>"]
+
+
+# ----------------------------------------------------------------------------- network
+
+
+class Preprocess(nn.Module):
+    """Float ``(N, C, H, W)`` in [0, 1] -> the network's normalised input.
+
+    Grey inputs are repeated to 3 channels (and colour averaged to 1) as needed;
+    the spatial size is matched with bilinear interpolation (antialiased when
+    shrinking).  ``mean``/``std`` are buffers, so they travel with the weights.
+    """
+
+    def __init__(self, input_size: tuple[int, int], in_channels: int, mean, std):
+        super().__init__()
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.in_channels = int(in_channels)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.in_channels:
+            x = x.mean(dim=1, keepdim=True) if self.in_channels == 1 else x[:, :1].expand(-1, self.in_channels, -1, -1)
+        if tuple(x.shape[-2:]) != self.input_size:
+            shrink = x.shape[-2] > self.input_size[0] or x.shape[-1] > self.input_size[1]
+            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=shrink)
+        return (x - self.mean) / self.std
+
+
+class ClassifierNet(nn.Module):
+    """``preprocess -> frozen -> trainable``; see the module docstring.
+
+    Attributes
+    ----------
+    spec : dict
+        Everything needed to rebuild the architecture (saved in ``model.json``).
+    gradcam_layer : nn.Module or None
+        The last convolutional layer, for Grad-CAM.
+    """
+
+    def __init__(self, spec: dict, preprocess: Preprocess, frozen: nn.Module, trainable: nn.Module,
+                 gradcam_layer: nn.Module | None = None, lr_groups: list[tuple[list[nn.Parameter], float]] | None = None):
+        super().__init__()
+        self.spec = spec
+        self.preprocess = preprocess
+        self.frozen = frozen
+        self.trainable = trainable
+        # kept by name: a second reference would duplicate its weights in the state dict
+        self.gradcam_layer_name = next((n for n, m in self.named_modules() if m is gradcam_layer), None)
+        self._lr_groups = lr_groups
+        for p in self.frozen.parameters():
+            p.requires_grad_(False)
+        self.frozen.eval()
+
+    @property
+    def gradcam_layer(self) -> nn.Module | None:
+        return self.get_submodule(self.gradcam_layer_name) if self.gradcam_layer_name else None
+
+    @property
+    def has_frozen_part(self) -> bool:
+        return any(True for _ in self.frozen.parameters())
+
+    def train(self, mode: bool = True) -> "ClassifierNet":
+        super().train(mode)
+        self.frozen.eval()  # frozen BatchNorm keeps its running statistics
+        return self
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Output of the frozen part (what the trainable part sees)."""
+        return self.frozen(self.preprocess(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, n_outputs)`` for float images ``(N, C, H, W)`` in [0, 1]."""
+        return self.trainable(self.features(x))
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """Optimizer parameter groups: discriminative rates where the model defines them.
+
+        Biases and normalisation weights get no weight decay.
+        """
+        groups = self._lr_groups or [(list(self.trainable.parameters()), 1.0)]
+        out = []
+        for params, scale in groups:
+            params = [p for p in params if p.requires_grad]
+            decay = [p for p in params if p.ndim > 1]
+            no_decay = [p for p in params if p.ndim <= 1]
+            for ps, wd in ((decay, weight_decay), (no_decay, 0.0)):
+                if ps:
+                    out.append({"params": ps, "lr": lr * scale, "lr_scale": scale, "weight_decay": wd})
+        return out
+
+    def n_parameters(self, trainable_only: bool = False) -> int:
+        params = self.trainable.parameters() if trainable_only else self.parameters()
+        return sum(p.numel() for p in params)
+
+
+# ----------------------------------------------------------------------------- seed CNNs
+
+
+def _vgg_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+
+
+def _seed_trunk(in_channels: int) -> nn.Sequential:
+    widths = (32, 64, 128, 256)
+    blocks, c = [], in_channels
+    for w in widths:
+        blocks.append(_vgg_block(c, w))
+        c = w
+    return nn.Sequential(*blocks)
+
+
+def _flat_size(module: nn.Module, in_channels: int, size: tuple[int, int]) -> int:
+    with torch.no_grad():
+        return int(module(torch.zeros(1, in_channels, *size)).numel())
+
+
+def _build_seed(spec: dict) -> ClassifierNet:
+    size = tuple(spec["input_size"])
+    c = spec["in_channels"]
+    if min(size) < 16:
+        raise ValueError(f"{spec['model']} needs images of at least 16x16 (4 poolings), got {size}")
+    trunk = _seed_trunk(c)
+    if spec["model"] == "seed-cnn":
+        head = nn.Sequential(nn.Flatten(), nn.Linear(_flat_size(trunk, c, size), spec["n_outputs"]))
+    else:
+        # a fifth pooling (adaptive, so any input size works) keeps the dense layers small
+        pool = nn.AdaptiveMaxPool2d((4, 4))
+        head = nn.Sequential(
+            pool, nn.Flatten(),
+            nn.Linear(256 * 16, 104), nn.ReLU(inplace=True), nn.Dropout(0.4),
+            nn.Linear(104, 64), nn.ReLU(inplace=True), nn.Dropout(0.4),
+            nn.Linear(64, spec["n_outputs"]),
+        )
+    trainable = nn.Sequential(trunk, head)
+    pre = Preprocess(size, c, spec["mean"], spec["std"])
+    return ClassifierNet(spec, pre, nn.Identity(), trainable, gradcam_layer=trunk[-1][0])
+
+
+# ----------------------------------------------------------------------------- transfer
+
+
+class _PooledHead(nn.Module):
+    """Remaining backbone stages -> global average pool -> dropout -> linear."""
+
+    def __init__(self, body: nn.Module, width: int, n_outputs: int, dropout: float):
+        super().__init__()
+        self.body = body
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(width, n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(self.body(x).mean(dim=(2, 3))))
+
+
+class _BackboneFeatures(nn.Module):
+    """Wraps a Backbone so ``forward`` gives the pooled embedding."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(x)
+
+
+def _linear_head(width: int, n_outputs: int, hidden: int, dropout: float) -> nn.Module:
+    if hidden:
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(inplace=True),
+                             nn.Dropout(dropout), nn.Linear(hidden, n_outputs))
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(width, n_outputs))
+
+
+def _build_transfer(spec: dict, pretrained: bool) -> ClassifierNet:
+    from pixsort.features.backbones import create_backbone
+
+    mode, n_out = spec["mode"], spec["n_outputs"]
+    backbone = create_backbone(spec["backbone"], pretrained=pretrained, weights_path=spec.get("weights_path"))
+    if isinstance(getattr(backbone, "classifier", None), nn.Linear):
+        backbone.classifier = nn.Identity()  # the ImageNet head is never used here: don't save 1.3M weights
+    pre = Preprocess(tuple(spec["input_size"]), 3, spec["mean"], spec["std"])
+    if mode in ("probe", "mlp"):
+        backbone.set_layers(spec.get("layers"))
+        hidden = 256 if mode == "mlp" else 0
+        head = _linear_head(backbone.feature_dim, n_out, hidden, spec.get("dropout", 0.2))
+        return ClassifierNet(spec, pre, _BackboneFeatures(backbone), head, gradcam_layer=_last_conv(backbone))
+    if mode == "partial":
+        if not all(hasattr(backbone, a) for a in ("stem", "stages", "head")):
+            raise ValueError(f"partial fine-tuning needs an EfficientNet-Lite backbone, not {spec['backbone']!r}; "
+                             "use finetune: or probe:")
+        k = int(spec.get("train_blocks", DEFAULT_TRAIN_BLOCKS))
+        n_stages = len(backbone.stages)
+        if not 1 <= k <= n_stages:
+            raise ValueError(f"train_blocks must be in 1..{n_stages}, got {k}")
+        frozen = nn.Sequential(backbone.stem, *backbone.stages[: n_stages - k])
+        body = nn.Sequential(*backbone.stages[n_stages - k:], backbone.head)
+        head = _PooledHead(body, backbone.feature_dims["head"], n_out, spec.get("dropout", 0.2))
+        return ClassifierNet(spec, pre, frozen, head, gradcam_layer=backbone.head.conv)
+    if mode == "finetune":
+        backbone.set_layers(None)
+        head = _linear_head(backbone.feature_dim, n_out, 0, spec.get("dropout", 0.2))
+        trainable = nn.Sequential(_BackboneFeatures(backbone), head)
+        return ClassifierNet(spec, pre, nn.Identity(), trainable, gradcam_layer=_last_conv(backbone),
+                             lr_groups=_discriminative_groups(backbone, head))
+    raise ValueError(f"unknown transfer mode {mode!r}")
+
+
+def _last_conv(module: nn.Module) -> nn.Module | None:
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    return convs[-1] if convs else None
+
+
+def _discriminative_groups(backbone: nn.Module, head: nn.Module, decay: float = 0.5):
+    """Head at the full rate; backbone stages from the top down at ``decay**depth``
+    of it (ULMFiT-style discriminative fine-tuning).  Backbones without ``stages``
+    get a single group at 0.1x."""
+    groups: list[tuple[list[nn.Parameter], float]] = [(list(head.parameters()), 1.0)]
+    if all(hasattr(backbone, a) for a in ("stem", "stages", "head")):
+        ordered = [backbone.head, *reversed(list(backbone.stages)), backbone.stem]
+        for depth, part in enumerate(ordered, start=1):
+            groups.append((list(part.parameters()), decay ** depth))
+    else:
+        groups.append((list(backbone.parameters()), 0.1))
+    return groups
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def make_spec(name: str | ModelName, n_outputs: int, image_size: int | tuple[int, int] | None = None, *,
+              mean=None, std=None, train_blocks: int | None = None, layers=None,
+              weights_path: str | None = None) -> dict:
+    """The JSON-able description of a network, before it is built.
+
+    ``mean``/``std`` are used by the seed CNNs (the training set's own statistics,
+    the seed's "standardised"); transfer models use their backbone's.
+    """
+    parsed = parse_model_name(name) if isinstance(name, str) else name
+    recipe = RECIPES[parsed.family]
+    size = image_size or recipe.image_size
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if parsed.backbone is None:
+        return {"model": str(parsed), "family": parsed.family, "n_outputs": n_outputs, "input_size": list(hw),
+                "in_channels": 3, "mean": list(mean or (0.5, 0.5, 0.5)), "std": list(std or (0.25, 0.25, 0.25))}
+    from pixsort.features.backbones import TIMM_PREFIX, get_pretrained_cfg
+
+    if parsed.backbone.startswith(TIMM_PREFIX):
+        cfg = _timm_cfg(parsed.backbone)
+    else:
+        cfg = get_pretrained_cfg(parsed.backbone)
+    spec = {"model": str(parsed), "family": parsed.family, "mode": parsed.family, "backbone": parsed.backbone,
+            "n_outputs": n_outputs, "input_size": list(hw) if image_size else list(cfg.input_size[1:]),
+            "in_channels": 3, "mean": list(cfg.mean), "std": list(cfg.std), "dropout": 0.2}
+    if parsed.family == "partial":
+        spec["train_blocks"] = int(train_blocks or DEFAULT_TRAIN_BLOCKS)
+    if layers is not None:
+        spec["layers"] = layers
+    if weights_path:
+        spec["weights_path"] = str(weights_path)
+    return spec
+
+
+def _timm_cfg(name: str):
+    from pixsort.features.backbones import create_backbone
+
+    return create_backbone(name, pretrained=False).pretrained_cfg
+
+
+def build_network(spec: dict, pretrained: bool = True) -> ClassifierNet:
+    """Build the network a spec describes; ``pretrained=False`` skips loading backbone
+    weights (used when the saved weights are about to be loaded anyway)."""
+    if spec["family"] in SEED_MODELS:
+        return _build_seed(spec)
+    return _build_transfer(spec, pretrained)
+
+
+def is_binary(n_classes: int) -> bool:
+    return n_classes == 2
+
+
+def n_outputs_for(n_classes: int) -> int:
+    if n_classes < 2:
+        raise ValueError(f"need at least 2 classes, got {n_classes}")
+    return 1 if n_classes == 2 else n_classes
+
+
+__all__ = [
+    "RECIPES",
+    "ClassifierNet",
+    "ModelName",
+    "Preprocess",
+    "Recipe",
+    "build_network",
+    "list_models",
+    "make_spec",
+    "n_outputs_for",
+    "parse_model_name",
+]

@@ -154,7 +154,11 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
 
 def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 ``(N, H, W, C)`` -> float32 ``(N, C, H, W)`` in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    if isinstance(images, np.ndarray):
+        arr = np.ascontiguousarray(images)
+        t = torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # cache memmaps are read-only
+    else:
+        t = images
     return t.permute(0, 3, 1, 2).float().div_(255.0)
 
 

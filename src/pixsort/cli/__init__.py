@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Optional
 
 import typer
 
@@ -38,8 +39,8 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version_callback, is_eager=True, is_flag=True, help="Show the version and exit."
     ),
 ) -> None:
     """Sort pictures into classes and clusters, and serve those decisions."""

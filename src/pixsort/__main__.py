@@ -1,0 +1,3 @@
+from pixsort.cli import main
+
+main()

@@ -33,6 +33,7 @@ class TrainOutcome:
     evaluation: Evaluation
     decode_seconds: float
     fit_seconds: float
+    validation: object = None  # DecodedImages of the validation split
 
 
 def _native_size(dataset) -> tuple[int, int] | None:
@@ -81,7 +82,7 @@ def train_classifier(data: str | os.PathLike, out_dir: str | os.PathLike, model:
     skipped = manifest[manifest["status"] == "skipped"]
     if len(skipped):
         skipped.to_csv(out / "skipped.csv", index=False)
-    return TrainOutcome(clf, model_dir, evaluation, decode_seconds, clf.fit_seconds_)
+    return TrainOutcome(clf, model_dir, evaluation, decode_seconds, clf.fit_seconds_, val)
 
 
 def _load(model: str | os.PathLike | ImageClassifier) -> ImageClassifier:

@@ -25,7 +25,6 @@ import hashlib
 import json
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,12 +35,11 @@ from safetensors.torch import load_file, save_file
 
 from pixsort.classify.augment import AugmentConfig, augment_batch, to_float
 from pixsort.classify.metrics import classification_metrics, monitor_value
-from pixsort.classify.models import ClassifierNet
+from pixsort.classify.models import PRECISIONS, ClassifierNet
 
 BALANCE_MODES = ("none", "weights", "sampler", "oversample")
 SCHEDULES = ("constant", "onecycle", "cosine")
 OPTIMIZERS = ("adam", "adamw")
-PRECISIONS = ("fp32", "bf16")
 CHECKPOINT_VERSION = 1
 
 
@@ -60,7 +58,7 @@ class TrainConfig:
     patience: int | None = 5
     monitor: str = "roc_auc"
     seed: int = 0
-    precision: str = "fp32"
+    precision: str = "auto"
     channels_last: bool = True
     max_seconds: float | None = None
     eval_batch_size: int = 64
@@ -121,12 +119,6 @@ def lr_factor(schedule: str, step: int, total: int, warmup_frac: float = 0.3) ->
     raise ValueError(f"unknown schedule {schedule!r}; choose from {SCHEDULES}")
 
 
-def _autocast(precision: str):
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def _channels_last(x: torch.Tensor, enabled: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if enabled and x.ndim == 4 else x
 
@@ -142,16 +134,14 @@ def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def compute_features(net: ClassifierNet, images: np.ndarray, batch_size: int, precision: str = "fp32",
-                     channels_last: bool = True, progress=None, label: str = "Caching frozen features") -> torch.Tensor:
+def compute_features(net: ClassifierNet, images: np.ndarray, batch_size: int, channels_last: bool = True, progress=None, label: str = "Caching frozen features") -> torch.Tensor:
     """Outputs of ``net``'s frozen part for uint8 images ``(N, H, W, C)`` (float32)."""
     net.eval()
     task = progress.add_task(label, total=len(images)) if progress is not None else None
     chunks = []
     for start in range(0, len(images), batch_size):
         x = _channels_last(to_float(images[start:start + batch_size]), channels_last)
-        with _autocast(precision):
-            chunks.append(net.features(x).float().contiguous())
+        chunks.append(net.features(x).contiguous())
         if task is not None:
             progress.advance(task, len(x))
     if task is not None:
@@ -160,19 +150,17 @@ def compute_features(net: ClassifierNet, images: np.ndarray, batch_size: int, pr
 
 
 @torch.inference_mode()
-def predict_logits(net: ClassifierNet, images: np.ndarray, batch_size: int = 64, precision: str = "fp32",
-                   channels_last: bool = True, tta: bool = False) -> torch.Tensor:
+def predict_logits(net: ClassifierNet, images: np.ndarray, batch_size: int = 64, channels_last: bool = True, tta: bool = False) -> torch.Tensor:
     """Logits for uint8 images ``(N, H, W, C)``; ``tta`` averages the probabilities of
     the image and its mirror (returned as logits of the averaged probability)."""
     net.eval()
     out = []
     for start in range(0, len(images), batch_size):
         x = _channels_last(to_float(images[start:start + batch_size]), channels_last)
-        with _autocast(precision):
-            logits = net(x).float()
-            if tta:
-                p = (logits_to_proba(logits) + logits_to_proba(net(torch.flip(x, dims=[3])).float())) / 2
-                logits = _proba_to_logits(p, logits.shape[1])
+        logits = net(x)
+        if tta:
+            p = (logits_to_proba(logits) + logits_to_proba(net(torch.flip(x, dims=[3])))) / 2
+            logits = _proba_to_logits(p, logits.shape[1])
         out.append(logits)
     return torch.cat(out) if out else torch.empty(0, net.spec["n_outputs"])
 
@@ -327,14 +315,15 @@ def fit_network(
 
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
+    net.set_precision(cfg.precision)
     use_cache = net.has_frozen_part and cfg.augment.is_identity
 
     with _Progress(progress) as bar:
         train_feats = val_feats = None
         if use_cache:
-            train_feats = compute_features(net, train_images, cfg.eval_batch_size, cfg.precision, cfg.channels_last,
+            train_feats = compute_features(net, train_images, cfg.eval_batch_size, cfg.channels_last,
                                            bar if progress else None, "Caching frozen features (train)")
-            val_feats = compute_features(net, val_images, cfg.eval_batch_size, cfg.precision, cfg.channels_last,
+            val_feats = compute_features(net, val_images, cfg.eval_batch_size, cfg.channels_last,
                                          bar if progress else None, "Caching frozen features (val)")
 
         weights = class_weights(train_labels, n_classes) if cfg.balance == "weights" else None
@@ -393,15 +382,14 @@ def fit_network(
                 step = epoch * steps_per_epoch + b
                 for g in optimizer.param_groups:
                     g["lr"] = cfg.lr * g.get("lr_scale", 1.0) * lr_factor(cfg.schedule, step, total_steps)
-                with _autocast(cfg.precision):
-                    if use_cache:
-                        logits = net.trainable(train_feats[idx])
-                    else:
-                        idx = torch.sort(idx).values  # ascending reads are faster on a memmap
-                        x = to_float(train_images[idx.numpy()])
-                        x = _channels_last(augment_batch(x, cfg.augment, gen), cfg.channels_last)
-                        logits = net(x)
-                    loss = loss_fn(logits, y_train[idx])
+                if use_cache:
+                    logits = net.head(train_feats[idx])
+                else:
+                    idx = torch.sort(idx).values  # ascending reads are faster on a memmap
+                    x = to_float(train_images[idx.numpy()])
+                    x = _channels_last(augment_batch(x, cfg.augment, gen), cfg.channels_last)
+                    logits = net(x)
+                loss = loss_fn(logits, y_train[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -449,11 +437,11 @@ def fit_network(
 
 def _val_proba(net: ClassifierNet, images: np.ndarray, feats: torch.Tensor | None, cfg: TrainConfig) -> np.ndarray:
     net.eval()
-    with torch.inference_mode(), _autocast(cfg.precision):
+    with torch.inference_mode():
         if feats is not None:
-            logits = torch.cat([net.trainable(feats[i:i + 256]).float() for i in range(0, len(feats), 256)])
+            logits = torch.cat([net.head(feats[i:i + 256]) for i in range(0, len(feats), 256)])
         else:
-            logits = predict_logits(net, images, cfg.eval_batch_size, cfg.precision, cfg.channels_last)
+            logits = predict_logits(net, images, cfg.eval_batch_size, cfg.channels_last)
     return logits_to_proba(logits).double().numpy()
 
 

@@ -131,13 +131,13 @@ def _gradcam_grid(clf, images: np.ndarray, pos: np.ndarray, titles: list[str], p
         return None
     imgs = np.asarray(images[np.sort(pos)])[np.argsort(np.argsort(pos))]
     try:
-        maps, explained = grad_cam(clf.network_, imgs)
+        maps, explained = grad_cam(clf.network_, imgs, classes=clf.predict(imgs))  # the decision, threshold applied
     except Exception:  # an explanation must never cost the evaluation
         return None
     tiles, names = [], []
     for img, heat, c, t in zip(imgs, maps, explained, titles):
         tiles += [img if img.shape[-1] == 3 else np.repeat(img, 3, -1), overlay(img, heat)]
-        names += [t, f"Grad-CAM: {clf.classes_[c]}"]
+        names += [t, f"Grad-CAM of the decision: {clf.classes_[c]}"]
     return plots.image_grid(np.stack(tiles), names, path, cols=4)
 
 

@@ -39,6 +39,7 @@ Names understood by :func:`parse_model_name`:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -137,6 +138,26 @@ def list_models() -> list[str]:
 
 # ----------------------------------------------------------------------------- network
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX), where oneDNN
+    runs bf16 convolutions faster than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def _autocast(precision: str):
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 
 class Preprocess(nn.Module):
     """Float ``(N, C, H, W)`` in [0, 1] -> the network's normalised input.
@@ -200,13 +221,41 @@ class ClassifierNet(nn.Module):
         self.frozen.eval()  # frozen BatchNorm keeps its running statistics
         return self
 
+    frozen_precision = "fp32"
+    trainable_precision = "fp32"
+
+    def set_precision(self, precision: str) -> "ClassifierNet":
+        """``fp32``, ``bf16`` (autocast) or ``auto``: bf16 where it is measurably faster on
+        this CPU - the frozen part (inference) and trainable parts without depthwise
+        convolutions (whose bf16 backward is slower than fp32 on CPU) - if the CPU
+        has native bf16 (AVX512-BF16 / AMX)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "auto":
+            fast = cpu_has_bf16()
+            depthwise = any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in self.trainable.modules())
+            self.frozen_precision = "bf16" if fast and self.has_frozen_part else "fp32"
+            self.trainable_precision = "bf16" if fast and not depthwise else "fp32"
+        else:
+            self.frozen_precision = self.trainable_precision = precision
+        return self
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Output of the frozen part (what the trainable part sees)."""
-        return self.frozen(self.preprocess(x))
+        """Output of the frozen part (what the trainable part sees), float32."""
+        x = self.preprocess(x)
+        if not self.has_frozen_part:
+            return x
+        with _autocast(self.frozen_precision):
+            return self.frozen(x).float()
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits of the trainable part for ``features`` (float32)."""
+        with _autocast(self.trainable_precision):
+            return self.trainable(features).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, n_outputs)`` for float images ``(N, C, H, W)`` in [0, 1]."""
-        return self.trainable(self.features(x))
+        return self.head(self.features(x))
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
         """Optimizer parameter groups: discriminative rates where the model defines them.

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from pixsort.classify.metrics import reliability_table  # noqa: E402
@@ -37,6 +38,8 @@ def plot_history(history: list[dict], path: Path) -> Path | None:
     if all(h.get("val_roc_auc") is not None for h in history):
         a2.plot(ep, [h["val_roc_auc"] for h in history], "o-", label="validation ROC-AUC")
     a2.set_xlabel("epoch"), a2.set_ylim(None, 1.005), a2.legend(), a2.grid(alpha=0.3)
+    for ax in (a1, a2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(fig, path)
 
 

@@ -38,7 +38,7 @@ def train(
                                                 help=r"Regex over file names keeping groups (patients) on one side, "
                                                      r"e.g. '(person\d+|IM-\d+)'."),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation (image + mirror)."),
-    precision: str = typer.Option("fp32", help="fp32 | bf16 (autocast on CPUs with bf16 support)."),
+    precision: str = typer.Option("auto", help="auto (bf16 where faster on this CPU) | fp32 | bf16."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Training time budget."),
     seed: int = typer.Option(0, help="Random seed (split, order, augmentation)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint after an interruption."),
@@ -63,7 +63,7 @@ def train(
     except KeyboardInterrupt:
         raise fail(f"interrupted; continue with the same command plus --resume (checkpoint in {out / 'checkpoint'})", 130)
     clf = outcome.classifier
-    _print_metrics("Validation", outcome.evaluation.metrics, clf)
+    _print_metrics("Validation", outcome.evaluation.metrics)
     console.print(f"trained in {outcome.fit_seconds:.0f}s (decode {outcome.decode_seconds:.0f}s), "
                   f"best epoch {clf.training_['best_epoch']} ({clf.training_['stopped']})")
     console.print(f"model: {outcome.model_dir}\nreport: {outcome.evaluation.files.get('report')}")
@@ -89,9 +89,7 @@ def evaluate(
         ev = evaluate_classifier(model, data, out, split=split, tta=tta, cache_dir=cache_dir, workers=workers)
     except (ValueError, SourceError, NoUsableImages, ModelFileError) as exc:
         raise fail(str(exc))
-    from pixsort.classify.estimator import ImageClassifier
-
-    _print_metrics(f"Evaluation ({ev.metrics.get('split')})", ev.metrics, ImageClassifier.load(model))
+    _print_metrics(f"Evaluation ({ev.metrics.get('split')})", ev.metrics)
     console.print(f"outputs: {out}  (report: {ev.files.get('report')})")
 
 
@@ -126,7 +124,7 @@ def predict(
         raise typer.Exit(1)
 
 
-def _print_metrics(title: str, m: dict, clf) -> None:
+def _print_metrics(title: str, m: dict) -> None:
     from rich.table import Table
 
     table = Table(title=title)

@@ -93,3 +93,32 @@ def test_oversampling_balances_with_augmented_copies():
     again, _ = oversample_minority(images, labels, get_augment("seed"), seed=0)
     assert np.array_equal(new_x, again)  # reproducible
     assert not any(np.array_equal(n, o) for n in new_x for o in images[:8])  # copies are augmented
+
+
+def test_gradcam_maps_have_image_shape_and_follow_the_object():
+    from pixsort.classify.gradcam import grad_cam, overlay
+
+    torch.manual_seed(0)
+    net = build_network(make_spec("seed-cnn", 1, image_size=32)).eval()
+    # make the network respond to brightness: the map must then light up where the bright patch is
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.abs_()
+                m.bias.zero_()
+        net.trainable[1][1].weight.abs_()
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    images[0, :12, :12] = 255  # top-left
+    images[1, 20:, 20:] = 255  # bottom-right
+    maps, explained = grad_cam(net, images, classes=np.array([1, 1]))
+    assert maps.shape == (2, 32, 32) and maps.min() >= 0 and maps.max() <= 1
+    assert maps[0, :12, :12].mean() > maps[0, 20:, 20:].mean()
+    assert maps[1, 20:, 20:].mean() > maps[1, :12, :12].mean()
+    assert overlay(images[0], maps[0]).shape == (32, 32, 3)
+
+
+def test_timm_models_when_timm_is_installed():
+    pytest.importorskip("timm")
+    spec = make_spec("timm:resnet18", 1, image_size=64)
+    net = build_network(spec, pretrained=False)
+    assert net(torch.rand(2, 3, 64, 64)).shape == (2, 1)

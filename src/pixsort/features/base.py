@@ -1,0 +1,166 @@
+"""The extractor interface used by clustering and classification.
+
+An extractor is a scikit-learn transformer from a uint8 image batch
+``(N, H, W, C)`` to a float32 feature matrix ``(N, D)``.  Its parameters fully
+determine its output, so ``extractor_id`` can key an on-disk cache and
+``to_config``/``from_config`` let a fitted model record which extractor fed it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from .cache import EmbeddingCache
+from .preprocess import check_images
+
+__all__ = ["ImageExtractor", "extractor_from_config"]
+
+log = logging.getLogger(__name__)
+
+CONFIG_FORMAT = 1
+_EXTRACTORS: dict[str, type[ImageExtractor]] = {}
+
+
+def _jsonable(value):
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+class ImageExtractor(TransformerMixin, BaseEstimator, ABC):
+    """Base class: ``transform(images) -> (N, D) float32``, with optional caching.
+
+    Subclasses implement ``_validate_params``, ``_extract`` and ``extractor_id``.
+    ``fit`` learns nothing (the extractors here are pretrained or fixed); it
+    only validates, so the class drops into scikit-learn pipelines.
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _EXTRACTORS[cls.__name__] = cls
+
+    # --------------------------------------------------------------- interface
+    @abstractmethod
+    def _validate_params(self) -> None:
+        """Raise TypeError/ValueError for bad constructor parameters."""
+
+    @abstractmethod
+    def _extract(self, images: np.ndarray) -> np.ndarray:
+        """Features for a checked uint8 batch ``(N, H, W, C)`` -> ``(N, D)`` float32."""
+
+    @property
+    @abstractmethod
+    def extractor_id(self) -> str:
+        """String naming everything that changes the output (cache key, provenance)."""
+
+    # ----------------------------------------------------------------- sklearn
+    def fit(self, images, y=None):
+        """Validate parameters and input; nothing is learned.  Returns self."""
+        self._validate_params()
+        check_images(images)
+        return self
+
+    def transform(self, images, keys: Sequence[str] | None = None, cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+        """Features of ``images``.
+
+        Parameters
+        ----------
+        images : ndarray (N, H, W, C) or (N, H, W), uint8, C in {1, 3}
+            Grey images are repeated to RGB where the extractor needs colour.
+        keys : sequence of N str, optional
+            Content hash of each image (from the data layer); needed with ``cache_dir``.
+        cache_dir : path, optional
+            Embedding cache directory: entries for ``(key, extractor_id)``
+            found there are reused, only the missing ones are computed and stored.
+
+        Returns
+        -------
+        ndarray (N, D) float32
+        """
+        self._validate_params()
+        images = check_images(images)
+        if keys is not None:
+            keys = list(keys)
+            if len(keys) != len(images):
+                raise ValueError(f"got {len(keys)} keys for {len(images)} images")
+            if not all(isinstance(k, str) and k for k in keys):
+                raise TypeError("keys must be non-empty strings (content hashes of the images)")
+        if cache_dir is None:
+            return self._extract(images)
+        if keys is None:
+            raise ValueError("cache_dir needs keys: one content hash per image")
+        return self._extract_cached(images, keys, EmbeddingCache(cache_dir, self.extractor_id))
+
+    def fit_transform(self, images, y=None, keys=None, cache_dir=None) -> np.ndarray:
+        """``fit(images, y).transform(images, keys, cache_dir)``."""
+        return self.fit(images, y).transform(images, keys=keys, cache_dir=cache_dir)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True  # stateless: usable without fit
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        return tags
+
+    # ------------------------------------------------------------------- cache
+    def _extract_cached(self, images: np.ndarray, keys: list[str], cache: EmbeddingCache) -> np.ndarray:
+        found = cache.get(keys)
+        dims = {v.shape[0] for v in found if v is not None}
+        if len(dims) > 1:  # cannot happen for one extractor_id unless the cache was tampered with
+            found = [None] * len(keys)
+        # Duplicate images (same key) are computed once.
+        todo: dict[str, int] = {}
+        for i, (key, vec) in enumerate(zip(keys, found)):
+            if vec is None and key not in todo:
+                todo[key] = i
+        log.info("embedding cache %s: %d of %d images cached, computing %d", cache.dir, len(keys) - sum(v is None for v in found), len(keys), len(todo))
+        computed: dict[str, np.ndarray] = {}
+        if todo:
+            idx = np.fromiter(todo.values(), dtype=np.intp, count=len(todo))
+            fresh = self._extract(images[idx])
+            cache.put(list(todo), fresh)
+            computed = dict(zip(todo, fresh))
+        vecs = [vec if vec is not None else computed[key] for key, vec in zip(keys, found)]
+        if not vecs:
+            return self._extract(images)  # empty batch: let the extractor give (0, D)
+        return np.stack(vecs).astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------------ config
+    def to_config(self) -> dict:
+        """JSON-serialisable ``{"type", "params", "format"}`` to rebuild this extractor."""
+        params = {k: _jsonable(v) for k, v in self.get_params(deep=False).items()}
+        return {"type": type(self).__name__, "params": params, "format": CONFIG_FORMAT}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ImageExtractor":
+        """Rebuild an extractor from ``to_config()`` output (any subclass when called on the base)."""
+        return extractor_from_config(config, expected=cls)
+
+
+def extractor_from_config(config: dict, expected: type[ImageExtractor] = ImageExtractor) -> ImageExtractor:
+    """Rebuild an extractor from ``ImageExtractor.to_config()`` output."""
+    if not isinstance(config, dict) or "type" not in config or "params" not in config:
+        raise ValueError(f"not an extractor config (needs 'type' and 'params'): {config!r}")
+    if config.get("format", CONFIG_FORMAT) > CONFIG_FORMAT:
+        raise ValueError(f"extractor config format {config['format']} is newer than this pixsort understands")
+    kind = config["type"]
+    if kind not in _EXTRACTORS:  # built-in extractors register when their module is imported
+        import pixsort.features.embed  # noqa: F401
+        import pixsort.features.pixels  # noqa: F401
+    if kind not in _EXTRACTORS:
+        raise ValueError(f"unknown extractor type {kind!r}; known: {sorted(_EXTRACTORS)}")
+    klass = _EXTRACTORS[kind]
+    if not issubclass(klass, expected):
+        raise ValueError(f"config describes a {kind}, not a {expected.__name__}")
+    extractor = klass(**config["params"])
+    extractor._validate_params()
+    return extractor

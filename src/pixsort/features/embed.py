@@ -1,0 +1,221 @@
+"""``PretrainedExtractor``: images -> pooled embeddings of a pretrained backbone."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..runtime import tune_cpu
+from .backbones import Backbone, create_backbone, get_pretrained_cfg, resolve_layers
+from .backbones.efficientnet_lite import FEATURE_NAMES as LITE_FEATURE_NAMES
+from .backbones.efficientnet_lite import VARIANTS as LITE_VARIANTS
+from .backbones.registry import TIMM_PREFIX
+from .base import ImageExtractor
+from .preprocess import normalize_size, to_float_batch
+from .progress import progress_bar, want_progress
+
+__all__ = ["PretrainedExtractor", "native_bf16"]
+
+# Bump when preprocessing changes in a way that changes embeddings: it is part
+# of extractor_id, so old cache entries stop matching.
+PREPROCESS_VERSION = 1
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX).
+
+    oneDNN also runs bf16 on plain AVX512 by emulation, which is slower than
+    float32, so its own "supported" flag is not the question to ask.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def _resolve_dtype(setting: str) -> torch.dtype:
+    # MEASURED_DTYPE_NOTE
+    if setting == "auto":
+        return torch.bfloat16 if native_bf16() else torch.float32
+    return torch.bfloat16 if setting == "bfloat16" else torch.float32
+
+
+def _resolve_channels_last(setting, dtype: torch.dtype) -> bool:
+    # MEASURED_CHANNELS_LAST_NOTE
+    if setting == "auto":
+        return False
+    return bool(setting)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Settings resolved for this machine; the part of them that changes the
+    output (dtype) also goes into ``extractor_id``."""
+
+    dtype: torch.dtype
+    channels_last: bool
+    size: tuple[int, int]
+
+
+class PretrainedExtractor(ImageExtractor):
+    """Embed images with a pretrained backbone (global-average-pooled features).
+
+    Parameters
+    ----------
+    backbone : str
+        A name from ``pixsort.features.backbones.list_backbones()`` or
+        ``"timm:<model_name>"``.
+    layers : None, int, str or sequence of str
+        Feature maps to pool and concatenate: ``None`` = the classifier's input
+        (1280-d for EfficientNet-Lite); ``k`` = the last ``k`` maps; or names
+        such as ``("stage6", "stage7", "head")``.
+    batch_size : int
+        Images per forward pass.
+    dtype : {"auto", "float32", "bfloat16"}
+        Compute precision.  ``"auto"`` picks what is fastest on this CPU (see
+        ``_resolve_dtype``).  Output is float32 either way; bf16 embeddings
+        differ from float32 ones by ~1 % (relative), so it is part of
+        ``extractor_id``.
+    channels_last : {"auto", True, False}
+        Memory format of activations.  Does not change the output.
+    input_size : None, int or (h, w)
+        Network input size; ``None`` = the weights' native size (224 for Lite0).
+    crop_pct : None or float in (0, 1]
+        ``None`` resizes whole images (aspect squashed); a float centre-crops a
+        square of that fraction of the shorter side first (ImageNet evaluation
+        style, ``pretrained_cfg.crop_pct``).
+    weights_path : path, optional
+        Local weights file replacing the default pretrained weights.
+    progress : {"auto", True, False}
+        Progress bar on stderr; ``"auto"`` shows it for runs of 512+ images.
+
+    Attributes
+    ----------
+    backbone_ : Backbone
+        The loaded network (built on first use, not pickled).
+    """
+
+    def __init__(
+        self,
+        backbone: str = "efficientnet_lite0",
+        layers=None,
+        batch_size: int = 64,
+        dtype: str = "auto",
+        channels_last="auto",
+        input_size=None,
+        crop_pct: float | None = None,
+        weights_path: str | os.PathLike | None = None,
+        progress="auto",
+    ):
+        self.backbone = backbone
+        self.layers = layers
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.channels_last = channels_last
+        self.input_size = input_size
+        self.crop_pct = crop_pct
+        self.weights_path = weights_path
+        self.progress = progress
+
+    # -------------------------------------------------------------- validation
+    def _validate_params(self) -> None:
+        if not isinstance(self.backbone, str):
+            raise TypeError(f"backbone must be a string, got {type(self.backbone).__name__}")
+        if not self.backbone.startswith(TIMM_PREFIX):
+            get_pretrained_cfg(self.backbone)  # ValueError listing the known names
+            if self.backbone in LITE_VARIANTS:  # layer names known without building the network
+                resolve_layers(self.layers, LITE_FEATURE_NAMES)
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"dtype must be 'auto', 'float32' or 'bfloat16', got {self.dtype!r}")
+        if self.channels_last not in ("auto", True, False):
+            raise ValueError(f"channels_last must be 'auto', True or False, got {self.channels_last!r}")
+        size = normalize_size(self.input_size, "input_size")
+        if size is not None and min(size) < 16:
+            raise ValueError(f"input_size must be at least 16 px, got {self.input_size!r}")
+        if self.crop_pct is not None and not (isinstance(self.crop_pct, (int, float)) and 0 < self.crop_pct <= 1):
+            raise ValueError(f"crop_pct must be None or a number in (0, 1], got {self.crop_pct!r}")
+        if self.weights_path is not None and not isinstance(self.weights_path, (str, os.PathLike)):
+            raise TypeError(f"weights_path must be a path, got {type(self.weights_path).__name__}")
+        if self.progress not in ("auto", True, False):
+            raise ValueError(f"progress must be 'auto', True or False, got {self.progress!r}")
+
+    # ------------------------------------------------------------------ model
+    def _net_key(self) -> tuple:
+        wp = None if self.weights_path is None else os.fspath(self.weights_path)
+        layers = self.layers if not isinstance(self.layers, list) else tuple(self.layers)
+        return (self.backbone, wp, layers, self.dtype, self.channels_last, normalize_size(self.input_size))
+
+    def _prepared(self) -> tuple[Backbone, _Plan]:
+        """The backbone ready for inference and the resolved plan, built once per settings."""
+        key = self._net_key()
+        if getattr(self, "_cached_key", None) != key:
+            self._validate_params()
+            tune_cpu()
+            net = create_backbone(self.backbone, weights_path=self.weights_path, layers=self.layers)
+            net.prepare_for_inference()
+            dtype = _resolve_dtype(self.dtype)
+            channels_last = _resolve_channels_last(self.channels_last, dtype)
+            if channels_last:
+                net = net.to(memory_format=torch.channels_last)
+            if dtype != torch.float32:
+                net = net.to(dtype)
+            size = normalize_size(self.input_size) or tuple(net.pretrained_cfg.input_size[1:])
+            self._cached_net, self._cached_plan, self._cached_key = net, _Plan(dtype, channels_last, size), key
+        return self._cached_net, self._cached_plan
+
+    @property
+    def backbone_(self) -> Backbone:
+        return self._prepared()[0]
+
+    @property
+    def n_features_out(self) -> int:
+        """Width ``D`` of ``transform`` output (loads the backbone)."""
+        return self._prepared()[0].feature_dim
+
+    @property
+    def extractor_id(self) -> str:
+        net, plan = self._prepared()
+        dtype = {torch.float32: "fp32", torch.bfloat16: "bf16"}[plan.dtype]
+        crop = "none" if self.crop_pct is None else f"{float(self.crop_pct):g}"
+        return (
+            f"PretrainedExtractor/{net.name}/weights={net.weights_id}/layers={'+'.join(net.layers)}"
+            f"/input={plan.size[0]}x{plan.size[1]}/crop={crop}/{dtype}/pre{PREPROCESS_VERSION}"
+        )
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in ("_cached_net", "_cached_plan", "_cached_key"):
+            state.pop(name, None)  # the network is rebuilt from the parameters
+        return state
+
+    # -------------------------------------------------------------- transform
+    def _extract(self, images: np.ndarray) -> np.ndarray:
+        net, plan = self._prepared()
+        cfg = net.pretrained_cfg
+        n, bs = len(images), int(self.batch_size)
+        out = np.empty((n, net.feature_dim), dtype=np.float32)
+        show = want_progress(self.progress, n)
+        with torch.inference_mode(), progress_bar(n, f"embedding ({net.name})", show) as advance:
+            for start in range(0, n, bs):
+                batch = images[start : start + bs]
+                x = to_float_batch(
+                    batch, plan.size, cfg.mean, cfg.std,
+                    interpolation=cfg.interpolation, crop_pct=self.crop_pct, channels_last=plan.channels_last,
+                )
+                if plan.dtype != torch.float32:
+                    x = x.to(plan.dtype)
+                out[start : start + len(batch)] = net.forward_features(x).float().numpy()
+                advance(len(batch))
+        return out

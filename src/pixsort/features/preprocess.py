@@ -1,0 +1,134 @@
+"""uint8 image arrays -> float tensors a network or a pixel baseline can use.
+
+Everything here works on whole batches in torch: one copy out of numpy, one
+resize, one affine normalisation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["check_images", "to_float_batch", "normalize_size"]
+
+_RESIZE_MODES = ("bilinear", "bicubic")
+
+
+def check_images(images) -> np.ndarray:
+    """Validate an image batch and return it as ``(N, H, W, C)`` uint8, C in {1, 3}.
+
+    ``(N, H, W)`` greyscale is accepted and given a channel axis (a view, no copy).
+    Raises TypeError/ValueError with what was received and what to do instead.
+    """
+    if not isinstance(images, np.ndarray):
+        raise TypeError(
+            f"images must be a numpy uint8 array (N, H, W, C), got {type(images).__name__}; "
+            "stack equally sized images with np.stack first"
+        )
+    if images.dtype != np.uint8:
+        raise TypeError(f"images must have dtype uint8 (0-255 pixels), got {images.dtype}")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (N, H, W, C) or (N, H, W), got {images.shape}")
+    n, h, w, c = images.shape
+    if c not in (1, 3):
+        hint = " (drop the alpha channel: images[..., :3])" if c == 4 else ""
+        raise ValueError(f"images must have 1 (grey) or 3 (RGB) channels, got {c}{hint}")
+    if n and (h < 1 or w < 1):
+        raise ValueError(f"images must not be empty, got shape {images.shape}")
+    return images
+
+
+def normalize_size(size, name: str = "size") -> tuple[int, int] | None:
+    """``None`` | int | (h, w) -> ``None`` or an ``(h, w)`` tuple of positive ints."""
+    if size is None:
+        return None
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        size = (int(size), int(size))
+    if not (isinstance(size, Sequence) and len(size) == 2 and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)):
+        raise TypeError(f"{name} must be None, an int or a (height, width) pair of ints, got {size!r}")
+    if min(size) < 1:
+        raise ValueError(f"{name} must be positive, got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def _centre_crop(x: torch.Tensor, crop_pct: float) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    side = max(1, round(min(h, w) * crop_pct))
+    top, left = (h - side) // 2, (w - side) // 2
+    return x[..., top : top + side, left : left + side]
+
+
+def to_float_batch(
+    images: np.ndarray,
+    size: tuple[int, int] | None,
+    mean: Sequence[float] = (0.0, 0.0, 0.0),
+    std: Sequence[float] = (1.0, 1.0, 1.0),
+    *,
+    interpolation: str = "bilinear",
+    crop_pct: float | None = None,
+    rgb: bool = True,
+    channels_last: bool = True,
+) -> torch.Tensor:
+    """Resize and normalise a uint8 batch in torch.
+
+    Parameters
+    ----------
+    images : ndarray (N, H, W, C) uint8, C in {1, 3}
+        As returned by ``check_images``.
+    size : (h, w) or None
+        Output size; ``None`` keeps the input size.
+    mean, std : 3 floats each
+        In [0, 1] pixel units: the output is ``(pixel / 255 - mean) / std``.
+    interpolation : "bilinear" or "bicubic"
+        Antialiased when shrinking (as PIL does), plain when enlarging.
+    crop_pct : float in (0, 1] or None
+        Centre-crop a square of ``crop_pct`` times the shorter side before
+        resizing; ``None`` resizes the whole image (squashing the aspect ratio).
+    rgb : bool
+        Repeat grey input to 3 channels (for networks); ``False`` keeps C.
+    channels_last : bool
+        Memory format of the result.  The numpy layout is already channels-last,
+        so ``True`` avoids one transposing copy.
+
+    Returns
+    -------
+    Tensor (N, 3 or C, h, w) float32.
+    """
+    if interpolation not in _RESIZE_MODES:
+        interpolation = "bilinear"  # e.g. timm's "bicubic"/"bilinear"; anything else falls back
+    with warnings.catch_warnings():
+        # read-only arrays (memory maps from the data cache) are fine: nothing writes to them
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        x = torch.from_numpy(images)
+    x = x.permute(0, 3, 1, 2)  # NCHW view over NHWC memory = channels_last strides
+    if crop_pct is not None:
+        x = _centre_crop(x, crop_pct)
+    if x.shape[1] == 1 and rgb and (len(set(mean)) > 1 or len(set(std)) > 1):
+        x = x.expand(-1, 3, -1, -1)  # channel-specific normalisation: become RGB before it
+    in_hw = tuple(x.shape[-2:])
+    out_hw = tuple(size) if size is not None else in_hw
+    c = x.shape[1]
+    mean_t = torch.tensor(tuple(mean)[:c], dtype=torch.float32).view(1, c, 1, 1)
+    std_t = torch.tensor(tuple(std)[:c], dtype=torch.float32).view(1, c, 1, 1)
+    # Resizing (weights summing to 1) commutes with a per-channel affine map, so
+    # normalise on whichever side has fewer pixels.
+    scale, shift = 1.0 / (255.0 * std_t), -mean_t / std_t
+    x = x.float()
+    normalise_first = in_hw[0] * in_hw[1] <= out_hw[0] * out_hw[1]
+    if normalise_first:
+        x = torch.addcmul(shift, x, scale)
+    if out_hw != in_hw:
+        shrink = out_hw[0] < in_hw[0] or out_hw[1] < in_hw[1]
+        x = F.interpolate(x, size=out_hw, mode=interpolation, align_corners=False, antialias=shrink)
+    if not normalise_first:
+        x = torch.addcmul(shift, x, scale)
+    if x.shape[1] == 1 and rgb:
+        x = x.expand(-1, 3, -1, -1)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return x.contiguous(memory_format=fmt)

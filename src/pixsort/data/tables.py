@@ -279,8 +279,11 @@ def join_attributes(
     return attributes, report
 
 
-def parse_missing_markers(text: str) -> tuple[str, ...]:
-    """``"-,-99,,NA"`` -> ``("-", "-99", "", "NA")``; the empty string is always a marker."""
+def parse_missing_markers(text: str | None) -> tuple[str, ...]:
+    """``"-,-99,NA"`` -> ``("", "-", "-99", "NA")``: the empty cell is always missing.
+    None gives ``DEFAULT_MISSING``."""
+    if text is None:
+        return DEFAULT_MISSING
     markers = tuple(m.strip() for m in text.split(","))
     return markers if "" in markers else ("", *markers)
 

@@ -360,11 +360,10 @@ def fit_network(
             resumed_from = start_epoch
             bar.print(f"resuming after epoch {start_epoch} (best {cfg.monitor} {best_score:.4f} at epoch {best_epoch})")
 
-        stopped = "completed"
-        if start_epoch >= cfg.epochs or (cfg.patience is not None and stale >= cfg.patience):
-            stopped = "early_stopping" if stale and cfg.patience is not None and stale >= cfg.patience else "completed"
+        patience_spent = cfg.patience is not None and stale >= cfg.patience  # a resumed run that had stopped
+        stopped = "early_stopping" if patience_spent else "completed"
         epoch_seconds: list[float] = []
-        for epoch in range(start_epoch, cfg.epochs if stopped == "completed" else start_epoch):
+        for epoch in range(start_epoch, start_epoch if patience_spent else cfg.epochs):
             t0 = time.perf_counter()
             gen = _epoch_generator(cfg.seed, epoch)
             torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout

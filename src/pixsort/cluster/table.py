@@ -39,9 +39,14 @@ METRICS = ("auto", "jaccard", "hamming", "euclidean")
 LINKAGES = ("average", "complete")
 SCALINGS = ("standard", "pca")
 
-# the method "auto" picks for binary tables; see the closing note of the table
-# clustering issue for the measurements behind it
-DEFAULT_BINARY_METHOD = "kmodes"
+# What "auto" picks for 0/1 tables.  Measured on the 667 heroes x 167 powers: k-means
+# on 10 principal components scores a higher silhouette than k-modes under k-modes'
+# own Hamming distance at every k from 2 to 6 (k=4: 0.168 vs 0.099), is more stable
+# from k=3 on (k=4: ARI 0.75 vs 0.67) and runs ~100x faster; the modes of sparse
+# features are mostly "absent", whereas a k-means centre is the prevalence of each
+# feature, the summary one wants.  Agglomerative Jaccard/Hamming peels off single
+# outliers at every k, HDBSCAN leaves ~30% as noise.
+DEFAULT_BINARY_METHOD = "kmeans"
 
 NOISE = -1  # label of HDBSCAN noise and of rows set aside (no true feature)
 
@@ -63,7 +68,8 @@ class TableClusterer(ClusterMixin, BaseEstimator):
     Parameters
     ----------
     method : {"auto", "kmodes", "agglomerative", "kmeans", "hdbscan"}
-        "auto": ``DEFAULT_BINARY_METHOD`` for 0/1 data, k-means otherwise.
+        "auto": ``DEFAULT_BINARY_METHOD`` for 0/1 data, k-means otherwise (both
+        k-means on principal components today; see ``DEFAULT_BINARY_METHOD``).
     n_clusters : int or None
         Number of clusters; None chooses it in ``k_range`` by silhouette.  Not
         allowed with HDBSCAN, which finds its own.
@@ -76,8 +82,10 @@ class TableClusterer(ClusterMixin, BaseEstimator):
     linkage : {"average", "complete"}
         Agglomerative linkage.
     scaling : {"standard", "pca"}
-        Feature space of k-means: z-scored features, or principal components of the
-        unscaled features (so that a feature held by one row does not dominate).
+        Feature space of k-means: z-scored features, or principal components.  On
+        0/1 data the components are of the unscaled features, so that a feature
+        held by one row does not weigh like a common one; on other data of the
+        z-scored ones, so that units do not decide.
     n_components : int or float
         Components kept by ``scaling="pca"`` (a float in (0, 1) = variance kept).
     min_cluster_size : int or None
@@ -200,9 +208,10 @@ class TableClusterer(ClusterMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """Cluster of new rows, shape (n_new,); -1 for rows with no true feature.
 
-        k-modes and k-means use their centres; agglomerative places a row where its
-        linkage distance to the cluster (mean or max distance to the members) is
-        smallest, the rule that built the tree.  HDBSCAN has no such rule.
+        k-modes and k-means use their centres; agglomerative places a row in the
+        cluster with the smallest mean distance to its members (the average-linkage
+        rule, applied to the finished clusters, so a few training rows of a greedy
+        tree may land elsewhere).  HDBSCAN has no such rule.
         """
         check_is_fitted(self, "labels_")
         if self.method_ == "hdbscan":
@@ -215,9 +224,11 @@ class TableClusterer(ClusterMixin, BaseEstimator):
             return out
         if self.method_ == "agglomerative":
             dist = self.distances(space[rows], self.embedding_[self._train_rows])
-            reduce = np.mean if self.linkage == "average" else np.max
+            # mean distance for complete linkage too: the max distance is ruled by a
+            # cluster's farthest member (on planted data it put 6% of the training
+            # rows elsewhere, the mean 2%)
             per_cluster = np.column_stack(
-                [reduce(dist[:, self._train_labels == c], axis=1) for c in range(self.n_clusters_)]
+                [dist[:, self._train_labels == c].mean(axis=1) for c in range(self.n_clusters_)]
             )
             out[rows] = per_cluster.argmin(axis=1)
         else:
@@ -323,10 +334,13 @@ class TableClusterer(ClusterMixin, BaseEstimator):
         if self.metric_ in ("jaccard", "hamming"):
             return data
         if self.method_ == "kmeans" and self.scaling == "pca":
+            from sklearn.pipeline import make_pipeline
+
             n = self.n_components
             if isinstance(n, int):
                 n = min(n, *data.shape)
-            self._transformer = PCA(n_components=n, random_state=self.random_state)
+            pca = PCA(n_components=n, random_state=self.random_state)
+            self._transformer = pca if self.binary_ else make_pipeline(StandardScaler(), pca)
         else:
             self._transformer = StandardScaler()
         return self._transformer.fit_transform(data)

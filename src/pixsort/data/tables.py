@@ -264,7 +264,7 @@ def join_attributes(
         n_distinct = dup.groupby(on)[keep].nunique()
         conflicts = {c: int(n) for c, n in (n_distinct > 1).sum().items() if n}
     for column in keep:
-        if infer_column_type(per_key[column]) == "numeric":
+        if infer_column_type(other[column]) == "numeric":
             per_key[column] = pd.to_numeric(per_key[column])
     attributes = per_key.reindex(ids.to_numpy()).reset_index(drop=True)
     matched = ids.isin(per_key.index)

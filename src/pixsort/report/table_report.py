@@ -102,7 +102,7 @@ def write_table_outputs(
 def clusters_frame(table, clusterer) -> pd.DataFrame:
     """Every input row in file order with its cluster and why it has none (-1)."""
     labels = clusterer.labels_
-    status = np.where(labels >= 0, "clustered", "noise")
+    status = pd.Series(np.where(labels >= 0, "clustered", "noise"), dtype=object)
     status[clusterer.empty_rows_] = "no true feature"
     duplicated = table.ids.duplicated(keep=False).to_numpy()
     return pd.DataFrame(
@@ -110,7 +110,7 @@ def clusters_frame(table, clusterer) -> pd.DataFrame:
             "row": np.arange(len(labels)),
             table.ids.name or "id": table.ids.to_numpy(),
             "cluster": labels,
-            "status": status,
+            "status": status.to_numpy(),
             "duplicated_id": duplicated,
         }
     )

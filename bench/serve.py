@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 def measure(model: Path, payloads: list[tuple[str, bytes]], args, max_batch: int) -> dict:
     port = _free_port()
     command = [
-        sys.executable, "-c", "import sys; from pixsort.cli import main; sys.argv[0] = 'pixsort'; main()", "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
+        sys.executable, "-c", "import sys; from pixsort.cli import main; sys.argv[0] = 'pixsort'; main()",
+        "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
         "--log-level", "warning", "--max-batch", str(max_batch),
     ]  # fmt: skip
     if args.cores:

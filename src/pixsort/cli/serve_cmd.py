@@ -24,7 +24,9 @@ def serve(
         None, envvar="PIXSORT_API_KEY", help="Require this key in the X-API-Key header (or set PIXSORT_API_KEY)."
     ),
     workers: int = typer.Option(1, min=1, help="Server processes; each loads the model once."),
-    max_batch: int = typer.Option(32, min=1, help="Most images stacked into one model call across concurrent requests."),
+    max_batch: int = typer.Option(
+        32, min=1, help="Most images stacked into one model call across concurrent requests."
+    ),
     log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
 ) -> None:
     """Serve MODEL: an upload page at /, POST /predict, GET /model, GET /health, docs at /docs."""
@@ -44,7 +46,9 @@ def serve(
     if api_key:
         console.print("  API key required (X-API-Key header) for /predict, /model and /thumbnails")
     elif not _is_loopback(host):
-        console.print(f"[yellow]warning:[/] listening on {host} without an API key: anyone who reaches it can use the model")
+        console.print(
+            f"[yellow]warning:[/] listening on {host} without an API key: anyone who reaches it can use the model"
+        )
 
     if workers == 1:
         from pixsort.serve.app import create_app

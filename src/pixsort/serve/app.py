@@ -102,6 +102,7 @@ class ModelInfo(BaseModel):
     positive_class: str | None = None
     n_clusters: int | None = None
     cluster_names: list[str] | None = None
+    cluster_sizes: list[int] | None = None
     n_train: int | None = None
     n_neighbors: int | None = None
     validation_metrics: dict
@@ -166,7 +167,8 @@ def create_app(
     settings = predictor.decode_settings
     batcher = MicroBatcher(predictor, max_batch=max_batch)
     thumbnails = (
-        TrainingThumbnails(predictor.train_paths, search_roots=[folder.resolve().parent, *folder.resolve().parents[1:3]])
+        # relative training paths: from where the server runs, or from near the model
+        TrainingThumbnails(predictor.train_paths, search_roots=list(folder.resolve().parents)[:2])
         if predictor.kind == "clusterer"
         else None
     )
@@ -273,7 +275,8 @@ def create_app(
         uploads = await run_in_threadpool(lambda: [decode_upload(data, name, settings) for name, data in named])
         outputs = await batcher.submit(np.stack([u.image for u in uploads]))
         results = [
-            {"filename": u.filename, "format": u.format, "width": u.width, "height": u.height, "bytes": u.n_bytes, **out}
+            {"filename": u.filename, "format": u.format, "width": u.width, "height": u.height, "bytes": u.n_bytes}
+            | out
             for u, out in zip(uploads, outputs)
         ]
         return {"kind": predictor.kind, "results": results, "elapsed_ms": round((time.perf_counter() - t0) * 1000, 2)}

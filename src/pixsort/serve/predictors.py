@@ -93,14 +93,42 @@ class ClustererPredictor:
         names = getattr(model, "cluster_names_", None)
         self.cluster_names = [str(n) for n in names] if names is not None and len(names) else None
         self.decode_settings: DecodeSettings = model.decode_settings
+        self._share_embedding(model)
+
+    def _share_embedding(self, model) -> None:
+        # predict, transform and kneighbors each embed the images (a backbone forward
+        # pass, twice with TTA); within one batch they get the same array, so the first
+        # embedding is reused by the other two.  Falls back to no sharing if the model
+        # embeds some other way: slower, never wrong.
+        embed = getattr(model, "embed", None)
+        if embed is None:
+            return
+        last: list = [None, None]  # the images array and its embedding
+
+        def embed_once(images):
+            if last[0] is not images:
+                last[0], last[1] = images, embed(images)
+            return last[1]
+
+        def forget() -> None:
+            last[0] = last[1] = None
+
+        model.embed = embed_once
+        self._forget_embedding = forget
+
+    def _forget_embedding(self) -> None:
+        pass
 
     def __call__(self, images: np.ndarray) -> list[dict]:
-        clusters = np.asarray(self.model.predict(images)).astype(np.int64)
-        distances = np.asarray(self.model.transform(images), dtype=np.float64)
-        if self.n_neighbors:
-            nn_dist, nn_index = self.model.kneighbors(images, n_neighbors=self.n_neighbors)
-        else:
-            nn_dist = nn_index = np.zeros((len(images), 0))
+        try:
+            clusters = np.asarray(self.model.predict(images)).astype(np.int64)
+            distances = np.asarray(self.model.transform(images), dtype=np.float64)
+            if self.n_neighbors:
+                nn_dist, nn_index = self.model.kneighbors(images, n_neighbors=self.n_neighbors)
+            else:
+                nn_dist = nn_index = np.zeros((len(images), 0))
+        finally:
+            self._forget_embedding()
         results = []
         for cluster, row, dists, indices in zip(clusters, distances, nn_dist, nn_index):
             cluster = int(cluster)
@@ -115,6 +143,13 @@ class ClustererPredictor:
                 }
             )
         return results
+
+    def _cluster_sizes(self) -> list[int] | None:
+        labels = getattr(self.model, "labels_", None)
+        if labels is None:
+            return None
+        labels = np.asarray(labels)
+        return np.bincount(labels[labels >= 0], minlength=self.n_clusters).tolist()
 
     def cluster_name(self, cluster: int) -> str | None:
         if self.cluster_names is not None and 0 <= cluster < len(self.cluster_names):
@@ -137,7 +172,11 @@ class ClustererPredictor:
             "cluster_names": self.cluster_names,
             "n_train": len(self.train_paths),
             "n_neighbors": self.n_neighbors,
-            "validation_metrics": jsonable(getattr(self.model, "validation_metrics_", None) or {}),
+            "cluster_sizes": self._cluster_sizes(),
+            # a clusterer has no validation set: its fit-time scores (silhouette, ...) stand in
+            "validation_metrics": jsonable(
+                getattr(self.model, "validation_metrics_", None) or getattr(self.model, "scores_", None) or {}
+            ),
             "decode": self.decode_settings.to_dict(),
         }
 

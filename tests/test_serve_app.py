@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -451,7 +452,10 @@ def run_load(base: str, payloads: list[tuple[str, bytes]], n_requests: int, conc
         async with httpx.AsyncClient(limits=limits, timeout=60) as client:
             await asyncio.gather(*(worker(client) for _ in range(concurrency)))
 
-    asyncio.run(main())
+    # in a thread of its own: asyncio.run refuses a thread where Playwright's loop runs
+    runner = threading.Thread(target=asyncio.run, args=(main(),))
+    runner.start()
+    runner.join()
     return latencies, errors
 
 
@@ -471,8 +475,10 @@ def test_bounded_load_on_loopback_has_no_errors(server, n_requests, request, xra
 # -- the page in a real browser -----------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # module scope: Playwright's sync API keeps an event loop running in this thread
+    # while it is open, which would break asyncio.run in later test modules
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent: install it with .ci/install-browser.sh (Debian's chromium)")
     from playwright.sync_api import sync_playwright

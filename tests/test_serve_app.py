@@ -289,7 +289,7 @@ def test_the_model_is_loaded_once_and_inference_runs_off_the_event_loop(classifi
             assert client.post("/predict", files=upload(path)).status_code == 200
         assert client.get("/model").status_code == 200
     assert len(loads) == 1
-    assert on_event_loop == [False, False, False]
+    assert on_event_loop == [False] * 4  # the start-up warm-up and three requests, all on worker threads
 
 
 def test_bad_settings_are_refused_up_front(classifier_dir):
@@ -354,7 +354,8 @@ def test_clusterer_embeds_each_batch_once(clusterer_dir, xrays, monkeypatch):
     with TestClient(create_app(clusterer_dir)) as client:
         response = client.post("/predict", files=upload(*held_out[:2]))
     assert response.status_code == 200
-    assert embedded == [2]  # predict, transform and kneighbors shared one feature extraction
+    # the start-up warm-up, then one extraction shared by predict, transform and kneighbors
+    assert embedded == [1, 2]
 
 
 def test_thumbnails_show_training_images_by_index_only(clusterer_client):
@@ -364,6 +365,16 @@ def test_thumbnails_show_training_images_by_index_only(clusterer_client):
     assert clusterer_client.get("/thumbnails/40").status_code == 404
     assert clusterer_client.get("/thumbnails/-1").status_code == 404
     assert clusterer_client.get("/thumbnails/..%2F..%2Fetc%2Fpasswd").status_code in (404, 422)
+
+
+def test_serve_command_refuses_a_folder_that_is_not_a_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from pixsort.cli import app
+
+    result = CliRunner().invoke(app, ["serve", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "model.json not found" in " ".join(result.output.split())  # rich wraps long lines
 
 
 # -- the real server process ----------------------------------------------------------------
@@ -526,6 +537,47 @@ def test_page_shows_a_refusal_for_a_non_image(browser, classifier_server, tmp_pa
     expect(card).to_have_attribute("data-state", "error", timeout=30_000)
     expect(card).to_contain_text("unsupported_media_type")
     page.close()
+
+
+@contextmanager
+def serve_in_thread(app):
+    """uvicorn on 127.0.0.1 (a free port) in a thread of this process; stopped on exit."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.02)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.mark.browser
+def test_page_asks_for_the_api_key_and_then_works(browser, clusterer_dir, xrays):
+    from playwright.sync_api import expect
+
+    _, held_out = xrays
+    with serve_in_thread(create_app(clusterer_dir, api_key="s3cret")) as base:
+        page = browser.new_page()
+        page.goto(f"{base}/")
+        expect(page.get_by_test_id("model-summary")).to_have_text("this server needs an API key")
+        page.get_by_label("API key").fill("s3cret")
+        page.get_by_role("button", name="Use key").click()
+        expect(page.get_by_test_id("model-summary")).to_contain_text("xray-pixels-kmeans")
+        page.get_by_test_id("file-input").set_input_files(str(held_out[0]))
+        card = page.get_by_test_id("result").first
+        expect(card).to_have_attribute("data-state", "done", timeout=30_000)
+        # thumbnails need the key too: they are fetched with it, not linked
+        expect(card.locator("[data-testid=neighbor][data-loaded=true]")).to_have_count(5, timeout=30_000)
+        page.close()
 
 
 @pytest.mark.browser

@@ -178,6 +178,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # one blank image through the model before the first request: lazy torch
+        # initialisation is paid at start-up, not by the first user
+        await batcher.submit(np.zeros((1, *settings.shape), dtype=np.uint8))
         yield
         await batcher.aclose()
 

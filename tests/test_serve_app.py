@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -520,6 +521,33 @@ def test_page_classifies_an_uploaded_xray(browser, classifier_server, xrays):
     expect(card).to_contain_text(f"{100 * expected['probabilities']['PNEUMONIA']:.1f}%")
     page.screenshot(path="/tmp/pixsort-serve-classifier-page.png", full_page=True)
     assert errors == []
+    page.close()
+
+
+@pytest.mark.browser
+def test_page_accepts_dropped_files(browser, classifier_server, xrays):
+    import base64
+
+    from playwright.sync_api import expect
+
+    base, _ = classifier_server
+    _, held_out = xrays
+    page = browser.new_page()
+    page.goto(f"{base}/")
+    dropped = page.evaluate_handle(
+        """([name, b64]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+            return transfer;
+        }""",
+        [held_out[1].name, base64.b64encode(held_out[1].read_bytes()).decode()],
+    )
+    page.get_by_test_id("drop-zone").dispatch_event("drop", {"dataTransfer": dropped})
+    card = page.get_by_test_id("result").first
+    expect(card).to_have_attribute("data-state", "done", timeout=30_000)
+    expect(card).to_contain_text(held_out[1].name)
+    expect(card.get_by_test_id("decision")).to_have_text(re.compile("^(NORMAL|PNEUMONIA)$"))
     page.close()
 
 

@@ -40,7 +40,7 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: Optional[bool] = typer.Option(
-        None, "--version", callback=_version_callback, is_eager=True, is_flag=True, help="Show the version and exit."
+        None, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
     ),
 ) -> None:
     """Sort pictures into classes and clusters, and serve those decisions."""

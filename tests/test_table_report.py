@@ -136,3 +136,35 @@ def test_superheroes_end_to_end(tmp_path):
         assert power in defining
     attributes = pd.read_csv(tmp_path / "attributes_by_cluster.csv")
     assert {"Publisher", "Alignment", "Gender"} <= set(attributes["attribute"])
+
+
+def test_a_table_of_numbers_and_categories_clusters_too(tmp_path):
+    rng = np.random.default_rng(1)
+    truth = np.repeat([0, 1, 2], 30)
+    centres = np.array([[150.0, 50.0], [180.0, 90.0], [200.0, 140.0]])
+    values = centres[truth] + rng.normal(scale=4.0, size=(90, 2))
+    kind = np.array(["elf", "human", "troll"])[truth]
+    rows = [f"p{i},{h:.1f},{w:.1f},{k}" for i, ((h, w), k) in enumerate(zip(values, kind))]
+    rows[5] = "p5,-99,-,elf"  # missing height and weight
+    csv = tmp_path / "people.csv"
+    csv.write_text("\n".join(["id,height,weight,kind", *rows]) + "\n")
+    result = run(csv, "--id", "id", "--out", tmp_path / "out", "--k-max", "5", "--stability-runs", "2")
+    assert result.exit_code == 0, result.output
+    clusters = pd.read_csv(tmp_path / "out" / "clusters.csv")
+    assert adjusted_rand_score(truth, clusters["cluster"]) >= 0.9
+    profiles = pd.read_csv(tmp_path / "out" / "profiles.csv")
+    assert set(profiles.loc[profiles["kind"] == "numeric", "feature"]) == {"height", "weight"}
+    assert "kind=troll" in set(profiles["feature"])
+
+
+def test_hdbscan_that_finds_nothing_still_reports(tmp_path):
+    noise = np.random.default_rng(0).random((40, 8)) < 0.5
+    csv = tmp_path / "noise.csv"
+    csv.write_text("\n".join(["id," + ",".join(f"f{j}" for j in range(8))]
+                             + [f"r{i}," + ",".join("TRUE" if v else "FALSE" for v in row) for i, row in enumerate(noise)]))
+    result = run(csv, "--id", "id", "--out", tmp_path / "out", "--method", "hdbscan", "--min-cluster-size", "30",
+                 "--stability-runs", "0")
+    assert result.exit_code == 0, result.output
+    clusters = pd.read_csv(tmp_path / "out" / "clusters.csv")
+    assert (clusters["status"] == "noise").all() and len(clusters) == 40
+    assert "HDBSCAN found no cluster" in (tmp_path / "out" / "report.html").read_text()

@@ -353,7 +353,11 @@ class TableClusterer(ClusterMixin, BaseEstimator):
     # --------------------------------------------------------------- clustering
 
     def _needs_matrix(self, n_rows: int) -> bool:
-        return self.method_ in ("agglomerative", "hdbscan") or n_rows <= self.max_silhouette_rows
+        """Whether to hold the full (n, n) distance matrix: the hierarchy and HDBSCAN
+        on Jaccard/Hamming are built from it; otherwise it only serves the silhouette."""
+        if self.method_ == "agglomerative" or (self.method_ == "hdbscan" and self.metric_ != "euclidean"):
+            return True
+        return n_rows <= self.max_silhouette_rows
 
     def _distance_matrix(self, space: np.ndarray) -> np.ndarray:
         if self.metric_ in ("jaccard", "hamming"):
@@ -368,12 +372,16 @@ class TableClusterer(ClusterMixin, BaseEstimator):
         if self.method_ == "hdbscan":
             fit = self._fit_once(space, dist, None, self.random_state)
             k = len(np.unique(fit.labels[fit.labels != NOISE]))
+            if k == 0:
+                self.notes_.append("HDBSCAN found no cluster, every row is noise; try a smaller min_cluster_size")
             self.scores_ = {k: self._silhouette(space, dist, fit.labels)}
             self.k_search_ = self._k_row_frame([(k, self.scores_[k], fit.labels)])
             return fit
         n = len(space)
         if self.n_clusters is not None:
             candidates = [min(self.n_clusters, n - 1)]
+            if candidates[0] < self.n_clusters:
+                self.notes_.append(f"{self.n_clusters} clusters asked of {n} rows; {candidates[0]} made")
         else:
             candidates = list(range(self.k_range[0], min(self.k_range[1], n - 1) + 1))
         fits = {}

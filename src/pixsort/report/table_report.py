@@ -85,7 +85,8 @@ def write_table_outputs(
     if comparison is not None:
         save_csv(comparison, "methods.csv")
 
-    files.append(plot_prevalence_heatmap(profiles, out / "prevalence_heatmap.png"))
+    if not profiles.empty and (profiles["kind"] == "binary").any():
+        files.append(plot_prevalence_heatmap(profiles, out / "prevalence_heatmap.png"))
     medoids = central[central["rank"] == 1]
     files.append(plot_map(clusterer, out / "map_2d.png", names=dict(zip(medoids["row"], medoids["id"]))))
     if len(clusterer.k_search_) > 1:
@@ -94,7 +95,10 @@ def write_table_outputs(
         files.append(plot_dendrogram(clusterer.linkage_matrix_, clusterer.n_clusters_, out / "dendrogram.png"))
 
     descriptions = describe_clusters(summary, noun)
-    report = _html_report(table, clusterer, summary, descriptions, attributes, comparison, describe_method(clusterer))
+    images = {path.name for path in files if path.suffix == ".png"}
+    report = _html_report(
+        table, clusterer, summary, descriptions, attributes, comparison, describe_method(clusterer), images
+    )
     files.append(report.write(out / "report.html"))
     return TableRunResult(out, out / "report.html", summary, descriptions, files)
 
@@ -266,7 +270,7 @@ def _save(fig, path: str | os.PathLike) -> Path:
 # ------------------------------------------------------------------------ HTML
 
 
-def _html_report(table, clusterer, summary, descriptions, attributes, comparison, method_name) -> HtmlReport:
+def _html_report(table, clusterer, summary, descriptions, attributes, comparison, method_name, images) -> HtmlReport:
     source = Path(table.source).name or "table"
     how_k = "given" if clusterer.n_clusters is not None else (
         "found by HDBSCAN" if clusterer.method_ == "hdbscan" else "chosen by silhouette"
@@ -293,10 +297,10 @@ def _html_report(table, clusterer, summary, descriptions, attributes, comparison
         report.paragraph(note, "note")
     report.table(summary, caption="Per cluster: central members (medoid first) and the features that set it apart "
                  "(share in the cluster vs overall; q < 0.05, Benjamini-Hochberg).", index=False)
-    report.image("prevalence_heatmap.png", caption="Share of members with each defining feature")
-    report.image("map_2d.png", caption="2-D view")
-    if clusterer.linkage_matrix_ is not None:
-        report.image("dendrogram.png", caption="Hierarchy")
+    for name, caption in [("prevalence_heatmap.png", "Share of members with each defining feature"),
+                          ("map_2d.png", "2-D view"), ("dendrogram.png", "Hierarchy")]:
+        if name in images:
+            report.image(name, caption=caption)
 
     report.section("Choosing k")
     report.paragraph(
@@ -305,7 +309,7 @@ def _html_report(table, clusterer, summary, descriptions, attributes, comparison
         f"{clusterer.stability_runs} refits, each on a random {clusterer.stability_fraction:.0%} of the rows with "
         "its own seed (1 = the same partition every time)."
     )
-    if len(clusterer.k_search_) > 1:
+    if "k_scores.png" in images:
         report.image("k_scores.png", caption="Silhouette by k")
     report.table(clusterer.k_search_, index=False)
 

@@ -293,6 +293,20 @@ def test_the_model_is_loaded_once_and_inference_runs_off_the_event_loop(classifi
     assert on_event_loop == [False] * 4  # the start-up warm-up and three requests, all on worker threads
 
 
+def test_app_factory_for_several_workers_reads_the_environment(classifier_dir, monkeypatch):
+    from pixsort.serve.app import app_from_env
+
+    monkeypatch.delenv("PIXSORT_MODEL", raising=False)
+    with pytest.raises(RuntimeError, match="PIXSORT_MODEL"):
+        app_from_env()
+    monkeypatch.setenv("PIXSORT_MODEL", str(classifier_dir))
+    monkeypatch.setenv("PIXSORT_MAX_UPLOAD_MB", "0.5")
+    monkeypatch.setenv("PIXSORT_API_KEY", "k")
+    with TestClient(app_from_env()) as client:
+        info = client.get("/model", headers={"X-API-Key": "k"}).json()
+    assert info["max_upload_bytes"] == 512 * 1024 and info["auth_required"] is True
+
+
 def test_bad_settings_are_refused_up_front(classifier_dir):
     with pytest.raises(ValueError):
         create_app(classifier_dir, max_upload_mb=0)

@@ -42,7 +42,8 @@ def serve(
 
     url = f"http://{_url_host(host)}:{port}"
     console.print(f"[bold]pixsort serve[/]: {meta['kind']} [bold]{model.resolve().name}[/] at [link={url}/]{url}/[/]")
-    console.print(f"  upload page {url}/   API docs {url}/docs   uploads up to {max_upload_mb:g} MB")
+    console.print(f"  upload page {url}/   API docs {url}/docs")
+    console.print(f"  uploads up to {max_upload_mb:g} MB per request; stop with Ctrl+C")
     if api_key:
         console.print("  API key required (X-API-Key header) for /predict, /model and /thumbnails")
     elif not _is_loopback(host):

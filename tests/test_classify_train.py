@@ -200,3 +200,21 @@ def test_cli_train_and_predict(xray_slice, tmp_path):
     assert len(pd.read_csv(tmp_path / "p.csv")) == 80
     result = runner.invoke(app, ["train", str(xray_slice), "--model", "nope", "--out", str(out)])
     assert result.exit_code == 2 and "unknown model" in result.output
+
+
+def test_tta_is_mirror_invariant(mnist_slice):
+    xt, yt, xv, yv = mnist_slice
+    clf = _small_cnn(epochs=1).fit(xt, yt, xv, yv)
+    mirrored = np.ascontiguousarray(xv[:16, :, ::-1])
+    np.testing.assert_allclose(clf.predict_proba(xv[:16], tta=True), clf.predict_proba(mirrored, tta=True), atol=1e-5)
+    assert not np.allclose(clf.predict_proba(xv[:16]), clf.predict_proba(mirrored))
+
+
+def test_threshold_can_be_rechosen_after_fit(mnist_slice):
+    xt, yt, xv, yv = mnist_slice
+    clf = _small_cnn(epochs=1).fit(xt, yt, xv, yv)
+    clf.set_threshold(target_sensitivity=0.99)
+    assert clf.validation_metrics_["sensitivity"] >= 0.99
+    assert clf.threshold_info_["method"] == "sensitivity"
+    clf.set_threshold(threshold=0.5)
+    assert clf.threshold_ == 0.5 and clf.threshold_info_["method"] == "fixed"

@@ -54,7 +54,7 @@ def test_labels_are_ordered_by_cluster_size():
 
 
 @pytest.mark.parametrize("method", ["kmodes", "kmeans"])
-def test_same_seed_same_result_and_seed_matters_to_random_methods(method):
+def test_same_seed_gives_the_same_result(method):
     noisy, _ = planted_binary(sizes=(30, 30, 30), flip=0.25, seed=3)
     first = TableClusterer(method, 4, n_init=1, stability_runs=3, random_state=7).fit(noisy)
     again = TableClusterer(method, 4, n_init=1, stability_runs=3, random_state=7).fit(noisy)
@@ -104,8 +104,9 @@ def test_rows_with_no_true_feature_are_set_aside():
 def test_a_k_with_a_tiny_cluster_is_passed_over():
     X, truth = planted_binary(sizes=(50, 50), n_features=40, density=0.25)
     X = np.vstack([X, np.ones((2, X.shape[1]))])  # two rows with every feature
-    greedy = TableClusterer("kmeans", scaling="standard", k_range=(2, 5), min_cluster_share=0.0, stability_runs=0).fit(X)
-    guarded = TableClusterer("kmeans", scaling="standard", k_range=(2, 5), min_cluster_share=0.05, stability_runs=0).fit(X)
+    settings = {"method": "kmeans", "scaling": "standard", "k_range": (2, 5), "stability_runs": 0}
+    greedy = TableClusterer(min_cluster_share=0.0, **settings).fit(X)
+    guarded = TableClusterer(min_cluster_share=0.05, **settings).fit(X)
     assert greedy.n_clusters_ == 3 and np.bincount(greedy.labels_).min() == 2  # silhouette alone
     assert guarded.n_clusters_ == 2
     assert adjusted_rand_score(truth, guarded.labels_[:-2]) >= 0.9

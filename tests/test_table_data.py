@@ -10,7 +10,6 @@ import pytest
 
 from pixsort.data.tables import (
     DEFAULT_MISSING,
-    encode_table,
     infer_column_type,
     join_attributes,
     parse_missing_markers,
@@ -50,7 +49,9 @@ def test_numeric_and_categorical_columns_are_encoded_by_type(tmp_path):
     # missing height -> median of 170/180/190; missing side -> no indicator set
     assert table.features["height"].tolist() == [180.0, 180.0, 170.0, 190.0]
     assert table.features[["side=bad", "side=good"]].to_numpy().tolist() == [[0, 1], [1, 0], [0, 1], [0, 0]]
-    assert table.feature_kinds.to_dict() == {"height": "numeric", "side=bad": "binary", "side=good": "binary", "flies": "binary"}
+    assert table.feature_kinds.to_dict() == {
+        "height": "numeric", "side=bad": "binary", "side=good": "binary", "flies": "binary"
+    }
     assert not table.is_binary
     assert table.missing.to_dict() == {"height": 1, "side": 1}
 
@@ -90,7 +91,8 @@ def test_crlf_and_byte_order_mark_are_handled(tmp_path):
 
 
 def test_duplicated_ids_are_reported_and_every_row_is_kept(tmp_path):
-    csv = write_csv(tmp_path / "t.csv", ["id,a,b", "x,TRUE,FALSE", "y,FALSE,TRUE", "x,TRUE,TRUE", "z,TRUE,FALSE", "x,FALSE,TRUE"])
+    lines = ["id,a,b", "x,TRUE,FALSE", "y,FALSE,TRUE", "x,TRUE,TRUE", "z,TRUE,FALSE", "x,FALSE,TRUE"]
+    csv = write_csv(tmp_path / "t.csv", lines)
     table = read_table(csv, "id")
     assert len(table.features) == 5
     assert table.ids.tolist() == ["x", "y", "x", "z", "x"]

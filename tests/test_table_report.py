@@ -160,8 +160,8 @@ def test_a_table_of_numbers_and_categories_clusters_too(tmp_path):
 def test_hdbscan_that_finds_nothing_still_reports(tmp_path):
     noise = np.random.default_rng(0).random((40, 8)) < 0.5
     csv = tmp_path / "noise.csv"
-    csv.write_text("\n".join(["id," + ",".join(f"f{j}" for j in range(8))]
-                             + [f"r{i}," + ",".join("TRUE" if v else "FALSE" for v in row) for i, row in enumerate(noise)]))
+    rows = [f"r{i}," + ",".join("TRUE" if v else "FALSE" for v in row) for i, row in enumerate(noise)]
+    csv.write_text("\n".join(["id," + ",".join(f"f{j}" for j in range(8)), *rows]))
     result = run(csv, "--id", "id", "--out", tmp_path / "out", "--method", "hdbscan", "--min-cluster-size", "30",
                  "--stability-runs", "0")
     assert result.exit_code == 0, result.output

@@ -20,7 +20,9 @@ def cluster_table(
     out: Path = typer.Option(..., "--out", help="Folder for clusters.csv, profiles.csv, plots and report.html."),
     join: Optional[Path] = typer.Option(None, "--join", help="Second CSV whose columns describe the clusters."),
     on: Optional[str] = typer.Option(None, "--on", help="Key column of --join matching --id (default: same name)."),
-    method: str = typer.Option("auto", help="auto | kmodes | agglomerative | kmeans | hdbscan."),
+    method: str = typer.Option(
+        "auto", help="auto (k-means on principal components) | kmodes | agglomerative | kmeans | hdbscan."
+    ),
     k: Optional[int] = typer.Option(None, "--k", help="Number of clusters; default: chosen by silhouette."),
     k_min: int = typer.Option(2, help="Smallest k tried."),
     k_max: int = typer.Option(10, help="Largest k tried."),
@@ -29,7 +31,7 @@ def cluster_table(
     scaling: str = typer.Option("pca", help="pca | standard (k-means feature space)."),
     min_cluster_size: Optional[int] = typer.Option(None, help="HDBSCAN minimum cluster size."),
     missing: Optional[str] = typer.Option(
-        None, help="Comma-separated missing markers; empty always is [default: -,-99,NA,N/A,NaN,nan,null]."
+        None, help="Comma-separated missing markers (default: - -99 NA N/A NaN nan null); an empty cell always is."
     ),
     seed: int = typer.Option(0, help="Random seed."),
     stability_runs: int = typer.Option(5, help="Refits for the stability estimate (0 = skip)."),
@@ -79,5 +81,12 @@ def cluster_table(
         grid.add_row(str(row.cluster), str(row.size), row.central_members, row.defining or "-")
     console.print(grid)
     if comparison is not None:
-        console.print(comparison.round(3).to_string(index=False))
+        methods = Table("method", "k", "silhouette", "distance", "stability", "largest", "unclustered", "jaccard sil.")
+        for row in comparison.itertuples():
+            jaccard = getattr(row, "silhouette_jaccard", float("nan"))  # only for 0/1 tables
+            methods.add_row(
+                row.method, str(row.k), f"{row.silhouette:.3f}", row.metric, f"{row.stability:.3f}",
+                f"{row.largest_share:.0%}", str(row.unclustered), f"{jaccard:.3f}",
+            )
+        console.print(methods)
     console.print(f"Report: {result.report}")

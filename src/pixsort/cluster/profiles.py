@@ -48,7 +48,8 @@ def feature_profiles(features: pd.DataFrame, labels: np.ndarray, kinds: pd.Serie
         size = int(inside.sum())
         counts = values[inside].sum(axis=0)
         for j, name in enumerate(features.columns):
-            row = {"cluster": int(cluster), "feature": name, "kind": "numeric" if numeric[j] else "binary", "size": size}
+            kind = "numeric" if numeric[j] else "binary"
+            row = {"cluster": int(cluster), "feature": name, "kind": kind, "size": size}
             if numeric[j]:
                 row.update(_numeric_test(values[inside, j], values[~inside, j]))
             else:

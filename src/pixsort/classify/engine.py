@@ -304,7 +304,7 @@ def fit_network(
     checkpoint_dir : folder for ``last``/``best`` checkpoints (None: keep in memory only)
     resume : continue from the checkpoint in ``checkpoint_dir`` if there is one
     """
-    _check(cfg)
+    check_config(cfg)
     torch.manual_seed(cfg.seed)
     n_classes = len(class_names)
     binary = n_classes == 2
@@ -461,7 +461,8 @@ def _epoch_line(row: dict, monitor: str, score: float, improved: bool) -> str:
             f"val_acc {row['val_accuracy']:.4f}{auc_txt}  ({row['seconds']:.0f}s){mark}")
 
 
-def _check(cfg: TrainConfig) -> None:
+def check_config(cfg: TrainConfig) -> None:
+    """Raise ValueError for settings outside the known choices."""
     if cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.lr > 0:
         raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
     if cfg.balance not in BALANCE_MODES:

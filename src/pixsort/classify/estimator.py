@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pixsort.classify.augment import get_augment, oversample_minority
-from pixsort.classify.engine import TrainConfig, fit_network, logits_to_proba, predict_logits
+from pixsort.classify.engine import TrainConfig, check_config, fit_network, logits_to_proba, predict_logits
 from pixsort.classify.metrics import MONITORS, classification_metrics, predict_from_proba
 from pixsort.classify.models import (RECIPES, SEED_MODELS, ClassifierNet, build_network, make_spec, n_outputs_for,
                                      parse_model_name)
@@ -193,8 +193,6 @@ class ImageClassifier:
     def train_config(self, n_train: int) -> TrainConfig:
         r = self.recipe
         patience = r.patience if self.patience == "auto" else self.patience
-        import pixsort.classify.engine as engine
-
         cfg = TrainConfig(
             epochs=int(self.epochs or r.epochs),
             batch_size=int(self.batch_size or r.batch_size),
@@ -211,7 +209,7 @@ class ImageClassifier:
             channels_last=bool(self.channels_last),
             max_seconds=None if self.max_minutes is None else float(self.max_minutes) * 60.0,
         )
-        engine._check(cfg)
+        check_config(cfg)
         return cfg
 
     # ------------------------------------------------------------------ fit

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=16, help="requests sent first and not measured")
     parser.add_argument("--max-batch", type=int, nargs="+", default=[32], help="server --max-batch values to compare")
+    parser.add_argument("--threads", type=int, nargs="+", default=[0], help="server --threads values (0 = default)")
     parser.add_argument("--cores", type=int, default=2, help="pin the server to this many cores (0 = no pinning)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/pixsort-serve-bench.json"))
     args = parser.parse_args(argv)
@@ -60,21 +61,23 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for model in args.models:
-        for max_batch in args.max_batch:
-            row = measure(model, payloads, args, max_batch)
-            rows.append(row)
-            print(_line(row), flush=True)
+        for threads in args.threads:
+            for max_batch in args.max_batch:
+                row = measure(model, payloads, args, max_batch, threads)
+                rows.append(row)
+                print(_line(row), flush=True)
     args.out.write_text(json.dumps({"machine": _machine(), "runs": rows}, indent=2))
     print(f"wrote {args.out}")
     return 0 if all(r["errors"] == 0 for r in rows) else 1
 
 
-def measure(model: Path, payloads: list[tuple[str, bytes]], args, max_batch: int) -> dict:
+def measure(model: Path, payloads: list[tuple[str, bytes]], args, max_batch: int, threads: int = 0) -> dict:
     port = _free_port()
     command = [
         sys.executable, "-c", "import sys; from pixsort.cli import main; sys.argv[0] = 'pixsort'; main()",
         "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
         "--log-level", "warning", "--max-batch", str(max_batch),
+        *(["--threads", str(threads)] if threads else []),
     ]  # fmt: skip
     if args.cores:
         command = ["taskset", "-c", f"0-{args.cores - 1}", *command]
@@ -87,9 +90,11 @@ def measure(model: Path, payloads: list[tuple[str, bytes]], args, max_batch: int
         asyncio.run(_load(base, payloads, args.warmup, args.concurrency))
         rss_idle = process.memory_info().rss
         sampler = _RssSampler(process)
+        cpu_before = _cpu_snapshot(process)
         sampler.start()
         latencies, errors, wall = asyncio.run(_load(base, payloads, args.requests, args.concurrency))
         sampler.stop()
+        cpu = _cpu_used(cpu_before, _cpu_snapshot(process), wall)
         rss_after = process.memory_info().rss
     finally:
         server.terminate()
@@ -103,6 +108,7 @@ def measure(model: Path, payloads: list[tuple[str, bytes]], args, max_batch: int
         "model": str(model),
         "kind": kind,
         "max_batch": max_batch,
+        "threads": threads or None,
         "requests": args.requests,
         "concurrency": args.concurrency,
         "errors": errors,
@@ -114,6 +120,26 @@ def measure(model: Path, payloads: list[tuple[str, bytes]], args, max_batch: int
         "rss_idle_mb": round(rss_idle / 2**20, 1),
         "rss_peak_mb": round(max(sampler.peak, rss_after) / 2**20, 1),
         "rss_after_mb": round(rss_after / 2**20, 1),
+        **cpu,
+    }
+
+
+def _cpu_snapshot(server: psutil.Process) -> tuple[float, float, float]:
+    """CPU seconds so far: the whole machine (busy), the server, this client."""
+    machine = psutil.cpu_times()
+    busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+    s, c = server.cpu_times(), psutil.Process().cpu_times()
+    return busy, s.user + s.system, c.user + c.system
+
+
+def _cpu_used(before, after, wall: float) -> dict:
+    """Cores kept busy during the load: by the server, by the client, by everything else
+    on the machine (other people's jobs: the noise in these figures)."""
+    busy, server, client = (b - a for a, b in zip(before, after))
+    return {
+        "server_cores": round(server / wall, 2),
+        "client_cores": round(client / wall, 2),
+        "other_cores": round(max(0.0, busy - server - client) / wall, 2),
     }
 
 
@@ -205,9 +231,10 @@ def _cpu_name() -> str:
 
 def _line(r: dict) -> str:
     return (
-        f"{r['kind']:<10} {Path(r['model']).name:<20} batch<={r['max_batch']:<3} "
+        f"{r['kind']:<10} {Path(r['model']).name:<20} batch<={r['max_batch']:<3} threads {r['threads'] or 'all':<3} "
         f"p50 {r['p50_ms']} ms  p95 {r['p95_ms']} ms  {r['requests_per_s']} req/s  errors {r['errors']}  "
-        f"RSS idle {r['rss_idle_mb']} MB peak {r['rss_peak_mb']} MB"
+        f"RSS idle {r['rss_idle_mb']} MB peak {r['rss_peak_mb']} MB  "
+        f"cores: server {r['server_cores']} client {r['client_cores']} others {r['other_cores']}"
     )
 
 

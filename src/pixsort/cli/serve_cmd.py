@@ -27,12 +27,16 @@ def serve(
     max_batch: int = typer.Option(
         32, min=1, help="Most images stacked into one model call across concurrent requests."
     ),
+    threads: int | None = typer.Option(
+        None, min=1, help="torch threads per process (default: the cores, shared out among the workers)."
+    ),
     log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
 ) -> None:
     """Serve MODEL: an upload page at /, POST /predict, GET /model, GET /health, docs at /docs."""
     import uvicorn
 
     from pixsort.models import ModelFileError, read_model_json
+    from pixsort.runtime import available_cores
 
     existing_path(model)
     try:
@@ -55,7 +59,9 @@ def serve(
         from pixsort.serve.app import create_app
 
         try:
-            application = create_app(model, max_upload_mb=max_upload_mb, api_key=api_key or None, max_batch=max_batch)
+            application = create_app(
+                model, max_upload_mb=max_upload_mb, api_key=api_key or None, max_batch=max_batch, threads=threads
+            )
         except (ModelFileError, ValueError, TypeError) as exc:
             raise fail(f"cannot serve {model}: {exc}") from None
         uvicorn.run(application, host=host, port=port, log_level=log_level)
@@ -65,6 +71,7 @@ def serve(
     os.environ["PIXSORT_MODEL"] = str(model.resolve())
     os.environ["PIXSORT_MAX_UPLOAD_MB"] = str(max_upload_mb)
     os.environ["PIXSORT_MAX_BATCH"] = str(max_batch)
+    os.environ["PIXSORT_THREADS"] = str(threads or max(1, available_cores() // workers))
     if api_key:
         os.environ["PIXSORT_API_KEY"] = api_key
     uvicorn.run(

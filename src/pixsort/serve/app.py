@@ -130,6 +130,7 @@ def create_app(
     max_images: int = 64,
     n_neighbors: int = 5,
     max_batch: int = 32,
+    threads: int | None = None,
 ) -> FastAPI:
     """Build the serving app for the model saved at ``model_path`` (loaded here, once).
 
@@ -149,6 +150,9 @@ def create_app(
         Nearest training images returned per upload by a clusterer.
     max_batch : int
         Most images stacked into one model call across concurrent requests.
+    threads : int, optional
+        torch threads for inference (default: every available core).  Fewer leaves
+        cores to HTTP parsing and decoding, and is a must with several workers.
     """
     if max_upload_mb <= 0:
         raise ValueError(f"max_upload_mb must be > 0, got {max_upload_mb}")
@@ -156,13 +160,19 @@ def create_app(
         raise ValueError(f"max_images must be >= 1, got {max_images}")
     if api_key is not None and not api_key.strip():
         raise ValueError("api_key must not be empty (pass None for no key)")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
 
     from pixsort.runtime import tune_cpu
 
-    tune_cpu()
+    tune_cpu(threads)
     folder = Path(model_path)
     meta = read_model_json(folder)
     model = load_model(folder)
+    if threads is not None:
+        import torch  # tune_cpu may have run earlier in this process with another count
+
+        torch.set_num_threads(threads)
     predictor = make_predictor(model, kind=meta["kind"], n_neighbors=n_neighbors)
     settings = predictor.decode_settings
     batcher = MicroBatcher(predictor, max_batch=max_batch)
@@ -308,8 +318,8 @@ def create_app(
 def app_from_env() -> FastAPI:
     """App factory for ``uvicorn --factory pixsort.serve.app:app_from_env`` (several workers).
 
-    Reads ``PIXSORT_MODEL`` (required), ``PIXSORT_MAX_UPLOAD_MB``, ``PIXSORT_API_KEY`` and
-    ``PIXSORT_MAX_BATCH``.
+    Reads ``PIXSORT_MODEL`` (required), ``PIXSORT_MAX_UPLOAD_MB``, ``PIXSORT_API_KEY``,
+    ``PIXSORT_MAX_BATCH`` and ``PIXSORT_THREADS``.
     """
     model = os.environ.get("PIXSORT_MODEL")
     if not model:
@@ -319,6 +329,7 @@ def app_from_env() -> FastAPI:
         max_upload_mb=float(os.environ.get("PIXSORT_MAX_UPLOAD_MB", "20")),
         api_key=os.environ.get("PIXSORT_API_KEY") or None,
         max_batch=int(os.environ.get("PIXSORT_MAX_BATCH", "32")),
+        threads=int(os.environ["PIXSORT_THREADS"]) if os.environ.get("PIXSORT_THREADS") else None,
     )
 
 

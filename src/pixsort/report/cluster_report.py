@@ -1,0 +1,514 @@
+"""Everything a fitted :class:`~pixsort.cluster.images.ImageClusterer` leaves in an
+output folder, and the table of new images placed in its clusters.
+
+>>> decoded = load_images(open_dataset("photos/"), clusterer.decode_settings)
+>>> clusterer.fit(decoded)
+>>> out = write_cluster_outputs(clusterer, decoded, "runs/photos")
+>>> out.report          # runs/photos/report.html
+
+Folder layout::
+
+    clusters.csv           path, cluster, distance_to_centre, silhouette, representative (, label)
+    manifest.csv           every input item, skipped ones with their reason
+    clusters_summary.csv   one row per cluster: size, cohesion, representatives (, majority class)
+    metrics.json           internal scores (silhouette, DB, CH), k selection, timings;
+                           accuracy / NMI / ARI / purity when labels are known
+    cluster_by_class.csv   when labels are known
+    k_selection.csv, score_vs_k.png, silhouette/k{K}.png   when k was chosen
+    montages/cluster_{C}.png   nearest-to-centre members, then random members
+    scatter.png, scatter_thumbnails.png   2-D view of the clustering space
+    model/                 the saved model (``pixsort assign`` reads it)
+    by_cluster/cluster_{C}/   optional copies or links of the files
+    report.html
+
+Plots use matplotlib's Agg backend; montages and the thumbnail scatter are
+composed with PIL (faster, and exact pixels).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pixsort.report.html import HtmlReport
+
+COPY_MODES = ("none", "copy", "link")
+VIEW_METHODS = ("tsne", "umap", "pca")
+MAX_SCATTER_POINTS = 5000  # a t-SNE of more points takes minutes on 2 cores and shows nothing more
+THUMB = 48  # thumbnail side in montages, px
+SCATTER_THUMBS = 300
+SCATTER_CANVAS = 1400
+
+
+@dataclass
+class ClusterOutputs:
+    """Where :func:`write_cluster_outputs` put things."""
+
+    folder: Path
+    report: Path
+    clusters_csv: Path
+    manifest_csv: Path
+    metrics: dict
+    model: Path | None
+    summary: pd.DataFrame
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+# -- entry points ------------------------------------------------------------------------
+
+
+def write_cluster_outputs(clusterer, images, out: str | os.PathLike, *, title: str | None = None,
+                          view: str = "tsne", n_montage: int = 8, copy_to_folders: str = "none",
+                          save_model: bool = True, score: bool = True,
+                          random_state: int | None = None) -> ClusterOutputs:
+    """Write the outputs of a fitted clusterer into the folder ``out``.
+
+    Parameters
+    ----------
+    clusterer : fitted ImageClusterer
+    images : DecodedImages the clusterer was fitted on, or uint8 array (n, H, W, C) in
+        the order of ``clusterer.train_paths_``; used for montages and thumbnails.
+    view : {"tsne", "umap", "pca"}
+        2-D view of the clustering space (at most 5,000 sampled points).
+    n_montage : members per row of a cluster's montage (nearest, then random).
+    copy_to_folders : {"none", "copy", "link"}
+        Also place each clustered file in ``by_cluster/cluster_{C}/``.
+    score : bool
+        Compare with the known labels (accuracy, NMI, ARI, purity, cluster-by-class
+        table) when there are any.
+    """
+    if copy_to_folders not in COPY_MODES:
+        raise ValueError(f"copy_to_folders must be one of {', '.join(COPY_MODES)}, got {copy_to_folders!r}")
+    if view not in VIEW_METHODS:
+        raise ValueError(f"view must be one of {', '.join(VIEW_METHODS)}, got {view!r}")
+    pixels = np.asarray(getattr(images, "images", images))
+    if len(pixels) != len(clusterer.labels_):
+        raise ValueError(f"{len(pixels)} images given for a clusterer fitted on {len(clusterer.labels_)}")
+    seed = clusterer.random_state if random_state is None else random_state
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+
+    assignments = clusterer.assignments()
+    files["clusters"] = _write_csv(assignments, folder / "clusters.csv")
+    files["manifest"] = _write_csv(clusterer.manifest_, folder / "manifest.csv")
+    summary = cluster_summary(clusterer, score=score)
+    files["summary"] = _write_csv(summary, folder / "clusters_summary.csv")
+
+    metrics = cluster_metrics(clusterer, score=score)
+    table = None
+    if "accuracy" in metrics:
+        table = clusterer.cluster_class_table()
+        files["cluster_by_class"] = _write_csv(table, folder / "cluster_by_class.csv", index=True)
+    selection = getattr(clusterer, "selection_", None)
+    silhouette_plots: dict[int, Path] = {}
+    if selection is not None:
+        files["k_selection"] = _write_csv(selection.table(), folder / "k_selection.csv")
+        files["score_vs_k"] = plot_score_vs_k(selection, folder / "score_vs_k.png")
+        for cand in selection.candidates:
+            if np.isfinite(cand.silhouette):
+                silhouette_plots[cand.k] = plot_silhouette(cand, selection.sample_index,
+                                                           folder / "silhouette" / f"k{cand.k}.png")
+    montages = {c: write_montage(clusterer, pixels, c, folder / "montages" / f"cluster_{c}.png", n_montage, seed)
+                for c in range(clusterer.n_clusters_)}
+    idx, xy = scatter_coordinates(clusterer.embeddings_, view, seed)
+    files["scatter"] = plot_scatter(xy, clusterer.labels_[idx], folder / "scatter.png", view)
+    files["scatter_thumbnails"] = write_thumbnail_scatter(xy, pixels[idx], clusterer.labels_[idx],
+                                                          folder / "scatter_thumbnails.png", seed)
+    files["metrics"] = folder / "metrics.json"
+    files["metrics"].write_text(json.dumps(metrics, indent=1, default=_json_default), encoding="utf-8")
+    model_dir = clusterer.save(folder / "model") if save_model else None
+    if copy_to_folders != "none":
+        files["by_cluster"] = copy_into_cluster_folders(assignments, folder / "by_cluster", copy_to_folders)
+
+    report = _write_html(clusterer, folder, title, metrics, summary, table, selection, silhouette_plots,
+                         montages, files, view, model_dir)
+    return ClusterOutputs(folder, report, files["clusters"], files["manifest"], metrics, model_dir, summary, files)
+
+
+def assign_images(model, source, *, n_neighbors: int = 3, cache_dir: str | os.PathLike | None = None,
+                  progress: bool = True) -> pd.DataFrame:
+    """Place the images of ``source`` (folder, file, .npz, .csv ...) in the clusters of
+    a fitted ``model``; decoded with ``model.decode_settings``.
+
+    Returns one row per input item: path, status (``assigned`` or ``skipped``), reason,
+    cluster, distance_to_centre, nearest_paths / nearest_distances (training images,
+    ``;``-separated, closest first).  Broken files are rows, not exceptions.
+    """
+    from pixsort.data import NoUsableImages, load_images, open_dataset
+
+    dataset = open_dataset(source)
+    try:
+        decoded = load_images(dataset, model.decode_settings, cache_dir=cache_dir, progress=progress)
+    except NoUsableImages as exc:
+        return _skipped_rows(exc.manifest)
+    clusters = np.asarray(model.predict(decoded.images), dtype=np.int64)
+    centre_dist = model.transform(decoded.images)[np.arange(len(clusters)), np.clip(clusters, 0, None)]
+    dist, idx = model.kneighbors(decoded.images, n_neighbors=n_neighbors)
+    train = model.train_paths_
+    assigned = pd.DataFrame({
+        "path": decoded.paths,
+        "status": "assigned",
+        "reason": "",
+        "cluster": clusters,
+        "distance_to_centre": np.round(centre_dist, 6),
+        "nearest_paths": [";".join(train[j] for j in row) for row in idx],
+        "nearest_distances": [";".join(f"{d:.4f}" for d in row) for row in dist],
+    })
+    if model.cluster_names_:
+        assigned.insert(4, "cluster_name", [model.cluster_names_[c] if c >= 0 else "" for c in clusters])
+    skipped = _skipped_rows(decoded.manifest)
+    frame = pd.concat([assigned, skipped], ignore_index=True) if len(skipped) else assigned
+    return frame
+
+
+def _skipped_rows(manifest: pd.DataFrame) -> pd.DataFrame:
+    rows = manifest[manifest["status"] != "loaded"]
+    return pd.DataFrame({"path": rows["path"].astype(str).tolist(), "status": "skipped",
+                         "reason": rows["reason"].astype(str).tolist(), "cluster": pd.array([pd.NA] * len(rows),
+                                                                                          dtype="Int64")})
+
+
+# -- tables ------------------------------------------------------------------------------
+
+
+def cluster_metrics(clusterer, score: bool = True) -> dict:
+    """Internal scores, k selection and timings; external scores when labels are known."""
+    manifest = clusterer.manifest_
+    metrics: dict = {
+        "n_images": int(len(clusterer.labels_)),
+        "n_skipped": int((manifest["status"] != "loaded").sum()) if "status" in manifest else 0,
+        "n_clusters": int(clusterer.n_clusters_),
+        "features": clusterer.features,
+        "method": clusterer.method,
+        "internal": dict(clusterer.scores_),
+    }
+    selection = getattr(clusterer, "selection_", None)
+    if selection is not None:
+        metrics["k_selection"] = selection.table().to_dict(orient="records")
+        metrics["chosen_k"] = int(selection.best_k)
+    if score and (np.asarray(clusterer.train_labels_) >= 0).any():
+        metrics.update(clusterer.score())
+    metrics["timings_s"] = {k: round(float(v), 3) for k, v in getattr(clusterer, "timings_", {}).items()}
+    return metrics
+
+
+def cluster_summary(clusterer, n_names: int = 3, score: bool = True) -> pd.DataFrame:
+    """One row per cluster: size, share, mean distance to centre, mean silhouette,
+    the files nearest its centre and, when labels are known, its majority class."""
+    labels = clusterer.labels_
+    names = clusterer.cluster_names_ or []
+    known = np.asarray(clusterer.train_labels_)
+    rows = []
+    for c in [*range(clusterer.n_clusters_), *([-1] if (labels < 0).any() else [])]:
+        members = np.flatnonzero(labels == c)
+        if c >= 0:
+            nearest = members[np.argsort(clusterer.distances_[members], kind="stable")[:n_names]]
+        else:
+            nearest = members[:n_names]
+        row = {
+            "cluster": c if c >= 0 else "noise",
+            "size": len(members),
+            "share": round(len(members) / len(labels), 4),
+            "mean_distance": round(float(np.nanmean(clusterer.distances_[members])), 4) if c >= 0 else float("nan"),
+            "mean_silhouette": round(_nanmean(clusterer.silhouette_values_[members]), 4),
+            "representatives": "; ".join(Path(clusterer.train_paths_[i]).name for i in nearest),
+        }
+        if c >= 0 and c < len(names):
+            row["name"] = names[c]
+        lab = known[members]
+        lab = lab[lab >= 0]
+        if score and len(lab):
+            top = np.bincount(lab).argmax()
+            cls = clusterer.class_names_
+            row["majority_class"] = cls[top] if top < len(cls) else str(top)
+            row["majority_share"] = round(float((lab == top).mean()), 4)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# -- figures -----------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colors(k: int) -> np.ndarray:
+    plt = _pyplot()
+    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    return np.array([cmap(i % cmap.N) for i in range(max(k, 1))])
+
+
+def plot_score_vs_k(selection, path: Path) -> Path:
+    """Silhouette, Davies-Bouldin and Calinski-Harabasz against k; the chosen k marked."""
+    plt = _pyplot()
+    table = selection.table()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, (col, better) in zip(axes, [("silhouette", "higher"), ("davies_bouldin", "lower"),
+                                        ("calinski_harabasz", "higher")]):
+        ax.plot(table["k"], table[col], "o-", color="#3465a4")
+        chosen = table[table["chosen"]]
+        ax.plot(chosen["k"], chosen[col], "o", color="#cc0000", ms=10, label=f"chosen k={selection.best_k}")
+        ax.set_title(f"{col.replace('_', '-')} ({better} is better)")
+        ax.set_xlabel("k")
+        ax.set_xticks(table["k"])
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="best")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_silhouette(candidate, sample_index: np.ndarray, path: Path) -> Path:
+    """The classic silhouette plot: each cluster's sorted per-point silhouettes as a
+    band, the mean as a dashed line (on the points the silhouette was sampled on)."""
+    plt = _pyplot()
+    values = np.asarray(candidate.silhouette_values)
+    labels = candidate.partition.labels[sample_index]
+    k = candidate.partition.n_clusters
+    colors = _colors(k)
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    y = 0
+    gap = max(2, len(values) // 100)
+    for c in range(k):
+        v = np.sort(values[(labels == c) & np.isfinite(values)])
+        if not len(v):
+            continue
+        ax.fill_betweenx(np.arange(y, y + len(v)), 0, v, color=colors[c], alpha=0.8, lw=0)
+        ax.text(-0.05, y + len(v) / 2, str(c), ha="right", va="center", fontsize=8)
+        y += len(v) + gap
+    ax.axvline(candidate.silhouette, color="#cc0000", ls="--", label=f"mean {candidate.silhouette:.3f}")
+    ax.set_xlim(min(-0.1, float(np.nanmin(values)) - 0.05) if np.isfinite(values).any() else -0.1, 1)
+    ax.set_yticks([])
+    ax.set_xlabel("silhouette")
+    ax.set_title(f"k = {candidate.k}")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def scatter_coordinates(embeddings: np.ndarray, view: str, random_state: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions shown, their 2-D coordinates); a seeded sample above MAX_SCATTER_POINTS."""
+    from pixsort.features.reduce import embed_2d
+
+    n = len(embeddings)
+    idx = np.arange(n)
+    if n > MAX_SCATTER_POINTS:
+        idx = np.sort(np.random.default_rng(random_state).choice(n, MAX_SCATTER_POINTS, replace=False))
+    return idx, embed_2d(np.asarray(embeddings)[idx], method=view, random_state=random_state)
+
+
+def plot_scatter(xy: np.ndarray, labels: np.ndarray, path: Path, view: str) -> Path:
+    plt = _pyplot()
+    k = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 1
+    colors = _colors(k)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    noise = labels < 0
+    if noise.any():
+        ax.scatter(xy[noise, 0], xy[noise, 1], s=4, c="#bbbbbb", label="noise")
+    size = 12 if len(xy) < 2000 else 4
+    for c in range(k):
+        m = labels == c
+        if m.any():
+            ax.scatter(xy[m, 0], xy[m, 1], s=size, color=colors[c], label=str(c))
+            cx, cy = np.median(xy[m], axis=0)
+            ax.text(cx, cy, str(c), fontsize=11, weight="bold", ha="center", va="center",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.7, "lw": 0})
+    ax.set_title(f"{view.upper() if view != 'tsne' else 't-SNE'} view of the clustering space")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if k <= 20:
+        ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8, markerscale=1.5, title="cluster")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def write_thumbnail_scatter(xy: np.ndarray, images: np.ndarray, labels: np.ndarray, path: Path,
+                            random_state: int, n_thumbs: int = SCATTER_THUMBS) -> Path:
+    """The 2-D view with a seeded sample of the images drawn at their positions,
+    framed in their cluster's colour."""
+    from PIL import Image
+
+    n = len(xy)
+    pick = np.arange(n) if n <= n_thumbs else np.sort(
+        np.random.default_rng(random_state).choice(n, n_thumbs, replace=False))
+    side = 40 if n_thumbs >= 200 else 56
+    canvas = Image.new("RGB", (SCATTER_CANVAS, SCATTER_CANVAS), "white")
+    lo = xy.min(axis=0)
+    span = np.maximum(xy.max(axis=0) - lo, 1e-9)
+    usable = SCATTER_CANVAS - side - 8
+    colors = (_colors(int(labels.max()) + 1 if (labels >= 0).any() else 1)[:, :3] * 255).astype(int)
+    for i in pick:
+        x, y = ((xy[i] - lo) / span * usable + 4).astype(int)
+        y = SCATTER_CANVAS - side - y  # y grows upwards in the plot
+        colour = tuple(colors[labels[i]]) if labels[i] >= 0 else (170, 170, 170)
+        framed = Image.new("RGB", (side, side), colour)
+        framed.paste(_thumbnail(images[i], side - 6), (3, 3))
+        canvas.paste(framed, (int(x), int(y)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
+def write_montage(clusterer, images: np.ndarray, cluster: int, path: Path, n: int, random_state: int) -> Path:
+    """Top row: the ``n`` members nearest the centre; below: ``n`` random others."""
+    from PIL import Image, ImageDraw
+
+    members = np.flatnonzero(clusterer.labels_ == cluster)
+    nearest = members[np.argsort(clusterer.distances_[members], kind="stable")[:n]]
+    rest = np.setdiff1d(members, nearest)
+    rng = np.random.default_rng(random_state + cluster)
+    random = np.sort(rng.choice(rest, min(n, len(rest)), replace=False)) if len(rest) else rest
+    label_h = 16
+    width = max(n, 1) * (THUMB + 4) + 4
+    rows = [("nearest to centre", nearest), ("random members", random)]
+    rows = [r for r in rows if len(r[1])]
+    canvas = Image.new("RGB", (width, len(rows) * (THUMB + label_h + 6) + 2), "white")
+    draw = ImageDraw.Draw(canvas)
+    y = 2
+    for caption, picks in rows:
+        draw.text((4, y), caption, fill=(60, 60, 80))
+        y += label_h
+        for j, i in enumerate(picks):
+            canvas.paste(_thumbnail(images[i], THUMB), (4 + j * (THUMB + 4), y))
+        y += THUMB + 6
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
+def _thumbnail(image: np.ndarray, side: int):
+    from PIL import Image
+
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    im = Image.fromarray(arr).convert("RGB")
+    # tiny images (8-32 px) are enlarged with hard pixel edges rather than blurred
+    resample = Image.NEAREST if max(im.size) < side else Image.BILINEAR
+    return im.resize((side, side), resample)
+
+
+def _save(fig, path: Path) -> Path:
+    plt = _pyplot()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# -- files -------------------------------------------------------------------------------
+
+
+def copy_into_cluster_folders(assignments: pd.DataFrame, root: Path, mode: str) -> Path:
+    """One folder per cluster (``noise`` for -1) holding copies of or symbolic links
+    to its files; names that collide get their row number as prefix."""
+    root.mkdir(parents=True, exist_ok=True)
+    for number, row in enumerate(assignments.itertuples(index=False)):
+        src = Path(row.path)
+        if not src.is_file():  # array or archive members have no file of their own
+            continue
+        folder = root / ("noise" if row.cluster < 0 else f"cluster_{row.cluster}")
+        folder.mkdir(exist_ok=True)
+        dest = folder / src.name
+        if dest.exists() or dest.is_symlink():
+            dest = folder / f"{number}_{src.name}"
+        if dest.exists() or dest.is_symlink():
+            continue
+        if mode == "link":
+            os.symlink(src.resolve(), dest)
+        else:
+            shutil.copy2(src, dest)
+    return root
+
+
+def _write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=index)
+    return path
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# -- HTML --------------------------------------------------------------------------------
+
+
+def _write_html(clusterer, folder: Path, title, metrics, summary, table, selection, silhouette_plots,
+                montages, files, view, model_dir) -> Path:
+    def rel(p: Path) -> str:
+        return Path(os.path.relpath(p, folder)).as_posix()
+
+    how = (f"k = {clusterer.n_clusters_} chosen by silhouette over {selection.table()['k'].min()}.."
+           f"{selection.table()['k'].max()}" if selection is not None else f"k = {clusterer.n_clusters_}")
+    rep = HtmlReport(title or "Image clusters",
+                     subtitle=f"{clusterer.features} features, {clusterer.method}; {how}")
+    rep.section("Summary")
+    kv = {"images": metrics["n_images"], "skipped files": metrics["n_skipped"], "clusters": metrics["n_clusters"],
+          "silhouette": metrics["internal"].get("silhouette"),
+          "Davies-Bouldin": metrics["internal"].get("davies_bouldin"),
+          "Calinski-Harabasz": metrics["internal"].get("calinski_harabasz")}
+    if "accuracy" in metrics:
+        kv.update({"accuracy (Hungarian)": metrics["accuracy"], "NMI": metrics["nmi"], "ARI": metrics["ari"],
+                   "purity": metrics["purity"]})
+    rep.key_values({k: ("n/a" if v is None else v) for k, v in kv.items()})
+    rep.paragraph("Files: clusters.csv (one row per image), manifest.csv (every input, skipped ones with "
+                  "their reason), metrics.json" + (", model/ (for pixsort assign)" if model_dir else "") + ".",
+                  "note")
+    rep.section("Clusters", "Each cluster's size, how tight it is, and the images nearest its centre.")
+    rep.table(summary, index=False)
+    if table is not None:
+        rep.section("Clusters against the known classes",
+                    "Counts per cluster and class; matched_class is the one-to-one (Hungarian) match "
+                    "that accuracy is computed from.")
+        rep.table(table)
+    if selection is not None:
+        rep.section("Choosing k",
+                    "Each candidate k was clustered and scored; the highest mean silhouette wins "
+                    "(ties go to the smaller k).")
+        rep.image(rel(files["score_vs_k"]), caption="Scores against k")
+        rep.table(selection.table(), index=False)
+        for k, p in silhouette_plots.items():
+            rep.image(rel(p), caption=f"Silhouette plot, k = {k}" + (" (chosen)" if k == selection.best_k else ""),
+                      width=380)
+    rep.section("Members of each cluster", "Top row: the images nearest the centre; bottom: random members.")
+    for c, p in montages.items():
+        rep.image(rel(p), caption=f"cluster {c} ({int((clusterer.labels_ == c).sum())} images)")
+    rep.section("Map of the clustering space", f"2-D {view} view; neighbouring points are similar images.")
+    rep.image(rel(files["scatter"]), caption="Points coloured by cluster", width=560)
+    rep.image(rel(files["scatter_thumbnails"]), caption="A sample of the images at their positions", width=700)
+    timings = metrics.get("timings_s") or {}
+    if timings:
+        rep.section("Timings")
+        rep.key_values({f"{k} (s)": v for k, v in timings.items()})
+    return rep.write(folder / "report.html")
+
+
+__all__ = ["COPY_MODES", "ClusterOutputs", "assign_images", "cluster_metrics", "cluster_summary",
+           "copy_into_cluster_folders", "write_cluster_outputs"]

@@ -1,0 +1,171 @@
+"""Features for clustering: one name picks the extractor, and the embeddings of
+pretrained and pixel extractors go through the on-disk cache.
+
+Names: any backbone of :func:`pixsort.features.backbones.list_backbones`
+(``efficientnet_lite0`` ...), ``timm:<model>``, ``autoencoder`` (trained on the
+images being clustered, so never cached), ``pixels``.
+
+Cache keys are the images' content hashes joined with a digest of the decode
+settings (the same file decoded at another size is another input), plus a
+``-hflip`` suffix for the mirrored copies used by test-time augmentation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pixsort.data import DecodeSettings, default_cache_dir
+
+SPECIAL_FEATURES = ("autoencoder", "pixels")
+PIXEL_SIZE = 32  # raw pixels only make sense for small images: 32x32x3 = 3072 dims
+CHUNK = 2048  # images embedded per call: bounds the float copies of large decoded sizes
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What the clusterer asked for (parameters only; no model is built)."""
+
+    name: str
+    layers: object = None
+    tta: bool = True
+    batch_size: int = 64
+    autoencoder: dict = field(default_factory=dict)
+    random_state: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"features must be a name, got {self.name!r}")
+        if self.name not in SPECIAL_FEATURES and not self.name.startswith("timm:"):
+            from pixsort.features.backbones import get_pretrained_cfg
+
+            get_pretrained_cfg(self.name)  # ValueError listing the known names
+        unknown = set(self.autoencoder) - _autoencoder_params()
+        if unknown:
+            raise ValueError(f"unknown autoencoder settings {sorted(unknown)}; known: {sorted(_autoencoder_params())}")
+
+    @property
+    def is_autoencoder(self) -> bool:
+        return self.name == "autoencoder"
+
+    @property
+    def is_pixels(self) -> bool:
+        return self.name == "pixels"
+
+    @property
+    def is_pretrained(self) -> bool:
+        return self.name not in SPECIAL_FEATURES
+
+
+def _autoencoder_params() -> set[str]:
+    return {"latent_dim", "image_size", "channels", "epochs", "batch_size", "learning_rate", "flip"}
+
+
+def list_features() -> list[str]:
+    """Feature names usable here (``timm:<model>`` works too where timm imports)."""
+    from pixsort.features.backbones import list_backbones
+
+    return [*list_backbones(), *SPECIAL_FEATURES]
+
+
+def default_decode_settings(spec: FeatureSpec, image_size: int | None = None) -> DecodeSettings:
+    """Decode size: ``image_size`` when given, else what the extractor consumes
+    (the backbone's input size, the autoencoder's size, 32 for pixels)."""
+    if image_size is not None:
+        return DecodeSettings(size=int(image_size))
+    if spec.is_pixels:
+        return DecodeSettings(size=PIXEL_SIZE)
+    if spec.is_autoencoder:
+        return DecodeSettings(size=int(spec.autoencoder.get("image_size", 32)))
+    if spec.name.startswith("timm:"):
+        return DecodeSettings(size=224)
+    from pixsort.features.backbones import get_pretrained_cfg
+
+    _, h, w = get_pretrained_cfg(spec.name).input_size
+    return DecodeSettings(size=(h, w))
+
+
+def build_extractor(spec: FeatureSpec, progress: bool = True, config: dict | None = None):
+    """The extractor object for ``spec`` (from a saved ``config`` when given)."""
+    if spec.is_autoencoder:
+        from pixsort.features.autoencoder import AutoencoderExtractor
+
+        if config is not None:
+            return AutoencoderExtractor.from_config(config)
+        return AutoencoderExtractor(**spec.autoencoder, random_state=spec.random_state, progress=progress)
+    from pixsort.features.base import extractor_from_config
+
+    if config is not None:
+        return extractor_from_config(config)
+    if spec.is_pixels:
+        from pixsort.features.pixels import PixelExtractor
+
+        return PixelExtractor(size=PIXEL_SIZE)
+    from pixsort.features.embed import PretrainedExtractor
+
+    return PretrainedExtractor(backbone=spec.name, layers=spec.layers, batch_size=spec.batch_size,
+                               progress="auto" if progress else False)
+
+
+def image_keys(images: np.ndarray) -> list[str]:
+    """Content hashes of in-memory images (for the embedding cache)."""
+    from pixsort.data.cache import hash_array
+
+    return [hash_array(im) for im in images]
+
+
+def extract_features(extractor, spec: FeatureSpec, images: np.ndarray, keys: list[str] | None,
+                     cache_root: str | os.PathLike | None, decode: DecodeSettings | None = None, *,
+                     fit: bool = False, progress: bool = True,
+                     eval_callback: Callable[[int, np.ndarray], dict] | None = None) -> np.ndarray:
+    """Raw features (n, D) float32 of uint8 ``images`` (n, H, W, C).
+
+    ``fit`` trains the autoencoder first.  With ``keys`` (content hashes), pretrained
+    and pixel features are read from / written to the cache under ``cache_root``
+    (default: the data cache root).  With ``spec.tta``, pretrained features are
+    the mean of each image's and its mirror image's embeddings.
+    """
+    if spec.is_autoencoder:
+        if fit:
+            extractor.fit(images, eval_callback=eval_callback)
+        return extractor.transform(images)
+    cache_dir = None
+    if keys is not None:
+        root = Path(cache_root) if cache_root is not None else default_cache_dir()
+        cache_dir = root / "embeddings"
+        suffix = _decode_digest(decode)
+        keys = [f"{k}-{suffix}" for k in keys]
+
+    def run(batch: np.ndarray, batch_keys: list[str] | None) -> np.ndarray:
+        return extractor.transform(batch, keys=batch_keys, cache_dir=cache_dir if batch_keys else None)
+
+    out = _chunked(run, images, keys)
+    if spec.tta and spec.is_pretrained:
+        flipped_keys = None if keys is None else [f"{k}-hflip" for k in keys]
+        out += _chunked(run, images, flipped_keys, flip=True)
+        out *= 0.5
+    return out
+
+
+def _chunked(run, images: np.ndarray, keys: list[str] | None, flip: bool = False) -> np.ndarray:
+    parts = []
+    for s in range(0, len(images), CHUNK):
+        batch = images[s:s + CHUNK]
+        if flip:
+            batch = np.ascontiguousarray(batch[:, :, ::-1])
+        parts.append(run(batch, None if keys is None else keys[s:s + CHUNK]))
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def _decode_digest(decode: DecodeSettings | None) -> str:
+    text = "array" if decode is None else decode.key()
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
+
+
+__all__ = ["FeatureSpec", "build_extractor", "default_decode_settings", "extract_features", "image_keys",
+           "list_features"]

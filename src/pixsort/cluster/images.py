@@ -1,0 +1,551 @@
+"""``ImageClusterer``: group unlabeled pictures, choosing the number of groups.
+
+>>> cl = ImageClusterer()                        # the defaults measured best (bench/cluster.py)
+>>> cl.fit("photos/")                            # a folder, ImageDataset, DecodedImages or uint8 array
+>>> cl.n_clusters_, cl.labels_[:5]               # k chosen by silhouette over k_min..k_max
+>>> cl.predict(new_images)                       # uint8 (n, H, W, C) decoded with cl.decode_settings
+>>> cl.save("models/photos"); ImageClusterer.load("models/photos")
+
+Pipeline: decode (cached) -> features (pretrained backbone, autoencoder or pixels;
+cached by image content) -> :class:`~pixsort.features.reduce.EmbeddingReducer`
+(L2, PCA by variance share, whitening) -> partition (k-means, agglomerative,
+HDBSCAN or spectral; k given or chosen by silhouette) -> optional SCAN-style head.
+
+A saved model is a folder with ``model.json`` and ``weights.safetensors`` (the
+reducer, cluster centres, training embeddings and labels, head and autoencoder
+weights); nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pixsort.cluster.extract import FeatureSpec, build_extractor, default_decode_settings, extract_features, image_keys
+from pixsort.cluster.head import ClusteringHead
+from pixsort.cluster.methods import METHODS, NEEDS_K, Partition, canonical_partition, partition
+from pixsort.cluster.metrics import cluster_class_table, clustering_scores
+from pixsort.cluster.select import KSelection, score_partition, select_k, silhouette_sample_index
+from pixsort.data import DecodedImages, DecodeSettings, ImageDataset, load_images, open_dataset
+from pixsort.features.reduce import EmbeddingReducer
+from pixsort.models import FORMAT, FORMAT_VERSION, read_model_json
+
+WEIGHTS_FILE = "weights.safetensors"
+META_FILE = "model.json"
+HEADS = (None, "scan")
+EXACT_SILHOUETTE_MAX = 20_000  # above this the per-image silhouette uses centres (linear time)
+
+
+class NotFittedError(RuntimeError):
+    """The clusterer was used before ``fit`` (or ``load``)."""
+
+
+@dataclass
+class TrainingImages:
+    """What ``fit`` clustered: the usable images and what is known about them."""
+
+    images: np.ndarray  # uint8 (n, H, W, C)
+    paths: list[str]
+    keys: list[str] | None
+    labels: np.ndarray  # int64 (n,), -1 unknown
+    class_names: list[str]
+    manifest: pd.DataFrame  # one row per input item, skipped ones included
+
+
+class ImageClusterer:
+    """Cluster images; choose k by silhouette; place new images in the clusters.
+
+    Parameters
+    ----------
+    features : str, default "efficientnet_lite0"
+        ``efficientnet_lite0/1/2`` or any name of
+        :func:`pixsort.features.backbones.list_backbones`, ``timm:<model>`` (where
+        timm imports), ``autoencoder`` (trained on the images) or ``pixels``.
+    layers : None, int or names
+        Backbone feature maps pooled into the embedding (None: the extractor's default).
+    tta : bool, default True
+        Average each image's embedding with its mirror image's (pretrained features).
+    image_size : int, optional
+        Decode size; default: what the extractor needs (the backbone's input size).
+    n_components : float or int or None, default 0.9
+        PCA: share of variance kept (float) or dimensions (int); None skips PCA.
+    whiten : bool, default True
+        Whiten the PCA components (k-means then weighs every kept direction equally).
+    method : {"kmeans", "agglomerative", "hdbscan", "spectral"}, default "kmeans"
+    n_clusters : int, optional
+        Fixed k; when None, k is chosen in ``[k_min, k_max]`` by silhouette
+        (HDBSCAN finds its own number of clusters).
+    k_min, k_max : int, default 2 and 10
+    head : None or "scan", default None
+        Refine the partition with a clustering head trained on the frozen embeddings
+        (nearest-neighbour consistency); see :mod:`pixsort.cluster.head`.
+    n_representatives : int, default 5
+        Members closest to its centre flagged as representatives of each cluster.
+    silhouette_sample : int, default 4000
+        Points the silhouette of each candidate k is computed on.
+    random_state : int, default 0
+    batch_size : int, default 64
+        Feature-extraction batch size.
+    cache_dir : path, optional
+        Decoded-image and embedding cache (default :func:`pixsort.data.default_cache_dir`).
+    autoencoder : dict, optional
+        Settings of :class:`~pixsort.features.autoencoder.AutoencoderExtractor`.
+    progress : bool, default True
+
+    Attributes
+    ----------
+    decode_settings : DecodeSettings
+        How images are decoded for this model (also for ``predict``).
+    n_clusters_ : int
+    labels_ : ndarray of int64, shape (n,)  -- cluster of each training image (-1: noise)
+    cluster_centers_ : ndarray (n_clusters_, d)  -- in the reduced space
+    embeddings_ : ndarray (n, d)  -- training images in the reduced space
+    distances_ : ndarray (n,)  -- distance of each training image to its cluster centre
+    silhouette_values_ : ndarray (n,)  -- per-image silhouette (exact up to 20,000 images)
+    representative_ : ndarray of bool (n,)
+    selection_ : KSelection or None  -- every candidate k with its scores
+    scores_ : dict  -- silhouette, davies_bouldin, calinski_harabasz of the final partition
+    train_paths_, train_labels_, class_names_, manifest_ : what was clustered
+    extractor_, reducer_, head_ : the fitted stages
+    cluster_names_ : list of str or None
+    timings_ : dict of seconds per stage
+    """
+
+    def __init__(self, features: str = "efficientnet_lite0", layers=None, tta: bool = True,
+                 image_size: int | None = None, n_components: float | int | None = 0.9, whiten: bool = True,
+                 method: str = "kmeans", n_clusters: int | None = None, k_min: int = 2, k_max: int = 10,
+                 head: str | None = None, n_representatives: int = 5, silhouette_sample: int = 4000,
+                 random_state: int = 0, batch_size: int = 64, cache_dir: str | os.PathLike | None = None,
+                 autoencoder: dict | None = None, progress: bool = True):
+        self.features = features
+        self.layers = layers
+        self.tta = tta
+        self.image_size = image_size
+        self.n_components = n_components
+        self.whiten = whiten
+        self.method = method
+        self.n_clusters = n_clusters
+        self.k_min = k_min
+        self.k_max = k_max
+        self.head = head
+        self.n_representatives = n_representatives
+        self.silhouette_sample = silhouette_sample
+        self.random_state = random_state
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self.autoencoder = autoencoder
+        self.progress = progress
+        self._validate()
+        self.decode_settings = default_decode_settings(self._feature_spec(), image_size)
+
+    # -- parameters ----------------------------------------------------------------
+
+    _PARAM_NAMES = ("features", "layers", "tta", "image_size", "n_components", "whiten", "method", "n_clusters",
+                    "k_min", "k_max", "head", "n_representatives", "silhouette_sample", "random_state",
+                    "batch_size", "autoencoder")
+
+    def get_params(self) -> dict:
+        return {name: getattr(self, name) for name in self._PARAM_NAMES}
+
+    def _validate(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose None or 'scan'")
+        if self.n_clusters is not None and (isinstance(self.n_clusters, bool) or int(self.n_clusters) < 2):
+            raise ValueError(f"n_clusters must be >= 2, got {self.n_clusters}")
+        if self.n_clusters is None and not 2 <= self.k_min <= self.k_max:
+            raise ValueError(f"need 2 <= k_min <= k_max, got k_min={self.k_min}, k_max={self.k_max}")
+        if self.method == "hdbscan" and self.head is not None:
+            raise ValueError("a clustering head needs a number of clusters; use it with kmeans/agglomerative/spectral")
+        if self.n_representatives < 0 or self.silhouette_sample < 10:
+            raise ValueError("n_representatives must be >= 0 and silhouette_sample >= 10")
+        self._feature_spec()  # validates the feature name
+
+    def _feature_spec(self) -> FeatureSpec:
+        return FeatureSpec(self.features, self.layers, self.tta, self.batch_size, self.autoencoder or {},
+                           self.random_state)
+
+    # -- fitting -------------------------------------------------------------------
+
+    def fit(self, X: Any, y: np.ndarray | None = None, *, labels=None) -> "ImageClusterer":
+        """Cluster ``X``.
+
+        Parameters
+        ----------
+        X : path (folder, .npz, .npy, .csv), ImageDataset, DecodedImages or uint8
+            array (n, H, W, C) decoded with ``decode_settings``.
+        y : ndarray (n,), optional
+            Known labels of array input (only used by :meth:`score`; -1 = unknown).
+        labels : for path input of ``.npy`` arrays, passed to ``open_dataset``.
+        """
+        self._validate()
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        data = self._training_images(X, y, labels)
+        timings["decode"] = time.perf_counter() - t0
+        if len(data.images) < 3:
+            raise ValueError(f"need at least 3 usable images to cluster, got {len(data.images)}")
+
+        t = time.perf_counter()
+        spec = self._feature_spec()
+        self.extractor_ = build_extractor(spec, progress=self.progress)
+        eval_callback = self._autoencoder_eval(data.labels) if spec.is_autoencoder else None
+        keys = data.keys if data.keys is not None else image_keys(data.images)
+        raw = extract_features(self.extractor_, spec, data.images, keys, self.cache_dir, self.decode_settings,
+                               fit=True, progress=self.progress, eval_callback=eval_callback)
+        timings["features"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        self.reducer_ = EmbeddingReducer(self.n_components, whiten=self.whiten)
+        Z = self.reducer_.fit_transform(raw)
+        timings["reduce"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        part, self.selection_ = self._partition(Z)
+        timings["cluster"] = time.perf_counter() - t
+
+        self.head_ = None
+        if self.head == "scan":
+            t = time.perf_counter()
+            self.head_ = ClusteringHead(part.n_clusters, random_state=self.random_state).fit(Z)
+            part = canonical_partition(Z, self.head_.predict(Z))
+            self.head_ = _reorder_head(self.head_, Z, part)
+            timings["head"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        self._set_fitted(Z, part, data)
+        timings["scores"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t0
+        self.timings_ = timings
+        return self
+
+    def fit_predict(self, X: Any, y: np.ndarray | None = None) -> np.ndarray:
+        return self.fit(X, y).labels_
+
+    def _training_images(self, X: Any, y, labels) -> TrainingImages:
+        if isinstance(X, (str, os.PathLike)):
+            X = open_dataset(X, labels=labels)
+        if isinstance(X, ImageDataset):
+            X = load_images(X, self.decode_settings, cache_dir=self.cache_dir, progress=self.progress)
+        if isinstance(X, DecodedImages):
+            self.decode_settings = X.settings
+            return TrainingImages(X.images, X.paths, list(X.keys), np.asarray(X.labels, dtype=np.int64),
+                                  list(X.class_names), X.manifest)
+        images = np.asarray(X)
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise ValueError(f"expected a path, ImageDataset, DecodedImages or uint8 images (n, H, W, C); "
+                             f"got {type(X).__name__} {getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
+        n = len(images)
+        lab = np.full(n, -1, dtype=np.int64) if y is None else np.asarray(y, dtype=np.int64).ravel()
+        if len(lab) != n:
+            raise ValueError(f"y has {len(lab)} labels for {n} images")
+        self.decode_settings = DecodeSettings(size=tuple(images.shape[1:3]), channels="L" if images.shape[-1] == 1
+                                              else "RGB", resize=self.decode_settings.resize)
+        paths = [f"array[{i}]" for i in range(n)]
+        classes = [str(c) for c in range(int(lab.max()) + 1)] if (lab >= 0).any() else []
+        manifest = pd.DataFrame({"path": paths, "label": [str(v) if v >= 0 else "" for v in lab], "split": "",
+                                 "status": "loaded", "reason": ""})
+        return TrainingImages(images, paths, None, lab, classes, manifest)
+
+    def _partition(self, Z: np.ndarray) -> tuple[Partition, KSelection | None]:
+        if not NEEDS_K[self.method]:
+            return partition(Z, self.method, None, self.random_state), None
+        if self.n_clusters is not None:
+            k = min(int(self.n_clusters), len(Z) - 1)
+            return partition(Z, self.method, k, self.random_state), None
+        k_max = min(self.k_max, len(Z) - 1)
+        k_min = min(self.k_min, k_max)
+        ks = list(range(k_min, k_max + 1))
+        selection = select_k(Z, ks, lambda k: partition(Z, self.method, k, self.random_state),
+                             sample_size=self.silhouette_sample, random_state=self.random_state)
+        return selection.best.partition, selection
+
+    def _set_fitted(self, Z: np.ndarray, part: Partition, data: TrainingImages) -> None:
+        self.embeddings_ = Z.astype(np.float32)
+        self.labels_ = part.labels
+        self.cluster_centers_ = part.centers
+        self.n_clusters_ = part.n_clusters
+        self.train_paths_ = list(data.paths)
+        self.train_labels_ = data.labels
+        self.class_names_ = list(data.class_names)
+        self.manifest_ = data.manifest
+        self.cluster_names_ = None
+        self.distances_ = _own_centre_distance(Z, part)
+        self.silhouette_values_ = _per_image_silhouette(Z, part)
+        self.representative_ = _representatives(self.distances_, part.labels, self.n_representatives)
+        sample = silhouette_sample_index(len(Z), self.silhouette_sample, self.random_state)
+        final = score_partition(Z, part, sample)
+        self.scores_ = {"silhouette": final.silhouette, "davies_bouldin": final.davies_bouldin,
+                        "calinski_harabasz": final.calinski_harabasz, "n_clusters": self.n_clusters_,
+                        "n_noise": int((part.labels < 0).sum())}
+
+    def _autoencoder_eval(self, labels: np.ndarray):
+        """Accuracy of k-means on the latents every few epochs, when labels are known."""
+        if not (labels >= 0).any():
+            return None
+        k = self.n_clusters or len(np.unique(labels[labels >= 0]))
+
+        def evaluate(epoch: int, latents: np.ndarray) -> dict:
+            Z = EmbeddingReducer(self.n_components, whiten=self.whiten).fit_transform(latents)
+            pred = partition(Z, "kmeans", k, self.random_state).labels
+            s = clustering_scores(labels, pred)
+            return {"accuracy": s["accuracy"], "nmi": s["nmi"]}
+
+        return evaluate
+
+    # -- using the fitted model ----------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "labels_"):
+            raise NotFittedError("this ImageClusterer is not fitted; call fit or load first")
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """Images (n, H, W, C) uint8 -> the reduced embedding (n, d) the clusters live in."""
+        self._check_fitted()
+        images = _check_images(images)
+        raw = extract_features(self.extractor_, self._feature_spec(), images, None, None, fit=False, progress=False)
+        return self.reducer_.transform(raw)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Cluster of each image, shape (n,).
+
+        k-means and the head assign by their own rule (nearest centre, most probable
+        cluster); the other methods take the cluster of the nearest training image.
+        """
+        return self._predict_embedded(self.embed(images))
+
+    def _predict_embedded(self, Z: np.ndarray) -> np.ndarray:
+        if self.head_ is not None:
+            return self.head_.predict(Z)
+        if self.method == "kmeans":
+            return _squared_distances(Z, self.cluster_centers_).argmin(axis=1).astype(np.int64)
+        _, idx = self._nearest_train(Z, 1)
+        return self.labels_[idx[:, 0]]
+
+    def transform(self, images: np.ndarray) -> np.ndarray:
+        """Euclidean distance of each image to each cluster centre, shape (n, n_clusters_)."""
+        Z = self.embed(images)
+        return np.sqrt(_squared_distances(Z, self.cluster_centers_))
+
+    def kneighbors(self, images: np.ndarray, n_neighbors: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest training images: (distances (n, m), indices (n, m)) into ``train_paths_``."""
+        return self._nearest_train(self.embed(images), n_neighbors)
+
+    def _nearest_train(self, Z: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        m = max(1, min(int(m), len(self.embeddings_)))
+        d2 = _squared_distances(Z, self.embeddings_)
+        idx = np.argpartition(d2, m - 1, axis=1)[:, :m]
+        part = np.take_along_axis(d2, idx, axis=1)
+        order = np.lexsort((idx, part), axis=1)
+        idx = np.take_along_axis(idx, order, axis=1)
+        return np.sqrt(np.take_along_axis(d2, idx, axis=1)), idx.astype(np.int64)
+
+    def score(self, labels: np.ndarray | None = None) -> dict:
+        """Accuracy (Hungarian), NMI, ARI, purity of ``labels_`` against the known
+        labels (the training labels by default)."""
+        self._check_fitted()
+        y = self.train_labels_ if labels is None else np.asarray(labels)
+        return clustering_scores(y, self.labels_)
+
+    def cluster_class_table(self, labels: np.ndarray | None = None) -> pd.DataFrame:
+        self._check_fitted()
+        y = self.train_labels_ if labels is None else np.asarray(labels)
+        return cluster_class_table(y, self.labels_, self.class_names_)
+
+    def assignments(self) -> pd.DataFrame:
+        """One row per training image: path, cluster, distance to centre, silhouette,
+        representative flag (and the known label, when there is one)."""
+        self._check_fitted()
+        frame = pd.DataFrame({
+            "path": self.train_paths_,
+            "cluster": self.labels_,
+            "distance_to_centre": np.round(self.distances_, 6),
+            "silhouette": np.round(self.silhouette_values_, 6),
+            "representative": self.representative_,
+        })
+        if (self.train_labels_ >= 0).any():
+            names = self.class_names_
+            frame["label"] = [names[v] if 0 <= v < len(names) else "" for v in self.train_labels_]
+        return frame
+
+    # -- persistence ---------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``model.json`` + ``weights.safetensors`` into the folder ``path``."""
+        from safetensors.numpy import save_file
+
+        self._check_fitted()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {f"reducer.{k}": v for k, v in self.reducer_.get_arrays().items()}
+        arrays.update({"centers": self.cluster_centers_, "train_embeddings": self.embeddings_,
+                       "train_labels": self.labels_, "train_distances": self.distances_.astype(np.float32),
+                       "train_class_labels": self.train_labels_})
+        if self.head_ is not None:
+            arrays.update({f"head.{k}": v for k, v in self.head_.get_arrays().items()})
+        extractor_state = getattr(self.extractor_, "state_dict", None)
+        if callable(extractor_state) and self._feature_spec().is_autoencoder:
+            arrays.update({f"extractor.{k}": v.numpy() for k, v in extractor_state().items()})
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / WEIGHTS_FILE))
+        params = self.get_params()
+        meta = {
+            "format": FORMAT, "version": FORMAT_VERSION, "kind": "clusterer",
+            "decode": self.decode_settings.to_dict(),
+            "params": params,
+            "extractor": self.extractor_.to_config(),
+            "reducer": self.reducer_.get_params(),
+            "head": self.head_.get_params() if self.head_ is not None else None,
+            "n_clusters": self.n_clusters_,
+            "cluster_names": self.cluster_names_,
+            "class_names": self.class_names_,
+            "train_paths": self.train_paths_,
+            "scores": self.scores_,
+            "selection": None if self.selection_ is None else self.selection_.table().to_dict(orient="list"),
+        }
+        (folder / META_FILE).write_text(json.dumps(meta, indent=1, default=_json_default), encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ImageClusterer":
+        """Rebuild a clusterer saved by :meth:`save` (no pickle involved)."""
+        import torch
+        from safetensors.numpy import load_file
+
+        folder = Path(path)
+        meta = read_model_json(folder)
+        if meta["kind"] != "clusterer":
+            raise ValueError(f"{folder} holds a {meta['kind']}, not a clusterer")
+        arrays = load_file(str(folder / WEIGHTS_FILE))
+        params = dict(meta["params"])
+        params["layers"] = _tuple_or_value(params.get("layers"))
+        model = cls(**params, progress=False)
+        size = meta["decode"].get("size")
+        decode = dict(meta["decode"], size=tuple(size) if isinstance(size, list) else size)
+        model.decode_settings = DecodeSettings(**decode)
+        spec = model._feature_spec()
+        model.extractor_ = build_extractor(spec, progress=False, config=meta["extractor"])
+        if spec.is_autoencoder:
+            state = {k[len("extractor."):]: torch.from_numpy(v.copy()) for k, v in arrays.items()
+                     if k.startswith("extractor.")}
+            model.extractor_.load_state_dict(state)
+        model.reducer_ = EmbeddingReducer.from_arrays(
+            meta["reducer"], {k[len("reducer."):]: v for k, v in arrays.items() if k.startswith("reducer.")})
+        model.head_ = None
+        if meta.get("head"):
+            model.head_ = ClusteringHead.from_arrays(
+                meta["head"], {k[len("head."):]: v for k, v in arrays.items() if k.startswith("head.")})
+        model.cluster_centers_ = arrays["centers"]
+        model.embeddings_ = arrays["train_embeddings"]
+        model.labels_ = arrays["train_labels"].astype(np.int64)
+        model.distances_ = arrays["train_distances"]
+        model.train_labels_ = arrays["train_class_labels"].astype(np.int64)
+        model.n_clusters_ = int(meta["n_clusters"])
+        model.cluster_names_ = meta.get("cluster_names")
+        model.class_names_ = list(meta.get("class_names") or [])
+        model.train_paths_ = list(meta["train_paths"])
+        model.scores_ = meta.get("scores", {})
+        model.selection_ = None
+        model.silhouette_values_ = np.full(len(model.labels_), np.nan)
+        model.representative_ = _representatives(model.distances_, model.labels_, model.n_representatives)
+        return model
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _check_images(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise ValueError(f"expected uint8 images (n, H, W, C), got {images.dtype} {images.shape}")
+    return images
+
+
+def _squared_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    A = np.asarray(A, dtype=np.float32)
+    B = np.asarray(B, dtype=np.float32)
+    d2 = (A * A).sum(1)[:, None] - 2.0 * A @ B.T + (B * B).sum(1)[None, :]
+    return np.maximum(d2, 0.0)
+
+
+def _own_centre_distance(Z: np.ndarray, part: Partition) -> np.ndarray:
+    out = np.full(len(Z), np.nan, dtype=np.float32)
+    kept = part.labels >= 0
+    diff = Z[kept] - part.centers[part.labels[kept]]
+    out[kept] = np.sqrt((diff * diff).sum(1))
+    return out
+
+
+def _per_image_silhouette(Z: np.ndarray, part: Partition) -> np.ndarray:
+    """Exact silhouette per image up to EXACT_SILHOUETTE_MAX images; above, the
+    simplified (centre-based) silhouette, which is linear in n."""
+    from sklearn.metrics import silhouette_samples
+
+    labels = part.labels
+    out = np.full(len(Z), np.nan, dtype=np.float32)
+    kept = labels >= 0
+    if len(np.unique(labels[kept])) < 2:
+        return out
+    if kept.sum() <= EXACT_SILHOUETTE_MAX:
+        out[kept] = silhouette_samples(Z[kept], labels[kept])
+        return out
+    d = np.sqrt(_squared_distances(Z[kept], part.centers))
+    own = d[np.arange(len(d)), labels[kept]]
+    d[np.arange(len(d)), labels[kept]] = np.inf
+    other = d.min(axis=1)
+    out[kept] = (other - own) / np.maximum(np.maximum(other, own), 1e-12)
+    return out
+
+
+def _representatives(distances: np.ndarray, labels: np.ndarray, m: int) -> np.ndarray:
+    flags = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels[labels >= 0]):
+        members = np.flatnonzero(labels == c)
+        flags[members[np.argsort(distances[members], kind="stable")[:m]]] = True
+    return flags
+
+
+def _reorder_head(head: ClusteringHead, Z: np.ndarray, part: Partition) -> ClusteringHead:
+    """Permute the head's outputs so its argmax equals the canonical cluster numbers."""
+    raw = head.predict(Z)
+    k = head.weight_.shape[0]
+    mapping = np.arange(k)
+    for new in range(part.n_clusters):
+        olds = np.unique(raw[part.labels == new])
+        mapping[new] = olds[0]
+    unused = [o for o in range(k) if o not in set(mapping[: part.n_clusters])]
+    mapping[part.n_clusters:] = unused[: k - part.n_clusters]
+    head.weight_ = head.weight_[mapping]
+    head.bias_ = head.bias_[mapping]
+    if part.n_clusters < k:  # outputs no training image chose can never win
+        head.bias_[part.n_clusters:] = -1e9
+    return head
+
+
+def _tuple_or_value(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+__all__ = ["ImageClusterer", "NotFittedError"]

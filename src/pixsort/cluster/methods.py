@@ -1,0 +1,151 @@
+"""Partition an embedding matrix: k-means, agglomerative (Ward), HDBSCAN, spectral.
+
+Every method returns a :class:`Partition` with labels numbered by decreasing
+cluster size (cluster 0 is the largest; ties broken by the smallest member index),
+so equal inputs and seeds give identical labels whatever the backend, and a
+centre per cluster (the members' mean) that ``predict`` and the report use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+METHODS = ("kmeans", "agglomerative", "hdbscan", "spectral")
+NEEDS_K = {"kmeans": True, "agglomerative": True, "hdbscan": False, "spectral": True}
+FAISS_MIN_SAMPLES = 50_000  # below this scikit-learn's k-means is as fast and exactly reproducible
+
+
+@dataclass
+class Partition:
+    """The result of clustering ``n`` points into ``k`` clusters.
+
+    Attributes
+    ----------
+    labels : ndarray of int64, shape (n,)
+        Cluster of each point, ``0..k-1``; ``-1`` for noise (HDBSCAN only).
+    centers : ndarray of float32, shape (k, d)
+        Mean of each cluster's members (the k-means centroids for k-means).
+    """
+
+    labels: np.ndarray
+    centers: np.ndarray
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.centers.shape[0])
+
+
+def canonical_partition(X: np.ndarray, labels: np.ndarray) -> Partition:
+    """Renumber clusters by decreasing size and compute their centres."""
+    labels = np.asarray(labels, dtype=np.int64)
+    ids = np.unique(labels[labels >= 0])
+    if len(ids) == 0:
+        return Partition(labels.copy(), np.zeros((0, X.shape[1]), dtype=np.float32))
+    sizes = np.array([(labels == c).sum() for c in ids])
+    first = np.array([np.flatnonzero(labels == c)[0] for c in ids])
+    order = ids[np.lexsort((first, -sizes))]
+    remap = np.full(labels.max() + 2, -1, dtype=np.int64)
+    remap[order] = np.arange(len(order))
+    new = np.where(labels >= 0, remap[np.clip(labels, 0, None)], -1)
+    centers = cluster_means(X, new, len(order))
+    return Partition(new, centers)
+
+
+def cluster_means(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Mean of each cluster's members, shape (k, d) float32 (noise ignored)."""
+    X = np.asarray(X, dtype=np.float64)
+    keep = labels >= 0
+    sums = np.zeros((k, X.shape[1]))
+    np.add.at(sums, labels[keep], X[keep])
+    counts = np.bincount(labels[keep], minlength=k).astype(np.float64)
+    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+def kmeans(X: np.ndarray, k: int, random_state: int = 0, n_init: int = 10, backend: str = "auto") -> Partition:
+    """k-means with ``n_init`` seeded restarts (best inertia kept).
+
+    ``backend``: ``sklearn``, ``faiss`` or ``auto`` (faiss for large inputs when it is
+    installed, scikit-learn otherwise).
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    use_faiss = backend == "faiss" or (backend == "auto" and len(X) >= FAISS_MIN_SAMPLES and _has_faiss())
+    if use_faiss:
+        import faiss
+
+        km = faiss.Kmeans(X.shape[1], k, niter=50, nredo=n_init, seed=int(random_state) + 1, verbose=False,
+                          max_points_per_centroid=max(256, len(X) // k + 1))
+        km.train(X)
+        _, labels = km.index.search(X, 1)
+        labels = labels[:, 0]
+    else:
+        from sklearn.cluster import KMeans
+
+        labels = KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit_predict(X)
+    return canonical_partition(X, labels)
+
+
+def agglomerative(X: np.ndarray, k: int, linkage: str = "ward", n_neighbors: int | None = None) -> Partition:
+    """Hierarchical clustering cut at ``k`` clusters.
+
+    Above 5,000 points a k-nearest-neighbour connectivity graph (``n_neighbors``,
+    default 15) keeps memory linear instead of quadratic.
+    """
+    from sklearn.cluster import AgglomerativeClustering
+
+    connectivity = None
+    if n_neighbors or len(X) > 5000:
+        from sklearn.neighbors import kneighbors_graph
+
+        connectivity = kneighbors_graph(X, n_neighbors or 15, include_self=False)
+    model = AgglomerativeClustering(n_clusters=k, linkage=linkage, connectivity=connectivity)
+    return canonical_partition(X, model.fit_predict(X))
+
+
+def hdbscan(X: np.ndarray, min_cluster_size: int | None = None, min_samples: int | None = None) -> Partition:
+    """Density-based clustering; the number of clusters is found, noise is ``-1``.
+
+    ``min_cluster_size`` defaults to 1% of the points (at least 5).
+    """
+    from sklearn.cluster import HDBSCAN
+
+    size = min_cluster_size or max(5, len(X) // 100)
+    labels = HDBSCAN(min_cluster_size=size, min_samples=min_samples, copy=True).fit_predict(X)
+    return canonical_partition(X, labels)
+
+
+def spectral(X: np.ndarray, k: int, random_state: int = 0, n_neighbors: int = 15) -> Partition:
+    """Spectral clustering on a symmetric k-nearest-neighbour graph."""
+    from sklearn.cluster import SpectralClustering
+
+    model = SpectralClustering(n_clusters=k, affinity="nearest_neighbors", n_neighbors=n_neighbors,
+                               assign_labels="cluster_qr", random_state=random_state)
+    return canonical_partition(X, model.fit_predict(X))
+
+
+def partition(X: np.ndarray, method: str, k: int | None, random_state: int = 0, **params) -> Partition:
+    """Dispatch to one method by name (see ``METHODS``)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown clustering method {method!r}; choose from {', '.join(METHODS)}")
+    if NEEDS_K[method] and (k is None or k < 1):
+        raise ValueError(f"method {method!r} needs a number of clusters k >= 1")
+    if method == "kmeans":
+        return kmeans(X, k, random_state=random_state, **params)
+    if method == "agglomerative":
+        return agglomerative(X, k, **params)
+    if method == "spectral":
+        return spectral(X, k, random_state=random_state, **params)
+    return hdbscan(X, **params)
+
+
+def _has_faiss() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+__all__ = ["METHODS", "NEEDS_K", "Partition", "agglomerative", "canonical_partition", "cluster_means",
+           "hdbscan", "kmeans", "partition", "spectral"]

@@ -1,0 +1,219 @@
+"""Reduce embeddings before clustering, and map them to 2-D for viewing.
+
+:class:`EmbeddingReducer` is the clustering space: L2 normalisation (cosine
+geometry: a pretrained embedding's direction carries the content, its length
+mostly contrast and scale), then PCA keeping a share of the variance (or a number
+of dimensions), optionally whitened and normalised again.  Its state is a few
+arrays, so it saves to safetensors with the model.
+
+:func:`embed_2d` gives the 2-D views (t-SNE via openTSNE or scikit-learn, UMAP).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pixsort.runtime import available_cores
+
+VIEW_METHODS = ("tsne", "umap", "pca")
+
+
+def l2_normalize(X: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows scaled to unit Euclidean length (float32; zero rows stay zero)."""
+    X = np.asarray(X, dtype=np.float32)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.maximum(norms, eps)
+
+
+class EmbeddingReducer:
+    """L2 normalise -> PCA (variance share or dimensions) -> whiten -> L2 normalise.
+
+    Parameters
+    ----------
+    n_components : float in (0, 1] or int >= 1, default 0.9
+        A float keeps the fewest components whose explained variance reaches that
+        share; an int keeps that many (capped at min(n_samples, n_features)).
+        ``None`` skips PCA.
+    whiten : bool, default True
+        Divide each component by its standard deviation, so k-means weighs the
+        kept directions equally instead of letting the first few dominate.
+    normalize : bool, default True
+        L2-normalise the input rows first.
+    renormalize : bool, default True
+        L2-normalise the output rows (k-means on the sphere ~ cosine clustering).
+    max_components : int, optional
+        Upper bound on the components kept by a variance share.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    n_components_ : int  -- output width (n_features_in_ when PCA is skipped)
+    mean_ : ndarray (n_features_in_,)
+    components_ : ndarray (n_components_, n_features_in_)
+    explained_variance_ : ndarray (n_components_,)
+    explained_variance_ratio_ : ndarray (n_components_,)
+    """
+
+    def __init__(self, n_components: float | int | None = 0.9, whiten: bool = True, normalize: bool = True,
+                 renormalize: bool = True, max_components: int | None = None):
+        self.n_components = n_components
+        self.whiten = whiten
+        self.normalize = normalize
+        self.renormalize = renormalize
+        self.max_components = max_components
+        self._validate()
+
+    def _validate(self) -> None:
+        n = self.n_components
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, (int, float, np.integer, np.floating)):
+                raise TypeError(f"n_components must be a float share, an int or None, got {n!r}")
+            if isinstance(n, (float, np.floating)) and not 0.0 < n <= 1.0:
+                raise ValueError(f"a variance share n_components must lie in (0, 1], got {n}")
+            if isinstance(n, (int, np.integer)) and n < 1:
+                raise ValueError(f"n_components must be >= 1, got {n}")
+        if self.max_components is not None and self.max_components < 1:
+            raise ValueError(f"max_components must be >= 1, got {self.max_components}")
+
+    def get_params(self) -> dict:
+        return {"n_components": self.n_components, "whiten": self.whiten, "normalize": self.normalize,
+                "renormalize": self.renormalize, "max_components": self.max_components}
+
+    def fit(self, X: np.ndarray) -> "EmbeddingReducer":
+        """Learn the projection from ``X`` (n_samples, n_features)."""
+        self._validate()
+        X = self._prepare(X)
+        n, d = X.shape
+        self.n_features_in_ = d
+        if self.n_components is None:
+            self.mean_ = np.zeros(d, dtype=np.float32)
+            self.components_ = np.eye(d, dtype=np.float32)
+            self.explained_variance_ = X.var(axis=0).astype(np.float32)
+            total = self.explained_variance_.sum()
+            self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 else self.explained_variance_
+            self.n_components_ = d
+            self._identity = True
+            return self
+        self._identity = False
+        mean = X.mean(axis=0, dtype=np.float64)
+        centred = X.astype(np.float64) - mean
+        # eigh of the d x d covariance: exact, deterministic, fast for n >> d
+        if n >= d:
+            cov = centred.T @ centred / max(n - 1, 1)
+            eigval, eigvec = np.linalg.eigh(cov)
+            eigval, eigvec = eigval[::-1], eigvec[:, ::-1].T
+        else:
+            _, s, vt = np.linalg.svd(centred, full_matrices=False)
+            eigval, eigvec = s**2 / max(n - 1, 1), vt
+        eigval = np.clip(eigval, 0.0, None)
+        # a sign convention so that equal data always give equal components
+        signs = np.sign(eigvec[np.arange(len(eigvec)), np.abs(eigvec).argmax(axis=1)])
+        eigvec = eigvec * np.where(signs == 0, 1.0, signs)[:, None]
+        total = eigval.sum()
+        ratio = eigval / total if total > 0 else np.zeros_like(eigval)
+        keep = self._n_keep(ratio, min(n, d))
+        self.mean_ = mean.astype(np.float32)
+        self.components_ = eigvec[:keep].astype(np.float32)
+        self.explained_variance_ = eigval[:keep].astype(np.float32)
+        self.explained_variance_ratio_ = ratio[:keep].astype(np.float32)
+        self.n_components_ = int(keep)
+        return self
+
+    def _n_keep(self, ratio: np.ndarray, limit: int) -> int:
+        n = self.n_components
+        if isinstance(n, (float, np.floating)):
+            keep = int(np.searchsorted(np.cumsum(ratio), n - 1e-9) + 1)
+        else:
+            keep = int(n)
+        if self.max_components is not None:
+            keep = min(keep, self.max_components)
+        return max(1, min(keep, limit, int((ratio > 0).sum()) or 1))
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Project rows of ``X`` (n, n_features_in_) -> (n, n_components_) float32."""
+        if not hasattr(self, "n_components_"):
+            raise RuntimeError("EmbeddingReducer is not fitted; call fit first")
+        X = self._prepare(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"expected {self.n_features_in_} features, got {X.shape[1]}")
+        if self._identity:
+            Z = X
+        else:
+            Z = (X - self.mean_) @ self.components_.T
+            if self.whiten:
+                Z = Z / np.sqrt(np.maximum(self.explained_variance_, 1e-12))
+        return l2_normalize(Z) if self.renormalize else Z.astype(np.float32)
+
+    def fit_transform(self, X: np.ndarray) -> np.ndarray:
+        return self.fit(X).transform(X)
+
+    def _prepare(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2:
+            raise ValueError(f"expected a 2-D array (n_samples, n_features), got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise ValueError("embeddings contain NaN or infinite values")
+        return l2_normalize(X) if self.normalize else X
+
+    # -- persistence: plain arrays, for safetensors ------------------------------------
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        return {"mean": self.mean_, "components": self.components_,
+                "explained_variance": self.explained_variance_,
+                "explained_variance_ratio": self.explained_variance_ratio_}
+
+    @classmethod
+    def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]) -> "EmbeddingReducer":
+        red = cls(**params)
+        red.mean_ = np.asarray(arrays["mean"], dtype=np.float32)
+        red.components_ = np.asarray(arrays["components"], dtype=np.float32)
+        red.explained_variance_ = np.asarray(arrays["explained_variance"], dtype=np.float32)
+        red.explained_variance_ratio_ = np.asarray(arrays["explained_variance_ratio"], dtype=np.float32)
+        red.n_features_in_ = int(red.components_.shape[1])
+        red._identity = params.get("n_components") is None
+        red.n_components_ = red.n_features_in_ if red._identity else int(red.components_.shape[0])
+        return red
+
+
+def embed_2d(X: np.ndarray, method: str = "tsne", random_state: int = 0, perplexity: float = 30.0,
+             n_neighbors: int = 15, n_jobs: int | None = None) -> np.ndarray:
+    """A 2-D view of ``X`` (n, d) -> (n, 2) float32, for scatter plots.
+
+    ``tsne`` uses openTSNE (FFT-accelerated, PCA initialised) when installed, else
+    scikit-learn; ``umap`` uses umap-learn; ``pca`` the first two components.
+    Inputs wider than 50 dimensions are first reduced to 50 by PCA (the usual
+    recipe: it denoises and makes the neighbour search fast).
+    """
+    if method not in VIEW_METHODS:
+        raise ValueError(f"unknown 2-D view {method!r}; choose from {', '.join(VIEW_METHODS)}")
+    X = np.asarray(X, dtype=np.float32)
+    n = len(X)
+    if n < 3:
+        return np.zeros((n, 2), dtype=np.float32)
+    if method == "pca" or X.shape[1] > 50:
+        pre = EmbeddingReducer(n_components=min(50, X.shape[1], n), whiten=False, normalize=False,
+                               renormalize=False).fit_transform(X)
+        if method == "pca":
+            return pre[:, :2].astype(np.float32) if pre.shape[1] >= 2 else np.pad(pre, ((0, 0), (0, 1)))
+        X = pre
+    n_jobs = n_jobs or available_cores()
+    if method == "umap":
+        import umap
+
+        model = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, n - 1), random_state=random_state,
+                          n_jobs=1 if random_state is not None else n_jobs)
+        return model.fit_transform(X).astype(np.float32)
+    perplexity = float(min(perplexity, max(1.0, (n - 1) / 3.0)))
+    try:
+        from openTSNE import TSNE as OpenTSNE
+    except ImportError:
+        from sklearn.manifold import TSNE
+
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=random_state,
+                    n_jobs=n_jobs).fit_transform(X).astype(np.float32)
+    model = OpenTSNE(n_components=2, perplexity=perplexity, initialization="pca", random_state=random_state,
+                     n_jobs=n_jobs, verbose=False)
+    return np.asarray(model.fit(X), dtype=np.float32)
+
+
+__all__ = ["VIEW_METHODS", "EmbeddingReducer", "embed_2d", "l2_normalize"]

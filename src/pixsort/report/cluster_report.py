@@ -28,7 +28,6 @@ composed with PIL (faster, and exact pixels).
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from dataclasses import dataclass, field

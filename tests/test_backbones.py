@@ -114,6 +114,22 @@ def test_lite0_matches_reference_implementation():
         torch.testing.assert_close(ours.classify(x), want, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("norm", [TF_NORM, IMAGENET_NORM])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_to_float_batch_matches_float_reference(norm, channels):
+    images = np.random.default_rng(1).integers(0, 256, size=(3, 20, 30, channels), dtype=np.uint8)
+    rgb = torch.from_numpy(np.repeat(images, 3 // channels, axis=3)).permute(0, 3, 1, 2).float()
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in norm)
+    for size in (None, (40, 60), (10, 12)):
+        want = rgb if size is None else F.interpolate(rgb, size=size, mode="bilinear", antialias=True)
+        want = (want / 255 - mean) / std
+        got = to_float_batch(images, size, *norm)
+        assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last)
+        # resizing runs on uint8 pixels and rounds to whole levels (fixed-point weights: within 1 level)
+        torch.testing.assert_close(got, want, rtol=0, atol=(1.0 if size else 1e-3) / 255 / min(norm[1]) + 1e-5)
+    assert to_float_batch(images, (8, 8), *norm, dtype=torch.bfloat16, channels_last=False).is_contiguous()
+
+
 # -------------------------------------------------------------------- registry
 
 def test_registry_lists_lite_models_with_configs():

@@ -43,18 +43,31 @@ def native_bf16() -> bool:
     return False
 
 
+# Measured for EfficientNet-Lite0 at 224 px on this project's 2-core Xeon (AMX +
+# AVX512-BF16), BatchNorm folded; single-threaded CPU time per image, min of 4
+# interleaved rounds (robust to the other jobs sharing the machine):
+#
+#                          batch 32    batch 64
+#   fp32, NCHW              39.6 ms     47.5 ms
+#   fp32, channels_last     23.2 ms     24.8 ms
+#   bf16, NCHW              25.9 ms     31.1 ms
+#   bf16, channels_last     10.4 ms     12.6 ms   (autocast: 10.0 / 12.8 ms)
+#   (BatchNorm not folded: fp32 cl 31.2 / 37.7 ms, bf16 cl 17.6 / 17.1 ms)
+#
+# So channels_last always, and bf16 where the CPU has native bf16 (2-2.4x);
+# casting the weights equals autocast in speed and output, and is simpler.
+# bf16 embeddings differ from fp32 by 3-8 % (relative L2), cosine >= 0.989.
+# Without native bf16, oneDNN emulates it and fp32 is the faster choice.
+
+
 def _resolve_dtype(setting: str) -> torch.dtype:
-    # MEASURED_DTYPE_NOTE
     if setting == "auto":
         return torch.bfloat16 if native_bf16() else torch.float32
     return torch.bfloat16 if setting == "bfloat16" else torch.float32
 
 
-def _resolve_channels_last(setting, dtype: torch.dtype) -> bool:
-    # MEASURED_CHANNELS_LAST_NOTE
-    if setting == "auto":
-        return False
-    return bool(setting)
+def _resolve_channels_last(setting) -> bool:
+    return True if setting == "auto" else bool(setting)
 
 
 @dataclass(frozen=True)
@@ -82,12 +95,14 @@ class PretrainedExtractor(ImageExtractor):
     batch_size : int
         Images per forward pass.
     dtype : {"auto", "float32", "bfloat16"}
-        Compute precision.  ``"auto"`` picks what is fastest on this CPU (see
-        ``_resolve_dtype``).  Output is float32 either way; bf16 embeddings
-        differ from float32 ones by ~1 % (relative), so it is part of
-        ``extractor_id``.
+        Compute precision.  ``"auto"``: bfloat16 on CPUs with native bf16
+        (AMX / AVX512-BF16, 2-2.4x faster), else float32; measurements above
+        ``_resolve_dtype``.  Output is float32 either way; bf16 embeddings
+        differ from float32 ones by 3-8 % (cosine >= 0.989), so the resolved
+        dtype is part of ``extractor_id``.
     channels_last : {"auto", True, False}
-        Memory format of activations.  Does not change the output.
+        Memory format of activations; ``"auto"`` = True (1.6-2.5x faster
+        here).  Does not change the output.
     input_size : None, int or (h, w)
         Network input size; ``None`` = the weights' native size (224 for Lite0).
     crop_pct : None or float in (0, 1]
@@ -166,7 +181,7 @@ class PretrainedExtractor(ImageExtractor):
             net = create_backbone(self.backbone, weights_path=self.weights_path, layers=self.layers)
             net.prepare_for_inference()
             dtype = _resolve_dtype(self.dtype)
-            channels_last = _resolve_channels_last(self.channels_last, dtype)
+            channels_last = _resolve_channels_last(self.channels_last)
             if channels_last:
                 net = net.to(memory_format=torch.channels_last)
             if dtype != torch.float32:

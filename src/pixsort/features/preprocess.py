@@ -136,9 +136,16 @@ def to_float_batch(
     if c == 1 and rgb and (len(set(mean)) > 1 or len(set(std)) > 1):
         x, c = x.expand(-1, 3, -1, -1), 3  # channel-specific normalisation: become RGB first
     x = x.to(dtype, memory_format=torch.channels_last)  # a fresh tensor: safe to modify in place
-    std_t = torch.tensor(tuple(std)[:c], dtype=torch.float32).view(1, c, 1, 1)
-    mean_t = torch.tensor(tuple(mean)[:c], dtype=torch.float32).view(1, c, 1, 1)
-    x.mul_(1.0 / (255.0 * std_t)).sub_(mean_t / std_t)
+    scale = [1.0 / (255.0 * s) for s in tuple(std)[:c]]
+    shift = [-m / s for m, s in zip(tuple(mean)[:c], tuple(std)[:c])]
+    if len(set(scale)) == 1 and len(set(shift)) == 1:
+        x.mul_(scale[0]).add_(shift[0])  # scalar operands: one vectorised pass each
+    else:
+        # Broadcasting (1, C, 1, 1) tensors over a 3-wide innermost dimension is
+        # slow in TensorIterator; as a depthwise 1x1 convolution oneDNN does it
+        # well (64 images at 224 px, bf16: 10 ms instead of 53 ms).
+        weight = torch.tensor(scale, dtype=dtype).view(c, 1, 1, 1)
+        x = F.conv2d(x, weight, torch.tensor(shift, dtype=dtype), groups=c)
     if c == 1 and rgb:
         x = x.expand(-1, 3, -1, -1)
     fmt = torch.channels_last if channels_last else torch.contiguous_format

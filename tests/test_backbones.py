@@ -62,7 +62,7 @@ def _check_imagenet_top5(name, photos):
     top5 = probs.topk(5).indices.tolist()
     assert top5[0][0] == PALACE, top5[0]
     assert len(set(top5[0]) & CHINA_OK) >= 3, top5[0]
-    assert top5[1][0] in FLOWER_OK and DAISY in top5[1], top5[1]
+    assert top5[1][0] in FLOWER_OK and len(set(top5[1]) & FLOWER_OK) >= 2, top5[1]
     return net, probs
 
 

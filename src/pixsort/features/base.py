@@ -114,25 +114,21 @@ class ImageExtractor(TransformerMixin, BaseEstimator, ABC):
     # ------------------------------------------------------------------- cache
     def _extract_cached(self, images: np.ndarray, keys: list[str], cache: EmbeddingCache) -> np.ndarray:
         found = cache.get(keys)
-        dims = {v.shape[0] for v in found if v is not None}
-        if len(dims) > 1:  # cannot happen for one extractor_id unless the cache was tampered with
-            found = [None] * len(keys)
-        # Duplicate images (same key) are computed once.
-        todo: dict[str, int] = {}
+        if len({v.shape for v in found if v is not None}) > 1:
+            found = [None] * len(keys)  # entries of mixed widths: someone wrote into this directory by hand
+        todo: dict[str, int] = {}  # missing key -> first image with it (duplicates are computed once)
         for i, (key, vec) in enumerate(zip(keys, found)):
             if vec is None and key not in todo:
                 todo[key] = i
-        log.info("embedding cache %s: %d of %d images cached, computing %d", cache.dir, len(keys) - sum(v is None for v in found), len(keys), len(todo))
+        log.info("embedding cache %s: %d of %d images cached", cache.dir, len(keys) - sum(v is None for v in found), len(keys))
+        if not keys:
+            return self._extract(images)  # empty batch: the extractor knows its (0, D)
         computed: dict[str, np.ndarray] = {}
         if todo:
-            idx = np.fromiter(todo.values(), dtype=np.intp, count=len(todo))
-            fresh = self._extract(images[idx])
+            fresh = self._extract(images[np.fromiter(todo.values(), dtype=np.intp, count=len(todo))])
             cache.put(list(todo), fresh)
             computed = dict(zip(todo, fresh))
-        vecs = [vec if vec is not None else computed[key] for key, vec in zip(keys, found)]
-        if not vecs:
-            return self._extract(images)  # empty batch: let the extractor give (0, D)
-        return np.stack(vecs).astype(np.float32, copy=False)
+        return np.stack([computed[key] if vec is None else vec for key, vec in zip(keys, found)])
 
     # ------------------------------------------------------------------ config
     def to_config(self) -> dict:

@@ -21,6 +21,24 @@ _LOADERS = {
 }
 
 
+def json_default(value):
+    """``json.dumps(default=...)`` for what model files and metrics hold: numpy scalars
+    and arrays, and paths.  Tuples need nothing: json writes them as lists."""
+    import numpy as np
+
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
 class ModelFileError(Exception):
     """A model folder that is missing, not pixsort's, or from an unknown version."""
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pixsort.models import json_default
 from pixsort.classify import plots
 from pixsort.classify.metrics import classification_metrics, predict_from_proba
 
@@ -104,7 +105,7 @@ def write_evaluation(clf, images: np.ndarray, labels: np.ndarray, paths: list[st
         metrics["n_skipped"] = int((manifest["status"] == "skipped").sum())
     metrics.update({"threshold": clf.threshold_, "threshold_info": clf.threshold_info_, **(extra or {})})
     files["metrics"] = out / "metrics.json"
-    files["metrics"].write_text(json.dumps(metrics, indent=1, default=_json_default), encoding="utf-8")
+    files["metrics"].write_text(json.dumps(metrics, indent=1, default=json_default), encoding="utf-8")
     files["predictions"] = out / "predictions.csv"
     frame.to_csv(files["predictions"], index=False)
     if report:
@@ -140,14 +141,3 @@ def _gradcam_grid(clf, images: np.ndarray, pos: np.ndarray, titles: list[str], p
         names += [t, f"Grad-CAM of the decision: {clf.classes_[c]}"]
     return plots.image_grid(np.stack(tiles), names, path, cols=4)
 
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -35,7 +35,7 @@ from pixsort.cluster.metrics import cluster_class_table, clustering_scores
 from pixsort.cluster.select import KSelection, score_partition, select_k, silhouette_sample_index
 from pixsort.data import DecodedImages, DecodeSettings, ImageDataset, load_images, open_dataset
 from pixsort.features.reduce import EmbeddingReducer
-from pixsort.models import FORMAT, FORMAT_VERSION, read_model_json
+from pixsort.models import FORMAT, FORMAT_VERSION, json_default, read_model_json
 
 WEIGHTS_FILE = "weights.safetensors"
 META_FILE = "model.json"
@@ -411,7 +411,7 @@ class ImageClusterer:
             "scores": self.scores_,
             "selection": None if self.selection_ is None else self.selection_.table().to_dict(orient="list"),
         }
-        (folder / META_FILE).write_text(json.dumps(meta, indent=1, default=_json_default), encoding="utf-8")
+        (folder / META_FILE).write_text(json.dumps(meta, indent=1, default=json_default), encoding="utf-8")
         return folder
 
     @classmethod
@@ -535,17 +535,6 @@ def _reorder_head(head: ClusteringHead, Z: np.ndarray, part: Partition) -> Clust
 def _tuple_or_value(v):
     return tuple(v) if isinstance(v, list) else v
 
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 __all__ = ["ImageClusterer", "NotFittedError"]

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pixsort.models import json_default
 from pixsort.report.html import HtmlReport
 
 COPY_MODES = ("none", "copy", "link")
@@ -122,7 +123,7 @@ def write_cluster_outputs(clusterer, images, out: str | os.PathLike, *, title: s
     files["scatter_thumbnails"] = write_thumbnail_scatter(xy, pixels[idx], clusterer.labels_[idx],
                                                           folder / "scatter_thumbnails.png", seed)
     files["metrics"] = folder / "metrics.json"
-    files["metrics"].write_text(json.dumps(metrics, indent=1, default=_json_default), encoding="utf-8")
+    files["metrics"].write_text(json.dumps(metrics, indent=1, default=json_default), encoding="utf-8")
     model_dir = clusterer.save(folder / "model") if save_model else None
     if copy_to_folders != "none":
         files["by_cluster"] = copy_into_cluster_folders(assignments, folder / "by_cluster", copy_to_folders)
@@ -443,17 +444,6 @@ def _nanmean(values: np.ndarray) -> float:
     values = np.asarray(values, dtype=float)
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # -- HTML --------------------------------------------------------------------------------

@@ -71,10 +71,11 @@ def test_lite0_imagenet_top5(photos):
     # confident, not just lucky: measured 0.43 (palace) and 0.30 (daisy)
     assert probs[0, PALACE] > 0.3 and probs[1, DAISY] > 0.2
     # The recorded preprocessing, (x - 127) / 128, is the one these TF weights
-    # want: ImageNet mean/std makes the same classes clearly less likely.
+    # want: with ImageNet mean/std the daisy drops from 0.29 to 0.09 (the palace
+    # stays at ~0.4), and the top-5 fills with lampshades and nautili.
     assert get_pretrained_cfg("efficientnet_lite0").mean == TF_NORM[0]
     wrong = _probs(net, photos, IMAGENET_NORM, net.pretrained_cfg.crop_pct)
-    assert probs[0, PALACE] > wrong[0, PALACE] and probs[1, DAISY] > 2 * wrong[1, DAISY]
+    assert probs[1, DAISY] > 2 * wrong[1, DAISY]
 
 
 @pytest.mark.slow

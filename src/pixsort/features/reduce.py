@@ -43,6 +43,9 @@ class EmbeddingReducer:
         L2-normalise the output rows (k-means on the sphere ~ cosine clustering).
     max_components : int, optional
         Upper bound on the components kept by a variance share.
+    block_sizes : sequence of int, optional
+        Widths of concatenated feature blocks (e.g. several backbone layers), each
+        L2-normalised on its own first so that every block weighs the same.
 
     Attributes
     ----------
@@ -55,12 +58,13 @@ class EmbeddingReducer:
     """
 
     def __init__(self, n_components: float | int | None = 0.9, whiten: bool = True, normalize: bool = True,
-                 renormalize: bool = True, max_components: int | None = None):
+                 renormalize: bool = True, max_components: int | None = None, block_sizes=None):
         self.n_components = n_components
         self.whiten = whiten
         self.normalize = normalize
         self.renormalize = renormalize
         self.max_components = max_components
+        self.block_sizes = None if block_sizes is None else [int(b) for b in block_sizes]
         self._validate()
 
     def _validate(self) -> None:
@@ -74,10 +78,13 @@ class EmbeddingReducer:
                 raise ValueError(f"n_components must be >= 1, got {n}")
         if self.max_components is not None and self.max_components < 1:
             raise ValueError(f"max_components must be >= 1, got {self.max_components}")
+        if self.block_sizes is not None and (not self.block_sizes or min(self.block_sizes) < 1):
+            raise ValueError(f"block_sizes must be positive widths, got {self.block_sizes}")
 
     def get_params(self) -> dict:
         return {"n_components": self.n_components, "whiten": self.whiten, "normalize": self.normalize,
-                "renormalize": self.renormalize, "max_components": self.max_components}
+                "renormalize": self.renormalize, "max_components": self.max_components,
+                "block_sizes": self.block_sizes}
 
     def fit(self, X: np.ndarray) -> "EmbeddingReducer":
         """Learn the projection from ``X`` (n_samples, n_features)."""
@@ -103,8 +110,15 @@ class EmbeddingReducer:
             eigval, eigvec = np.linalg.eigh(cov)
             eigval, eigvec = eigval[::-1], eigvec[:, ::-1].T
         else:
-            _, s, vt = np.linalg.svd(centred, full_matrices=False)
-            eigval, eigvec = s**2 / max(n - 1, 1), vt
+            # n < d: eigh of the n x n Gram matrix gives the same spectrum far faster
+            # than an SVD of the wide matrix; components are X^T u / sqrt(lambda)
+            gram = centred @ centred.T
+            gval, gvec = np.linalg.eigh(gram)
+            gval, gvec = np.clip(gval[::-1], 0.0, None), gvec[:, ::-1]
+            nonzero = gval > gval[0] * 1e-12 if gval[0] > 0 else np.zeros_like(gval, dtype=bool)
+            eigvec = np.zeros((n, d))
+            eigvec[nonzero] = (centred.T @ gvec[:, nonzero] / np.sqrt(gval[nonzero])).T
+            eigval = gval / max(n - 1, 1)
         eigval = np.clip(eigval, 0.0, None)
         # a sign convention so that equal data always give equal components
         signs = np.sign(eigvec[np.arange(len(eigvec)), np.abs(eigvec).argmax(axis=1)])
@@ -153,6 +167,11 @@ class EmbeddingReducer:
             raise ValueError(f"expected a 2-D array (n_samples, n_features), got shape {X.shape}")
         if not np.isfinite(X).all():
             raise ValueError("embeddings contain NaN or infinite values")
+        if self.block_sizes is not None and len(self.block_sizes) > 1:
+            if sum(self.block_sizes) != X.shape[1]:
+                raise ValueError(f"block_sizes {self.block_sizes} do not add up to {X.shape[1]} features")
+            ends = np.cumsum(self.block_sizes)
+            X = np.concatenate([l2_normalize(X[:, e - b:e]) for b, e in zip(self.block_sizes, ends)], axis=1)
         return l2_normalize(X) if self.normalize else X
 
     # -- persistence: plain arrays, for safetensors ------------------------------------

@@ -26,6 +26,8 @@ def cluster(
     k_max: int = typer.Option(10, help="Largest k tried."),
     method: str = typer.Option("kmeans", help="kmeans | agglomerative | hdbscan | spectral."),
     head: Optional[str] = typer.Option(None, help="scan: refine with a nearest-neighbour clustering head."),
+    smoothing: int = typer.Option(10, help="Steps of neighbour smoothing of the embeddings before clustering "
+                                           "(0: off)."),
     score: bool = typer.Option(False, "--score", help="Score against the class folders / labels "
                                                       "(accuracy, NMI, ARI, purity)."),
     size: Optional[int] = typer.Option(None, "--size", help="Decode size in px (default: what the features need)."),
@@ -45,7 +47,8 @@ def cluster(
 
     try:
         clusterer = ImageClusterer(features=features, image_size=size, method=method, n_clusters=k, k_min=k_min,
-                                   k_max=k_max, head=head, random_state=seed, cache_dir=cache_dir)
+                                   k_max=k_max, head=head, smoothing=smoothing, random_state=seed,
+                                   cache_dir=cache_dir)
         dataset = open_dataset(path)
         decoded = load_images(dataset, clusterer.decode_settings, cache_dir=cache_dir)
         clusterer.fit(decoded)

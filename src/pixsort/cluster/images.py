@@ -8,8 +8,9 @@
 
 Pipeline: decode (cached) -> features (pretrained backbone, autoencoder or pixels;
 cached by image content) -> :class:`~pixsort.features.reduce.EmbeddingReducer`
-(L2, PCA by variance share, whitening) -> partition (k-means, agglomerative,
-HDBSCAN or spectral; k given or chosen by silhouette) -> optional SCAN-style head.
+(L2 per layer, PCA by variance share, whitening) -> neighbour smoothing
+(:mod:`pixsort.cluster.smooth`) -> partition (k-means, agglomerative, HDBSCAN or
+spectral; k given or chosen by silhouette) -> optional SCAN-style head.
 
 A saved model is a folder with ``model.json`` and ``weights.safetensors`` (the
 reducer, cluster centres, training embeddings and labels, head and autoencoder
@@ -32,7 +33,8 @@ from pixsort.cluster.extract import FeatureSpec, build_extractor, default_decode
 from pixsort.cluster.head import ClusteringHead
 from pixsort.cluster.methods import METHODS, NEEDS_K, Partition, canonical_partition, partition
 from pixsort.cluster.metrics import cluster_class_table, clustering_scores
-from pixsort.cluster.select import KSelection, score_partition, select_k, silhouette_sample_index
+from pixsort.cluster.select import KCandidate, KSelection, score_partition, select_k, silhouette_sample_index
+from pixsort.cluster.smooth import NeighbourSmoothing, nearest_rows
 from pixsort.data import DecodedImages, DecodeSettings, ImageDataset, load_images, open_dataset
 from pixsort.features.reduce import EmbeddingReducer
 from pixsort.models import FORMAT, FORMAT_VERSION, json_default, read_model_json
@@ -68,8 +70,10 @@ class ImageClusterer:
         ``efficientnet_lite0/1/2`` or any name of
         :func:`pixsort.features.backbones.list_backbones`, ``timm:<model>`` (where
         timm imports), ``autoencoder`` (trained on the images) or ``pixels``.
-    layers : None, int or names
-        Backbone feature maps pooled into the embedding (None: the extractor's default).
+    layers : "auto", None, int or names, default "auto"
+        Backbone feature maps pooled into the embedding, each L2-normalised on its
+        own: "auto" = the last two for the built-in backbones (measured best on the
+        CIFAR-10 sample), the final one for timm models; None = the final one.
     tta : bool, default True
         Average each image's embedding with its mirror image's (pretrained features).
     image_size : int, optional
@@ -78,6 +82,11 @@ class ImageClusterer:
         PCA: share of variance kept (float) or dimensions (int); None skips PCA.
     whiten : bool, default True
         Whiten the PCA components (k-means then weighs every kept direction equally).
+    smoothing : int, default 10
+        Steps of neighbour smoothing before partitioning (0: off); see
+        :class:`~pixsort.cluster.smooth.NeighbourSmoothing`.
+    smoothing_neighbors : int, default 20
+        At most 5% of the images (no smoothing below 40 images).
     method : {"kmeans", "agglomerative", "hdbscan", "spectral"}, default "kmeans"
     n_clusters : int, optional
         Fixed k; when None, k is chosen in ``[k_min, k_max]`` by silhouette
@@ -105,22 +114,22 @@ class ImageClusterer:
         How images are decoded for this model (also for ``predict``).
     n_clusters_ : int
     labels_ : ndarray of int64, shape (n,)  -- cluster of each training image (-1: noise)
-    cluster_centers_ : ndarray (n_clusters_, d)  -- in the reduced space
-    embeddings_ : ndarray (n, d)  -- training images in the reduced space
+    cluster_centers_ : ndarray (n_clusters_, d)  -- in the clustering space (reduced, smoothed)
+    embeddings_ : ndarray (n, d)  -- training images in the clustering space
     distances_ : ndarray (n,)  -- distance of each training image to its cluster centre
     silhouette_values_ : ndarray (n,)  -- per-image silhouette (exact up to 20,000 images)
     representative_ : ndarray of bool (n,)
     selection_ : KSelection or None  -- every candidate k with its scores
     scores_ : dict  -- silhouette, davies_bouldin, calinski_harabasz of the final partition
     train_paths_, train_labels_, class_names_, manifest_ : what was clustered
-    extractor_, reducer_, head_ : the fitted stages
+    extractor_, reducer_, smoother_, head_ : the fitted stages (smoother_/head_ may be None)
     cluster_names_ : list of str or None
     timings_ : dict of seconds per stage
     """
 
-    def __init__(self, features: str = "efficientnet_lite0", layers=None, tta: bool = True,
+    def __init__(self, features: str = "efficientnet_lite0", layers="auto", tta: bool = True,
                  image_size: int | None = None, n_components: float | int | None = 0.9, whiten: bool = True,
-                 method: str = "kmeans", n_clusters: int | None = None, k_min: int = 2, k_max: int = 10,
+                 smoothing: int = 10, smoothing_neighbors: int = 20, method: str = "kmeans", n_clusters: int | None = None, k_min: int = 2, k_max: int = 10,
                  head: str | None = None, n_representatives: int = 5, silhouette_sample: int = 4000,
                  random_state: int = 0, batch_size: int = 64, cache_dir: str | os.PathLike | None = None,
                  autoencoder: dict | None = None, progress: bool = True):
@@ -130,6 +139,8 @@ class ImageClusterer:
         self.image_size = image_size
         self.n_components = n_components
         self.whiten = whiten
+        self.smoothing = smoothing
+        self.smoothing_neighbors = smoothing_neighbors
         self.method = method
         self.n_clusters = n_clusters
         self.k_min = k_min
@@ -147,7 +158,8 @@ class ImageClusterer:
 
     # -- parameters ----------------------------------------------------------------
 
-    _PARAM_NAMES = ("features", "layers", "tta", "image_size", "n_components", "whiten", "method", "n_clusters",
+    _PARAM_NAMES = ("features", "layers", "tta", "image_size", "n_components", "whiten", "smoothing",
+                    "smoothing_neighbors", "method", "n_clusters",
                     "k_min", "k_max", "head", "n_representatives", "silhouette_sample", "random_state",
                     "batch_size", "autoencoder")
 
@@ -165,12 +177,20 @@ class ImageClusterer:
             raise ValueError(f"need 2 <= k_min <= k_max, got k_min={self.k_min}, k_max={self.k_max}")
         if self.method == "hdbscan" and self.head is not None:
             raise ValueError("a clustering head needs a number of clusters; use it with kmeans/agglomerative/spectral")
+        if isinstance(self.smoothing, bool) or int(self.smoothing) < 0:
+            raise ValueError(f"smoothing must be a number of steps >= 0, got {self.smoothing}")
+        if isinstance(self.smoothing_neighbors, bool) or int(self.smoothing_neighbors) < 1:
+            raise ValueError(f"smoothing_neighbors must be >= 1, got {self.smoothing_neighbors}")
         if self.n_representatives < 0 or self.silhouette_sample < 10:
             raise ValueError("n_representatives must be >= 0 and silhouette_sample >= 10")
         self._feature_spec()  # validates the feature name
 
     def _feature_spec(self) -> FeatureSpec:
-        return FeatureSpec(self.features, self.layers, self.tta, self.batch_size, self.autoencoder or {},
+        layers = self.layers
+        if layers == "auto":
+            builtin = self.features not in ("autoencoder", "pixels") and not str(self.features).startswith("timm:")
+            layers = 2 if builtin else None
+        return FeatureSpec(self.features, layers, self.tta, self.batch_size, self.autoencoder or {},
                            self.random_state)
 
     # -- fitting -------------------------------------------------------------------
@@ -204,9 +224,19 @@ class ImageClusterer:
         timings["features"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        self.reducer_ = EmbeddingReducer(self.n_components, whiten=self.whiten)
+        self.reducer_ = EmbeddingReducer(self.n_components, whiten=self.whiten,
+                                         block_sizes=_feature_blocks(self.extractor_, raw.shape[1]))
         Z = self.reducer_.fit_transform(raw)
         timings["reduce"] = time.perf_counter() - t
+
+        self.smoother_ = None
+        # neighbours are capped at 5% of the images: on a small set a fixed 20 would average across groups
+        n_neighbors = min(int(self.smoothing_neighbors), len(Z) // 20)
+        if self.smoothing and n_neighbors >= 2:
+            t = time.perf_counter()
+            self.smoother_ = NeighbourSmoothing(n_neighbors, int(self.smoothing))
+            Z = self.smoother_.fit_transform(Z)
+            timings["smooth"] = time.perf_counter() - t
 
         t = time.perf_counter()
         part, self.selection_ = self._partition(Z)
@@ -264,8 +294,14 @@ class ImageClusterer:
         k_max = min(self.k_max, len(Z) - 1)
         k_min = min(self.k_min, k_max)
         ks = list(range(k_min, k_max + 1))
-        selection = select_k(Z, ks, lambda k: partition(Z, self.method, k, self.random_state),
+        # k-means restarts: a few per candidate while comparing, the full ten for the chosen k
+        quick = {"n_init": 3} if self.method == "kmeans" else {}
+        selection = select_k(Z, ks, lambda k: partition(Z, self.method, k, self.random_state, **quick),
                              sample_size=self.silhouette_sample, random_state=self.random_state)
+        if quick:
+            best = score_partition(Z, partition(Z, self.method, selection.best_k, self.random_state),
+                                   selection.sample_index, selection.best_k)
+            selection.candidates = [best if c.k == best.k else c for c in selection.candidates]
         return selection.best.partition, selection
 
     def _set_fitted(self, Z: np.ndarray, part: Partition, data: TrainingImages) -> None:
@@ -312,7 +348,8 @@ class ImageClusterer:
         self._check_fitted()
         images = _check_images(images)
         raw = extract_features(self.extractor_, self._feature_spec(), images, None, None, fit=False, progress=False)
-        return self.reducer_.transform(raw)
+        Z = self.reducer_.transform(raw)
+        return Z if self.smoother_ is None else self.smoother_.transform(Z)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Cluster of each image, shape (n,).
@@ -333,7 +370,7 @@ class ImageClusterer:
     def transform(self, images: np.ndarray) -> np.ndarray:
         """Euclidean distance of each image to each cluster centre, shape (n, n_clusters_)."""
         Z = self.embed(images)
-        return np.sqrt(_squared_distances(Z, self.cluster_centers_))
+        return np.sqrt(_squared_distances(Z, self.cluster_centers_)).astype(np.float32)
 
     def kneighbors(self, images: np.ndarray, n_neighbors: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Nearest training images: (distances (n, m), indices (n, m)) into ``train_paths_``."""
@@ -342,12 +379,9 @@ class ImageClusterer:
     def _nearest_train(self, Z: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()
         m = max(1, min(int(m), len(self.embeddings_)))
-        d2 = _squared_distances(Z, self.embeddings_)
-        idx = np.argpartition(d2, m - 1, axis=1)[:, :m]
-        part = np.take_along_axis(d2, idx, axis=1)
-        order = np.lexsort((idx, part), axis=1)
-        idx = np.take_along_axis(idx, order, axis=1)
-        return np.sqrt(np.take_along_axis(d2, idx, axis=1)), idx.astype(np.int64)
+        # unit rows: |a - b|^2 = 2 - 2 <a, b>; inner products in float64 keep near-duplicates in order
+        sims, idx = nearest_rows(Z, self.embeddings_, m)
+        return np.sqrt(np.maximum(2.0 - 2.0 * sims, 0.0)).astype(np.float32), idx
 
     def score(self, labels: np.ndarray | None = None) -> dict:
         """Accuracy (Hungarian), NMI, ARI, purity of ``labels_`` against the known
@@ -392,6 +426,15 @@ class ImageClusterer:
                        "train_class_labels": self.train_labels_})
         if self.head_ is not None:
             arrays.update({f"head.{k}": v for k, v in self.head_.get_arrays().items()})
+        if self.smoother_ is not None:  # its smoothed rows are train_embeddings
+            arrays["smoother.reference"] = self.smoother_.reference_
+        arrays["train_silhouettes"] = self.silhouette_values_.astype(np.float32)
+        if self.selection_ is not None:
+            arrays["selection.k"] = np.array([c.k for c in self.selection_.candidates], dtype=np.int64)
+            arrays["selection.labels"] = np.stack([c.partition.labels for c in self.selection_.candidates])
+            arrays["selection.sample_index"] = self.selection_.sample_index.astype(np.int64)
+            arrays["selection.silhouettes"] = np.stack(
+                [c.silhouette_values for c in self.selection_.candidates]).astype(np.float32)
         extractor_state = getattr(self.extractor_, "state_dict", None)
         if callable(extractor_state) and self._feature_spec().is_autoencoder:
             arrays.update({f"extractor.{k}": v.numpy() for k, v in extractor_state().items()})
@@ -404,6 +447,7 @@ class ImageClusterer:
             "extractor": self.extractor_.to_config(),
             "reducer": self.reducer_.get_params(),
             "head": self.head_.get_params() if self.head_ is not None else None,
+            "smoother": self.smoother_.get_params() if self.smoother_ is not None else None,
             "n_clusters": self.n_clusters_,
             "cluster_names": self.cluster_names_,
             "class_names": self.class_names_,
@@ -443,6 +487,10 @@ class ImageClusterer:
         if meta.get("head"):
             model.head_ = ClusteringHead.from_arrays(
                 meta["head"], {k[len("head."):]: v for k, v in arrays.items() if k.startswith("head.")})
+        model.smoother_ = None
+        if meta.get("smoother"):
+            model.smoother_ = NeighbourSmoothing.from_arrays(
+                meta["smoother"], {"reference": arrays["smoother.reference"], "smoothed": arrays["train_embeddings"]})
         model.cluster_centers_ = arrays["centers"]
         model.embeddings_ = arrays["train_embeddings"]
         model.labels_ = arrays["train_labels"].astype(np.int64)
@@ -453,8 +501,8 @@ class ImageClusterer:
         model.class_names_ = list(meta.get("class_names") or [])
         model.train_paths_ = list(meta["train_paths"])
         model.scores_ = meta.get("scores", {})
-        model.selection_ = None
-        model.silhouette_values_ = np.full(len(model.labels_), np.nan)
+        model.selection_ = _selection_from_arrays(meta.get("selection"), arrays, model.embeddings_)
+        model.silhouette_values_ = arrays.get("train_silhouettes", np.full(len(model.labels_), np.nan))
         model.representative_ = _representatives(model.distances_, model.labels_, model.n_representatives)
         return model
 
@@ -472,8 +520,8 @@ def _check_images(images: np.ndarray) -> np.ndarray:
 
 
 def _squared_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    A = np.asarray(A, dtype=np.float32)
-    B = np.asarray(B, dtype=np.float32)
+    A = np.asarray(A, dtype=np.float64)  # float32 cancellation misorders near-equal distances
+    B = np.asarray(B, dtype=np.float64)
     d2 = (A * A).sum(1)[:, None] - 2.0 * A @ B.T + (B * B).sum(1)[None, :]
     return np.maximum(d2, 0.0)
 
@@ -530,6 +578,32 @@ def _reorder_head(head: ClusteringHead, Z: np.ndarray, part: Partition) -> Clust
     if part.n_clusters < k:  # outputs no training image chose can never win
         head.bias_[part.n_clusters:] = -1e9
     return head
+
+
+def _feature_blocks(extractor, width: int) -> list[int] | None:
+    """Widths of the backbone layers concatenated in the raw features (None: one block)."""
+    try:
+        blocks = list(getattr(extractor, "feature_blocks"))
+    except Exception:  # not a backbone extractor (pixels, autoencoder) or no layer info
+        return None
+    return blocks if len(blocks) > 1 and sum(blocks) == width else None
+
+
+def _selection_from_arrays(table: dict | None, arrays: dict, Z: np.ndarray) -> KSelection | None:
+    """The k selection saved by ``save`` (candidates' labels and sampled silhouettes)."""
+    if not table or "selection.labels" not in arrays:
+        return None
+    from pixsort.cluster.methods import cluster_means
+
+    candidates = []
+    for i, k in enumerate(arrays["selection.k"].tolist()):
+        labels = arrays["selection.labels"][i].astype(np.int64)
+        n_found = int(labels.max()) + 1 if (labels >= 0).any() else 0
+        part = Partition(labels, cluster_means(Z, labels, n_found))
+        candidates.append(KCandidate(int(k), part, float(table["silhouette"][i]), float(table["davies_bouldin"][i]),
+                                     float(table["calinski_harabasz"][i]), arrays["selection.silhouettes"][i]))
+    best_k = int(np.asarray(table["k"])[np.asarray(table["chosen"], dtype=bool)][0])
+    return KSelection(candidates, best_k, arrays["selection.sample_index"])
 
 
 def _tuple_or_value(v):

@@ -205,6 +205,12 @@ class PretrainedExtractor(ImageExtractor):
         return self._prepared()[0].feature_dim
 
     @property
+    def feature_blocks(self) -> list[int]:
+        """Widths of the pooled layers concatenated in ``transform`` output, in order."""
+        net = self._prepared()[0]
+        return [int(net.feature_dims[name]) for name in net.layers]
+
+    @property
     def extractor_id(self) -> str:
         net, plan = self._prepared()
         dtype = {torch.float32: "fp32", torch.bfloat16: "bf16"}[plan.dtype]

@@ -189,6 +189,10 @@ def cluster_metrics(clusterer, score: bool = True) -> dict:
         "features": clusterer.features,
         "method": clusterer.method,
         "internal": dict(clusterer.scores_),
+        "params": clusterer.get_params(),
+        "n_dimensions": int(clusterer.embeddings_.shape[1]),
+        "smoothing_neighbors_used": (int(clusterer.smoother_.n_neighbors)
+                                     if getattr(clusterer, "smoother_", None) is not None else 0),
     }
     selection = getattr(clusterer, "selection_", None)
     if selection is not None:

@@ -1,0 +1,132 @@
+"""Neighbour smoothing of embeddings before partitioning.
+
+Each embedding is pulled towards the mean of its nearest neighbours, a few
+times over (a diffusion on the k-nearest-neighbour graph), then re-normalised:
+
+    s_0 = z,    s_{t+1} = normalise(alpha * s_t + (1 - alpha) * mean_{j in N(i)} s_t[j])
+
+Pretrained features of a small image set are noisy: about two thirds of a CIFAR-10
+image's 10 nearest neighbours share its class, yet k-means on the raw embeddings
+drifts to ~0.5 accuracy.  Smoothing lets each point vote with its neighbourhood,
+which makes the partition follow the dense regions of the neighbour graph
+(0.50 -> ~0.6 accuracy on the CIFAR-10 sample; see ``bench/cluster.py``).
+
+A new point is smoothed against the fitted training set: its neighbours are looked
+up among the training embeddings (before smoothing) and it takes the same number
+of steps towards their smoothed values.  A point identical to a training point
+(same image) gets exactly that training point's smoothed embedding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pixsort.features.reduce import l2_normalize
+
+DUPLICATE_SQ_DISTANCE = 1e-4  # squared distance of unit rows below which two images count as the same
+
+
+def nearest_rows(queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool = False,
+                 block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of ``reference`` to each query row by inner product
+    (unit rows: cosine), exact, in float64 blocks so near-duplicates order correctly.
+
+    Returns
+    -------
+    similarities : ndarray (n, k) float64, best first
+    indices : ndarray (n, k) int64; ties go to the lower index
+    """
+    Q = np.asarray(queries, dtype=np.float64)
+    R = np.asarray(reference, dtype=np.float64)
+    k = int(min(k, len(R) - (1 if exclude_self else 0)))
+    sims = np.empty((len(Q), k))
+    idx = np.empty((len(Q), k), dtype=np.int64)
+    for s in range(0, len(Q), block):
+        S = Q[s:s + block] @ R.T
+        if exclude_self:
+            S[np.arange(len(S)), np.arange(s, s + len(S))] = -np.inf
+        part = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(S, part, axis=1)
+        order = np.lexsort((part, -vals), axis=1)
+        idx[s:s + block] = np.take_along_axis(part, order, axis=1)
+        sims[s:s + block] = np.take_along_axis(vals, order, axis=1)
+    return sims, idx
+
+
+class NeighbourSmoothing:
+    """Diffuse unit embeddings over their k-nearest-neighbour graph.
+
+    Parameters
+    ----------
+    n_neighbors : int, default 20
+    iterations : int, default 10
+        Steps of ``s <- normalise(alpha * s + (1 - alpha) * mean(neighbours' s))``.
+    alpha : float in [0, 1), default 0.5
+        Weight a point keeps on itself at each step.
+
+    Attributes
+    ----------
+    reference_ : ndarray (n, d) -- the training embeddings before smoothing
+    smoothed_ : ndarray (n, d) -- after smoothing (what ``fit_transform`` returned)
+    neighbors_ : ndarray (n, n_neighbors) -- each training point's neighbours
+    """
+
+    def __init__(self, n_neighbors: int = 20, iterations: int = 10, alpha: float = 0.5):
+        self.n_neighbors = n_neighbors
+        self.iterations = iterations
+        self.alpha = alpha
+        self._validate()
+
+    def _validate(self) -> None:
+        if isinstance(self.n_neighbors, bool) or int(self.n_neighbors) < 1:
+            raise ValueError(f"n_neighbors must be >= 1, got {self.n_neighbors}")
+        if isinstance(self.iterations, bool) or int(self.iterations) < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if not 0.0 <= float(self.alpha) < 1.0:
+            raise ValueError(f"alpha must lie in [0, 1), got {self.alpha}")
+
+    def get_params(self) -> dict:
+        return {"n_neighbors": int(self.n_neighbors), "iterations": int(self.iterations), "alpha": float(self.alpha)}
+
+    def fit_transform(self, Z: np.ndarray) -> np.ndarray:
+        """Smooth the training embeddings ``Z`` (n, d) -> (n, d) float32."""
+        self._validate()
+        Z = np.asarray(Z, dtype=np.float32)
+        if len(Z) < 2:
+            raise ValueError("need at least 2 embeddings to smooth")
+        _, nb = nearest_rows(Z, Z, self.n_neighbors, exclude_self=True)
+        S = Z.copy()
+        for _ in range(int(self.iterations)):
+            S = l2_normalize(self.alpha * S + (1.0 - self.alpha) * S[nb].mean(axis=1))
+        self.reference_, self.smoothed_, self.neighbors_ = Z, S, nb
+        return S
+
+    def transform(self, Z: np.ndarray) -> np.ndarray:
+        """Smooth new embeddings (m, d) against the fitted training set -> (m, d) float32."""
+        if not hasattr(self, "smoothed_"):
+            raise RuntimeError("NeighbourSmoothing is not fitted; call fit_transform first")
+        Z = np.asarray(Z, dtype=np.float32)
+        k = min(int(self.n_neighbors), len(self.reference_) - 1)
+        sims, idx = nearest_rows(Z, self.reference_, k + 1)
+        duplicate = (2.0 - 2.0 * sims[:, 0]) < DUPLICATE_SQ_DISTANCE
+        # a training image's own row is not its neighbour (as in fit); others use the k nearest
+        nb = np.where(duplicate[:, None], idx[:, 1:], idx[:, :k])
+        target = self.smoothed_[nb].mean(axis=1)
+        S = Z.copy()
+        for _ in range(int(self.iterations)):
+            S = l2_normalize(self.alpha * S + (1.0 - self.alpha) * target)
+        S[duplicate] = self.smoothed_[idx[duplicate, 0]]
+        return S
+
+    def get_arrays(self) -> dict[str, np.ndarray]:
+        return {"reference": self.reference_, "smoothed": self.smoothed_}
+
+    @classmethod
+    def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]) -> "NeighbourSmoothing":
+        sm = cls(**params)
+        sm.reference_ = np.asarray(arrays["reference"], dtype=np.float32)
+        sm.smoothed_ = np.asarray(arrays["smoothed"], dtype=np.float32)
+        return sm
+
+
+__all__ = ["NeighbourSmoothing", "nearest_rows"]

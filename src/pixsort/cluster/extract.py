@@ -90,8 +90,10 @@ def default_decode_settings(spec: FeatureSpec, image_size: int | None = None) ->
     return DecodeSettings(size=(h, w))
 
 
-def build_extractor(spec: FeatureSpec, progress: bool = True, config: dict | None = None):
-    """The extractor object for ``spec`` (from a saved ``config`` when given)."""
+def build_extractor(spec: FeatureSpec, progress: bool = True, config: dict | None = None, size=None):
+    """The extractor object for ``spec`` (from a saved ``config`` when given).
+
+    ``size``: the decode size, which raw pixels keep (default ``PIXEL_SIZE``)."""
     if spec.is_autoencoder:
         from pixsort.features.autoencoder import AutoencoderExtractor
 
@@ -105,7 +107,7 @@ def build_extractor(spec: FeatureSpec, progress: bool = True, config: dict | Non
     if spec.is_pixels:
         from pixsort.features.pixels import PixelExtractor
 
-        return PixelExtractor(size=PIXEL_SIZE)
+        return PixelExtractor(size=PIXEL_SIZE if size is None else size)
     from pixsort.features.embed import PretrainedExtractor
 
     return PretrainedExtractor(backbone=spec.name, layers=spec.layers, batch_size=spec.batch_size,

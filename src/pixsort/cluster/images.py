@@ -216,7 +216,7 @@ class ImageClusterer:
 
         t = time.perf_counter()
         spec = self._feature_spec()
-        self.extractor_ = build_extractor(spec, progress=self.progress)
+        self.extractor_ = build_extractor(spec, progress=self.progress, size=self.decode_settings.size)
         eval_callback = self._autoencoder_eval(data.labels) if spec.is_autoencoder else None
         keys = data.keys if data.keys is not None else image_keys(data.images)
         raw = extract_features(self.extractor_, spec, data.images, keys, self.cache_dir, self.decode_settings,

@@ -117,3 +117,23 @@ def test_chosen_k_is_refit_with_full_restarts(pneumonia_slice):
     full = partition(cl.embeddings_, "kmeans", cl.n_clusters_, random_state=0)  # default n_init=10
     np.testing.assert_array_equal(cl.labels_, full.labels)
     np.testing.assert_array_equal(cl.selection_.best.partition.labels, full.labels)
+
+
+def test_autoencoder_run_reports_curves_and_reconstructions(pneumonia_slice, tmp_path):
+    from PIL import Image
+
+    from pixsort.cluster.images import ImageClusterer
+    from pixsort.report.cluster_report import write_cluster_outputs
+
+    images, y = pneumonia_slice
+    cl = ImageClusterer(features="autoencoder", n_clusters=2, autoencoder={"epochs": 3, "image_size": 16,
+                                                                           "latent_dim": 8},
+                        progress=False).fit(images, y)
+    out = write_cluster_outputs(cl, images, tmp_path / "out", view="pca")
+    history = __import__("pandas").read_csv(tmp_path / "out" / "autoencoder_history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3]
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]  # it learned something
+    assert 0.5 <= history["accuracy"].iloc[-1] <= 1.0  # scored against the labels after the last epoch
+    with Image.open(out.files["reconstructions"]) as sheet:
+        assert sheet.size == (64 * 10, 128)  # ten originals above their reconstructions
+    assert "reconstructions.png" in out.report.read_text()

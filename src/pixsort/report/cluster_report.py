@@ -122,6 +122,12 @@ def write_cluster_outputs(clusterer, images, out: str | os.PathLike, *, title: s
     files["scatter"] = plot_scatter(xy, clusterer.labels_[idx], folder / "scatter.png", view)
     files["scatter_thumbnails"] = write_thumbnail_scatter(xy, pixels[idx], clusterer.labels_[idx],
                                                           folder / "scatter_thumbnails.png", seed)
+    history = getattr(clusterer.extractor_, "history_", None)
+    if history and hasattr(clusterer.extractor_, "reconstruct"):  # the autoencoder trained on these images
+        files["autoencoder_history"] = _write_csv(pd.DataFrame(history), folder / "autoencoder_history.csv")
+        files["autoencoder_curves"] = plot_autoencoder_history(history, folder / "autoencoder_curves.png")
+        files["reconstructions"] = write_reconstructions(clusterer.extractor_, pixels,
+                                                         folder / "reconstructions.png", seed)
     files["metrics"] = folder / "metrics.json"
     files["metrics"].write_text(json.dumps(metrics, indent=1, default=json_default), encoding="utf-8")
     model_dir = clusterer.save(folder / "model") if save_model else None
@@ -393,6 +399,45 @@ def write_montage(clusterer, images: np.ndarray, cluster: int, path: Path, n: in
     return path
 
 
+def plot_autoencoder_history(history: list[dict], path: Path) -> Path:
+    """Reconstruction loss per epoch and, where labels were known, k-means accuracy / NMI
+    of the latent vectors every few epochs."""
+    plt = _pyplot()
+    frame = pd.DataFrame(history)
+    scored = [c for c in ("accuracy", "nmi") if c in frame]
+    fig, axes = plt.subplots(1, 2 if scored else 1, figsize=(10 if scored else 5, 3.4), squeeze=False)
+    axes[0, 0].plot(frame["epoch"], frame["loss"], marker="o", color="#3465a4")
+    axes[0, 0].set(title="reconstruction loss (MSE)", xlabel="epoch")
+    axes[0, 0].grid(alpha=0.3)
+    if scored:
+        ax = axes[0, 1]
+        for c in scored:
+            rows = frame[frame[c].notna()]
+            ax.plot(rows["epoch"], rows[c], marker="o", label=c)
+        ax.set(title="k-means on the latent vectors", xlabel="epoch", ylim=(0, 1))
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def write_reconstructions(autoencoder, images: np.ndarray, path: Path, random_state: int, n: int = 10) -> Path:
+    """Originals (top row) above the autoencoder's reconstructions (bottom row)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(random_state)
+    idx = np.sort(rng.choice(len(images), size=min(n, len(images)), replace=False))
+    originals, recon = autoencoder.reconstruct(np.asarray(images[idx]))
+    side = 64
+    sheet = Image.new("RGB", (side * len(idx), side * 2), "white")
+    for i in range(len(idx)):
+        sheet.paste(_thumbnail(originals[i], side), (i * side, 0))
+        sheet.paste(_thumbnail(recon[i], side), (i * side, side))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
+
+
 def _thumbnail(image: np.ndarray, side: int):
     from PIL import Image
 
@@ -493,6 +538,12 @@ def _write_html(clusterer, folder: Path, title, metrics, summary, table, selecti
     rep.section("Members of each cluster", "Top row: the images nearest the centre; bottom: random members.")
     for c, p in montages.items():
         rep.image(rel(p), caption=f"cluster {c} ({int((clusterer.labels_ == c).sum())} images)")
+    if "reconstructions" in files:
+        rep.section("The autoencoder", "Trained on these images; its latent vectors are the features. "
+                    "Loss per epoch and, where labels are known, k-means accuracy / NMI every few epochs "
+                    "(autoencoder_history.csv).")
+        rep.image(rel(files["autoencoder_curves"]), caption="Training curves", width=700)
+        rep.image(rel(files["reconstructions"]), caption="Originals (top) and reconstructions (bottom)", width=700)
     rep.section("Map of the clustering space", f"2-D {view} view; neighbouring points are similar images.")
     rep.image(rel(files["scatter"]), caption="Points coloured by cluster", width=560)
     rep.image(rel(files["scatter_thumbnails"]), caption="A sample of the images at their positions", width=700)

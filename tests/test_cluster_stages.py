@@ -137,3 +137,20 @@ def test_autoencoder_run_reports_curves_and_reconstructions(pneumonia_slice, tmp
     with Image.open(out.files["reconstructions"]) as sheet:
         assert sheet.size == (64 * 10, 128)  # ten originals above their reconstructions
     assert "reconstructions.png" in out.report.read_text()
+
+
+def test_cached_flip_embeddings_equal_uncached_ones(tmp_path, rng):
+    # the mirrored pass reads a view of the images and copies only cache misses
+    from pixsort.cluster.extract import FeatureSpec, build_extractor, extract_features, image_keys
+
+    images = rng.integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
+    spec = FeatureSpec("efficientnet_lite0", tta=True)
+    extractor = build_extractor(spec, progress=False)
+    plain = extract_features(extractor, spec, images, None, None)
+    keys = image_keys(images)
+    cold = extract_features(extractor, spec, images, keys, tmp_path)
+    warm = extract_features(extractor, spec, images, keys, tmp_path)
+    np.testing.assert_allclose(cold, plain, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(warm, cold)
+    unflipped = extract_features(extractor, FeatureSpec("efficientnet_lite0", tta=False), images, None, None)
+    assert not np.allclose(plain, unflipped, atol=1e-3)  # the mirror images did count

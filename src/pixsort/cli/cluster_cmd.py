@@ -20,7 +20,7 @@ def cluster(
     path: Path = typer.Argument(..., help="Folder of images (class folders are used only for --score), "
                                           ".npz, .npy or CSV."),
     out: Path = typer.Option(..., "--out", help="Folder for clusters.csv, plots, the model and report.html."),
-    features: str = typer.Option("efficientnet_lite0", help="Backbone name, timm:<model>, autoencoder or pixels."),
+    features: str = typer.Option("efficientnet_lite1", help="Backbone name, timm:<model>, autoencoder or pixels."),
     k: Optional[int] = typer.Option(None, "--k", help="Number of clusters; default: chosen by silhouette."),
     k_min: int = typer.Option(2, help="Smallest k tried."),
     k_max: int = typer.Option(10, help="Largest k tried."),

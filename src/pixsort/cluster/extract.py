@@ -159,7 +159,8 @@ def _chunked(run, images: np.ndarray, keys: list[str] | None, flip: bool = False
     for s in range(0, len(images), CHUNK):
         batch = images[s:s + CHUNK]
         if flip:
-            batch = np.ascontiguousarray(batch[:, :, ::-1])
+            # with keys, a view: only cache misses are gathered (copied) for the network
+            batch = batch[:, :, ::-1] if keys is not None else np.ascontiguousarray(batch[:, :, ::-1])
         parts.append(run(batch, None if keys is None else keys[s:s + CHUNK]))
     return np.concatenate(parts).astype(np.float32, copy=False)
 

@@ -21,28 +21,10 @@ from pixsort.runtime import tune_cpu
 
 def nearest_neighbors(Z: np.ndarray, k: int) -> np.ndarray:
     """Indices (n, k) of each row's k nearest other rows by inner product (cosine
-    for unit rows); faiss when installed, else exact numpy blocks."""
-    Z = np.ascontiguousarray(Z, dtype=np.float32)
-    k = min(k, len(Z) - 1)
-    try:
-        import faiss
+    for unit rows), exact; see :func:`pixsort.cluster.smooth.nearest_rows`."""
+    from pixsort.cluster.smooth import nearest_rows
 
-        index = faiss.IndexFlatIP(Z.shape[1])
-        index.add(Z)
-        _, idx = index.search(Z, k + 1)
-    except ImportError:
-        idx = np.empty((len(Z), k + 1), dtype=np.int64)
-        for s in range(0, len(Z), 2048):
-            sims = Z[s:s + 2048] @ Z.T
-            part = np.argpartition(-sims, k, axis=1)[:, :k + 1]
-            order = np.take_along_axis(-sims, part, axis=1).argsort(axis=1, kind="stable")
-            idx[s:s + 2048] = np.take_along_axis(part, order, axis=1)
-    # drop each point itself (normally the first hit; not always with duplicates)
-    out = np.empty((len(Z), k), dtype=np.int64)
-    for i, row in enumerate(idx):
-        row = row[row != i]
-        out[i] = row[:k]
-    return out
+    return nearest_rows(Z, Z, k, exclude_self=True)[1]
 
 
 class ClusteringHead:

@@ -586,7 +586,7 @@ def _feature_blocks(extractor, width: int) -> list[int] | None:
     """Widths of the backbone layers concatenated in the raw features (None: one block)."""
     try:
         blocks = list(getattr(extractor, "feature_blocks"))
-    except Exception:  # not a backbone extractor (pixels, autoencoder) or no layer info
+    except (AttributeError, KeyError):  # not a backbone extractor (pixels, autoencoder) or no layer info
         return None
     return blocks if len(blocks) > 1 and sum(blocks) == width else None
 

@@ -69,7 +69,6 @@ class NeighbourSmoothing:
     ----------
     reference_ : ndarray (n, d) -- the training embeddings before smoothing
     smoothed_ : ndarray (n, d) -- after smoothing (what ``fit_transform`` returned)
-    neighbors_ : ndarray (n, n_neighbors) -- each training point's neighbours
     """
 
     def __init__(self, n_neighbors: int = 20, iterations: int = 10, alpha: float = 0.5):
@@ -99,7 +98,7 @@ class NeighbourSmoothing:
         S = Z.copy()
         for _ in range(int(self.iterations)):
             S = l2_normalize(self.alpha * S + (1.0 - self.alpha) * S[nb].mean(axis=1))
-        self.reference_, self.smoothed_, self.neighbors_ = Z, S, nb
+        self.reference_, self.smoothed_ = Z, S
         return S
 
     def transform(self, Z: np.ndarray) -> np.ndarray:
@@ -118,9 +117,6 @@ class NeighbourSmoothing:
             S = l2_normalize(self.alpha * S + (1.0 - self.alpha) * target)
         S[duplicate] = self.smoothed_[idx[duplicate, 0]]
         return S
-
-    def get_arrays(self) -> dict[str, np.ndarray]:
-        return {"reference": self.reference_, "smoothed": self.smoothed_}
 
     @classmethod
     def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]) -> "NeighbourSmoothing":

@@ -61,6 +61,24 @@ class TrainingImages:
     manifest: pd.DataFrame  # one row per input item, skipped ones included
 
 
+@dataclass
+class ClusterAssignment:
+    """Where images fall in a fitted clustering (:meth:`ImageClusterer.assign`).
+
+    Attributes
+    ----------
+    clusters : ndarray of int64, shape (n,)
+    distances : ndarray of float32, shape (n, n_clusters)  -- to every cluster centre
+    neighbor_distances : ndarray of float32, shape (n, m)
+    neighbor_indices : ndarray of int64, shape (n, m)  -- into ``train_paths_``, closest first
+    """
+
+    clusters: np.ndarray
+    distances: np.ndarray
+    neighbor_distances: np.ndarray
+    neighbor_indices: np.ndarray
+
+
 class ImageClusterer:
     """Cluster images; choose k by silhouette; place new images in the clusters.
 
@@ -377,6 +395,22 @@ class ImageClusterer:
     def kneighbors(self, images: np.ndarray, n_neighbors: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Nearest training images: (distances (n, m), indices (n, m)) into ``train_paths_``."""
         return self._nearest_train(self.embed(images), n_neighbors)
+
+    def assign(self, images: np.ndarray, n_neighbors: int = 5) -> "ClusterAssignment":
+        """``predict``, ``transform`` and ``kneighbors`` from one embedding of ``images``.
+
+        Embedding is the costly step (a backbone pass, twice with TTA), so serving and
+        ``pixsort assign`` ask for all three answers at once.  ``n_neighbors=0`` skips
+        the neighbour search.
+        """
+        Z = self.embed(images)
+        clusters = self._predict_embedded(Z)
+        distances = np.sqrt(_squared_distances(Z, self.cluster_centers_)).astype(np.float32)
+        if n_neighbors > 0:
+            nn_dist, nn_idx = self._nearest_train(Z, n_neighbors)
+        else:
+            nn_dist, nn_idx = np.zeros((len(Z), 0), np.float32), np.zeros((len(Z), 0), np.int64)
+        return ClusterAssignment(clusters, distances, nn_dist, nn_idx)
 
     def _nearest_train(self, Z: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()

@@ -216,7 +216,7 @@ def test_timm_adapter_with_stub(monkeypatch, tmp_path, small_images):
     torch.save(net.model.state_dict(), path)
     loaded = create_backbone("timm:tiny", weights_path=path)
     assert loaded.weights_id == net.weights_id.removeprefix("random:")
-    ext = PretrainedExtractor("timm:tiny", weights_path=path, dtype="float32", progress=False)
+    ext = PretrainedExtractor("timm:tiny", weights_path=path, precision="fp32", progress=False)
     assert ext.transform(small_images).shape == (5, 8)
 
 
@@ -235,7 +235,7 @@ def test_real_timm_model():
 @pytest.fixture(scope="module")
 def extractor() -> PretrainedExtractor:
     # small input keeps the tests fast; correctness at full size is checked above
-    return PretrainedExtractor(input_size=64, dtype="float32", batch_size=4, progress=False)
+    return PretrainedExtractor(input_size=64, precision="fp32", batch_size=4, progress=False)
 
 
 def test_extractor_shapes_and_dtype(extractor, small_images):
@@ -243,7 +243,7 @@ def test_extractor_shapes_and_dtype(extractor, small_images):
     assert out.shape == (5, 1280) and out.dtype == np.float32 and np.isfinite(out).all()
     assert extractor.transform(small_images[:0]).shape == (0, 1280)
     assert extractor.transform(small_images[::2, :, :, ::-1]).shape == (3, 1280)  # strided views work
-    multi = PretrainedExtractor(layers=3, input_size=64, dtype="float32", progress=False)
+    multi = PretrainedExtractor(layers=3, input_size=64, precision="fp32", progress=False)
     assert multi.transform(small_images).shape == (5, 192 + 320 + 1280)
     torch.testing.assert_close(multi.transform(small_images)[:, -1280:], out)  # head block is the same
 
@@ -256,8 +256,8 @@ def test_extractor_accepts_grey(extractor, small_images):
 
 
 def test_extractor_bf16_close_to_float32(small_images):
-    f32 = PretrainedExtractor(input_size=64, dtype="float32", progress=False)
-    bf16 = PretrainedExtractor(input_size=64, dtype="bfloat16", progress=False)
+    f32 = PretrainedExtractor(input_size=64, precision="fp32", progress=False)
+    bf16 = PretrainedExtractor(input_size=64, precision="bf16", progress=False)
     a, b = f32.transform(small_images), bf16.transform(small_images)
     # bf16 keeps 8 mantissa bits: measured 3-8 % relative error, cosine >= 0.989
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
@@ -287,7 +287,7 @@ def test_cache_hit_computes_nothing(extractor, small_images, tmp_path, monkeypat
     assert sum(seen) == 1 and np.array_equal(third[:5], first) and np.array_equal(third[5], third[6])
 
 
-@pytest.mark.parametrize("change", [{"layers": 2}, {"input_size": 48}, {"dtype": "bfloat16"}, {"crop_pct": 0.875}])
+@pytest.mark.parametrize("change", [{"layers": 2}, {"input_size": 48}, {"precision": "bf16"}, {"crop_pct": 0.875}])
 def test_cache_invalidated_by_settings(change, extractor, small_images, tmp_path, monkeypatch):
     keys = [f"img{i}" for i in range(5)]
     extractor.transform(small_images, keys=keys, cache_dir=tmp_path)
@@ -307,11 +307,14 @@ def test_cache_needs_keys(extractor, small_images, tmp_path):
 
 def test_config_roundtrip_and_pickle(extractor, small_images):
     config = json.loads(json.dumps(extractor.to_config()))
-    again = PretrainedExtractor.from_config(config)
+    again = extractor_from_config(config, expected=PretrainedExtractor)
     assert isinstance(again, PretrainedExtractor) and again.get_params() == extractor.get_params()
     assert extractor_from_config(config).extractor_id == extractor.extractor_id
     with pytest.raises(ValueError, match="not a PretrainedExtractor"):
-        PretrainedExtractor.from_config(PixelExtractor(size=8).to_config())
+        extractor_from_config(PixelExtractor(size=8).to_config(), expected=PretrainedExtractor)
+    legacy = {**config, "params": {**{k: v for k, v in config["params"].items() if k != "precision"},
+                                   "dtype": "float32"}}  # written before one precision vocabulary
+    assert extractor_from_config(legacy).precision == "fp32"
     blob = pickle.dumps(extractor)
     assert len(blob) < 10_000  # the network itself is not pickled, it is rebuilt
     np.testing.assert_array_equal(pickle.loads(blob).transform(small_images), extractor.transform(small_images))
@@ -323,7 +326,7 @@ def test_config_roundtrip_and_pickle(extractor, small_images):
         ({"backbone": "resnet9000"}, ValueError),
         ({"layers": "stage9"}, ValueError),
         ({"batch_size": 0}, ValueError),
-        ({"dtype": "float16"}, ValueError),
+        ({"precision": "float16"}, ValueError),
         ({"channels_last": "yes"}, ValueError),
         ({"input_size": 8}, ValueError),
         ({"crop_pct": 1.5}, ValueError),

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pixsort.classify.augment import AUGMENT_PRESETS, augment_batch, get_augment, oversample_minority, to_float
-from pixsort.classify.models import build_network, list_models, make_spec, parse_model_name
+from pixsort.classify.networks import build_network, list_models, make_spec, parse_model_name
 
 
 def test_seed_cnn_is_the_published_baseline():
@@ -88,9 +88,9 @@ def test_oversampling_balances_with_augmented_copies():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (30, 24, 24, 3), dtype=np.uint8)
     labels = np.array([0] * 8 + [1] * 22)
-    new_x, new_y = oversample_minority(images, labels, get_augment("seed"), seed=0)
+    new_x, new_y = oversample_minority(images, labels, get_augment("seed"), random_state=0)
     assert len(new_y) == 14 and (new_y == 0).all() and new_x.shape == (14, 24, 24, 3)
-    again, _ = oversample_minority(images, labels, get_augment("seed"), seed=0)
+    again, _ = oversample_minority(images, labels, get_augment("seed"), random_state=0)
     assert np.array_equal(new_x, again)  # reproducible
     assert not any(np.array_equal(n, o) for n in new_x for o in images[:8])  # copies are augmented
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import shared_path
 from pixsort.classify.estimator import ImageClassifier
-from pixsort.classify.train import evaluate_classifier, predict_images, train_classifier
+from pixsort.workflows import evaluate_classifier, predict_images, train_classifier
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -20,7 +20,7 @@ def one_thread():
     shared (OpenMP barriers across busy cores cost more than the convolutions)."""
     import torch
 
-    from pixsort.runtime import tune_cpu
+    from pixsort.base.runtime import tune_cpu
 
     tune_cpu()
     before = torch.get_num_threads()
@@ -43,7 +43,7 @@ def mnist_slice():
 
 
 def _small_cnn(**kw) -> ImageClassifier:
-    params = dict(epochs=3, image_size=28, batch_size=32, progress=False, seed=0)
+    params = dict(epochs=3, image_size=28, batch_size=32, progress=False, random_state=0)
     params.update(kw)
     return ImageClassifier("seed-cnn", **params)
 
@@ -69,7 +69,7 @@ def test_save_load_predict_identical(mnist_slice, tmp_path):
     assert meta["threshold"] == clf.threshold_ and meta["threshold_info"]["target_sensitivity"] == 0.9
     assert meta["validation_metrics"]["sensitivity"] >= 0.9
 
-    from pixsort.models import load_model
+    from pixsort.workflows import load_model
 
     loaded = load_model(folder)
     assert isinstance(loaded, ImageClassifier)
@@ -126,13 +126,16 @@ def test_linear_probe_on_random_backbone_trains_on_cached_features(mnist_slice):
     assert clf.predict_proba(xv[:4]).shape == (4, 2)
 
 
-def test_invalid_parameters_fail_early():
-    with pytest.raises(ValueError, match="balance"):
-        ImageClassifier("seed-cnn", balance="magic")
-    with pytest.raises(ValueError, match="augmentation"):
-        ImageClassifier("seed-cnn", augment="wild")
-    with pytest.raises(ValueError, match="target_sensitivity"):
-        ImageClassifier("seed-cnn", target_sensitivity=2)
+def test_invalid_parameters_fail_at_fit_and_check_params():
+    X, y = np.zeros((4, 28, 28, 1), np.uint8), [0, 1, 0, 1]
+    for params, message in (({"balance": "magic"}, "balance"), ({"augment": "wild"}, "augmentation"),
+                            ({"target_sensitivity": 2}, "target_sensitivity"), ({"model": "nope"}, "unknown model")):
+        clf = ImageClassifier(**{"model": "seed-cnn", **params})  # __init__ only stores
+        assert clf.get_params()[next(iter(params))] == next(iter(params.values()))
+        with pytest.raises(ValueError, match=message):
+            clf.check_params()
+        with pytest.raises(ValueError, match=message):
+            clf.fit(X, y)
     with pytest.raises(ValueError, match="uint8"):
         _small_cnn().fit(np.zeros((4, 28, 28, 1), np.float32), [0, 1, 0, 1])
 

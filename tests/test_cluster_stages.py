@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pixsort.cluster.methods import partition
+from pixsort.cluster.images.methods import partition
 from pixsort.cluster.metrics import clustering_scores
-from pixsort.cluster.smooth import NeighbourSmoothing, nearest_rows
+from pixsort.cluster.images.smooth import NeighbourSmoothing, nearest_rows
 from pixsort.features.reduce import EmbeddingReducer, l2_normalize
 from tests.conftest import shared_path
 
@@ -122,14 +122,11 @@ def test_chosen_k_is_refit_with_full_restarts(pneumonia_slice):
 def test_autoencoder_run_reports_curves_and_reconstructions(pneumonia_slice, tmp_path):
     from PIL import Image
 
-    from pixsort.cluster.images import ImageClusterer
-    from pixsort.report.cluster_report import write_cluster_outputs
+    from pixsort.workflows import cluster_images
 
     images, y = pneumonia_slice
-    cl = ImageClusterer(features="autoencoder", n_clusters=2, autoencoder={"epochs": 3, "image_size": 16,
-                                                                           "latent_dim": 8},
-                        progress=False).fit(images, y)
-    out = write_cluster_outputs(cl, images, tmp_path / "out", view="pca")
+    out = cluster_images(images, tmp_path / "out", labels=y, view="pca", progress=False, features="autoencoder",
+                         n_clusters=2, autoencoder={"epochs": 3, "image_size": 16, "latent_dim": 8}).outputs
     history = __import__("pandas").read_csv(tmp_path / "out" / "autoencoder_history.csv")
     assert history["epoch"].tolist() == [1, 2, 3]
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]  # it learned something
@@ -141,7 +138,7 @@ def test_autoencoder_run_reports_curves_and_reconstructions(pneumonia_slice, tmp
 
 def test_cached_flip_embeddings_equal_uncached_ones(tmp_path, rng):
     # the mirrored pass reads a view of the images and copies only cache misses
-    from pixsort.cluster.extract import FeatureSpec, build_extractor, extract_features, image_keys
+    from pixsort.features.extract import FeatureSpec, build_extractor, extract_features, image_keys
 
     images = rng.integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
     spec = FeatureSpec("efficientnet_lite0", tta=True)

@@ -218,11 +218,11 @@ def _labelled(n_normal: int, n_sick: int, val: int = 0):
 
 def test_carve_validation_is_stratified_and_seeded():
     ds = _labelled(300, 700, val=16)  # a Kaggle-like 16-image val split is not usable
-    a, b = carve_validation(ds, 0.15, seed=3), carve_validation(ds, 0.15, seed=3)
+    a, b = carve_validation(ds, 0.15, random_state=3), carve_validation(ds, 0.15, random_state=3)
     assert list(a.splits) == list(b.splits)
     val = a.splits == "val"
     assert val.sum() == 150 and abs(a.labels[val].mean() - 0.7) < 0.01
-    assert list(carve_validation(ds, 0.15, seed=4).splits) != list(a.splits)
+    assert list(carve_validation(ds, 0.15, random_state=4).splits) != list(a.splits)
 
 
 def test_usable_validation_kept_and_test_untouched():

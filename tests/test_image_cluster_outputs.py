@@ -139,8 +139,8 @@ def test_missing_path_exits_with_usage_error(tmp_path):
 def test_silhouette_selection_recovers_true_k_on_blobs():
     from sklearn.datasets import make_blobs
 
-    from pixsort.cluster.methods import partition
-    from pixsort.cluster.select import select_k
+    from pixsort.cluster.images.methods import partition
+    from pixsort.cluster.images.select import select_k
 
     X, _ = make_blobs(n_samples=400, centers=5, n_features=8, cluster_std=0.5, center_box=(-20, 20), random_state=3)
     selection = select_k(X, range(2, 9), lambda k: partition(X, "kmeans", k, 0), sample_size=200)
@@ -186,7 +186,7 @@ def test_scores_permutation_noise_and_unlabeled():
 
 
 def test_demo_writes_the_digits_once(tmp_path):
-    from pixsort.cli.demo_cmd import N_DIGITS, write_digits
+    from pixsort.workflows.demo import N_DIGITS, write_digits
 
     root = write_digits(tmp_path / "digits")
     files = sorted(root.glob("*/*.png"))

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from pixsort.cluster.table import NOISE, TableClusterer, compare_methods
+from pixsort.cluster.labels import NOISE
+from pixsort.cluster.table import TableClusterer, compare_methods
 
 
 def planted_binary(sizes=(60, 40, 25), n_features=50, density=0.2, flip=0.08, seed=0):
@@ -89,7 +90,7 @@ def test_hdbscan_cannot_predict_and_takes_no_k():
     with pytest.raises(NotImplementedError, match="HDBSCAN"):
         model.predict(PLANTED[:3])
     with pytest.raises(ValueError, match="finds its own number"):
-        TableClusterer("hdbscan", 3)
+        TableClusterer("hdbscan", 3).fit(PLANTED)
 
 
 def test_rows_with_no_true_feature_are_set_aside():
@@ -140,20 +141,22 @@ def test_numeric_tables_use_kmeans_and_reject_binary_methods():
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"method": "spectral"}, "method must be one of"),
-        ({"n_clusters": 1}, "n_clusters must be"),
+        ({"method": "spectral"}, "'method' parameter"),
+        ({"n_clusters": 1}, "'n_clusters' parameter"),
         ({"k_range": (1, 4)}, "k_range"),
-        ({"metric": "cosine"}, "metric must be one of"),
-        ({"linkage": "ward"}, "linkage must be one of"),
+        ({"metric": "cosine"}, "'metric' parameter"),
+        ({"linkage": "ward"}, "'linkage' parameter"),
         ({"method": "kmodes", "metric": "jaccard"}, "Hamming"),
         ({"method": "kmeans", "metric": "jaccard"}, "Euclidean"),
         ({"stability_fraction": 0}, "stability_fraction"),
         ({"n_components": 1.5}, "n_components"),
     ],
 )
-def test_parameters_are_validated_when_set(params, message):
+def test_parameters_are_validated_at_fit(params, message):
+    model = TableClusterer(**params)  # __init__ only stores: set_params and clone work on any value
+    assert model.get_params()[next(iter(params))] == next(iter(params.values()))
     with pytest.raises(ValueError, match=message):
-        TableClusterer(**params)
+        model.fit(PLANTED)
 
 
 def test_predict_checks_the_number_of_features():

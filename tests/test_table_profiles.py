@@ -8,7 +8,7 @@ import pytest
 from scipy.spatial.distance import cdist
 from scipy.stats import chi2_contingency, fisher_exact, mannwhitneyu
 
-from pixsort.cluster.profiles import (
+from pixsort.cluster.table.profiles import (
     attribute_tables,
     central_members,
     cluster_summary,

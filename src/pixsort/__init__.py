@@ -1,9 +1,14 @@
 """pixsort: sort pictures into classes and clusters, and serve those decisions.
 
-The pipeline is ``data`` (find, decode, cache, split) -> ``features`` (backbones,
-autoencoder, reducers) -> ``cluster`` / ``classify`` -> ``report`` -> interfaces
-(``cli``, ``serve``).  The estimators are importable from the top level lazily,
-so ``import pixsort`` stays cheap for the CLI.
+The package is laid out as the pipeline it runs, each layer importing only the
+ones below it (checked in CI by import-linter, see ``pyproject.toml``):
+
+``cli``, ``serve`` -> ``workflows`` (one function per use case) -> ``report``
+(every output file, plot and page) -> ``cluster``, ``classify`` -> ``features``
+-> ``data`` -> ``base`` (errors, model folders, JSON, parameters, progress, CPU).
+
+The estimators and use cases are importable from the top level lazily, so
+``import pixsort`` stays cheap for the CLI.
 """
 
 from __future__ import annotations
@@ -20,7 +25,14 @@ _LAZY = {
     "ImageClusterer": "pixsort.cluster.images",
     "ImageClassifier": "pixsort.classify.estimator",
     "TableClusterer": "pixsort.cluster.table",
-    "load_model": "pixsort.models",
+    "NotFittedError": "pixsort.base.errors",
+    "load_model": "pixsort.workflows",
+    "cluster_images": "pixsort.workflows",
+    "assign_images": "pixsort.workflows",
+    "train_classifier": "pixsort.workflows",
+    "evaluate_classifier": "pixsort.workflows",
+    "predict_images": "pixsort.workflows",
+    "cluster_table": "pixsort.workflows",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -167,7 +167,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1) * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def oversample_minority(images: np.ndarray, labels: np.ndarray, cfg: AugmentConfig, seed: int,
+def oversample_minority(images: np.ndarray, labels: np.ndarray, cfg: AugmentConfig, random_state: int,
                         batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Balance classes with augmented copies of the smaller ones (the seed's recipe).
 
@@ -175,7 +175,7 @@ def oversample_minority(images: np.ndarray, labels: np.ndarray, cfg: AugmentConf
     augmented copy of one of its own images drawn in turn (every original is used
     before any is used twice).  Returns only the new images and labels.
     """
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(int(random_state))
     counts = np.bincount(labels)
     target = counts.max()
     new_images, new_labels = [], []

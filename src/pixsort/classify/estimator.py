@@ -17,39 +17,39 @@ metrics, training history); nothing is pickled.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from sklearn.base import BaseEstimator, ClassifierMixin
 
+from pixsort.base.errors import check_fitted
+from pixsort.base.images import check_images
+from pixsort.base.modelfile import read_model_folder, write_model_folder
+from pixsort.base.params import Integral, Interval, Real, StrOptions, validate_params
+from pixsort.base.runtime import PRECISIONS, tune_cpu
 from pixsort.classify.augment import get_augment, oversample_minority
-from pixsort.classify.engine import TrainConfig, check_config, fit_network, logits_to_proba, predict_logits
 from pixsort.classify.metrics import MONITORS, classification_metrics, predict_from_proba
-from pixsort.classify.models import (RECIPES, SEED_MODELS, ClassifierNet, build_network, make_spec, n_outputs_for,
-                                     parse_model_name)
+from pixsort.classify.networks import RECIPES, SEED_MODELS, build_network, make_spec, n_outputs_for, parse_model_name
 from pixsort.classify.threshold import choose_threshold
+from pixsort.classify.training import (BALANCE_MODES, OPTIMIZERS, SCHEDULES, TrainConfig, _fit_network, check_config,
+                                       logits_to_proba, predict_logits)
 from pixsort.data.decode import DecodeSettings
-from pixsort.models import FORMAT, FORMAT_VERSION, read_model_json
+from pixsort.data.split import holdout
 
-WEIGHTS_FILE = "weights.safetensors"
-META_FILE = "model.json"
-
-
-class NotFittedError(RuntimeError):
-    """The classifier was used before ``fit`` (or ``load``)."""
+# parameters of a run, not of the model: never saved with it
+RUN_PARAMS = ("weights_path", "checkpoint_dir", "resume", "progress")
 
 
-class ImageClassifier:
+class ImageClassifier(ClassifierMixin, BaseEstimator):
     """Train and apply an image classifier.
 
     Parameters
     ----------
     model : str
-        A name from :func:`pixsort.classify.models.list_models`: ``seed-cnn``,
+        A name from :func:`pixsort.classify.networks.list_models`: ``seed-cnn``,
         ``seed-cnn-dropout``, ``probe:<backbone>``, ``mlp:<backbone>``,
         ``partial:<backbone>``, ``finetune:<backbone>``, ``timm:<name>``.
     epochs, batch_size, lr, weight_decay, optimizer, schedule, augment, balance, patience :
@@ -80,7 +80,7 @@ class ImageClassifier:
         NHWC memory layout (faster for convolutions on CPU).
     max_minutes : float, optional
         Stop training before this wall-clock budget is exceeded (best epoch kept).
-    seed : int
+    random_state : int
     pretrained : bool
         Load the backbone's pretrained weights (False: random, for tests).
     weights_path : str, optional
@@ -111,6 +111,35 @@ class ImageClassifier:
     n_parameters_ : int
     """
 
+    _parameter_constraints: dict = {
+        "model": [str],
+        "epochs": [Interval(Integral, 1, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "lr": [Interval(Real, 0, None, closed="neither"), None],
+        "weight_decay": [Interval(Real, 0, None, closed="left"), None],
+        "optimizer": [StrOptions(set(OPTIMIZERS)), None],
+        "schedule": [StrOptions(set(SCHEDULES)), None],
+        "augment": [str, None],
+        "balance": [StrOptions(set(BALANCE_MODES)), None],
+        "patience": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
+        "monitor": [StrOptions(set(MONITORS))],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "image_size": [Interval(Integral, 8, 1024, closed="both"), None],
+        "train_blocks": [Interval(Integral, 1, None, closed="left"), None],
+        "target_sensitivity": [Interval(Real, 0, 1, closed="right"), None],
+        "threshold": [StrOptions({"youden", "fixed"})],
+        "tta": ["boolean"],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "channels_last": ["boolean"],
+        "max_minutes": [Interval(Real, 0, None, closed="neither"), None],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+        "pretrained": ["boolean"],
+        "weights_path": [str, os.PathLike, None],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "resume": ["boolean"],
+        "progress": ["boolean"],
+    }
+
     def __init__(self, model: str = "seed-cnn", *, epochs: int | None = None, batch_size: int | None = None,
                  lr: float | None = None, weight_decay: float | None = None, optimizer: str | None = None,
                  schedule: str | None = None, augment: str | None = None, balance: str | None = None,
@@ -118,7 +147,7 @@ class ImageClassifier:
                  image_size: int | None = None, train_blocks: int | None = None,
                  target_sensitivity: float | None = None, threshold: str = "youden", tta: bool = False,
                  precision: str = "auto", channels_last: bool = True, max_minutes: float | None = None,
-                 seed: int = 0, pretrained: bool = True, weights_path: str | None = None,
+                 random_state: int = 0, pretrained: bool = True, weights_path: str | os.PathLike | None = None,
                  checkpoint_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True):
         self.model = model
         self.epochs = epochs
@@ -140,32 +169,33 @@ class ImageClassifier:
         self.precision = precision
         self.channels_last = channels_last
         self.max_minutes = max_minutes
-        self.seed = seed
+        self.random_state = random_state
         self.pretrained = pretrained
         self.weights_path = weights_path
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.progress = progress
-        self._validate_params()
 
     # ------------------------------------------------------------------ parameters
 
-    def _validate_params(self) -> None:
-        self._name = parse_model_name(self.model)
-        if self.monitor not in MONITORS:
-            raise ValueError(f"monitor must be one of {MONITORS}, got {self.monitor!r}")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
-        if self.target_sensitivity is not None and not 0.0 < self.target_sensitivity <= 1.0:
-            raise ValueError(f"target_sensitivity must be in (0, 1], got {self.target_sensitivity}")
-        if self.threshold not in ("youden", "fixed"):
-            raise ValueError(f"threshold must be 'youden' or 'fixed', got {self.threshold!r}")
-        if self.image_size is not None and not 8 <= int(self.image_size) <= 1024:
-            raise ValueError(f"image_size must be in 8..1024, got {self.image_size}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError("max_minutes must be > 0")
+    def check_params(self) -> TrainConfig:
+        """Validate every parameter once (the constraints table, the model name, the
+        augmentation preset, the merged recipe) and return the training settings.
+        ``fit`` calls it first; call it to fail early (e.g. before decoding a source)."""
+        validate_params(self)
+        parse_model_name(self.model)
         get_augment(self.augment)  # raises for an unknown preset
-        self.train_config(n_train=1)  # raises for unknown balance / schedule / optimizer / precision
+        cfg = self._train_config()
+        check_config(cfg)
+        return cfg
+
+    @property
+    def _name(self):
+        return parse_model_name(self.model)
+
+    def model_params(self) -> dict:
+        """The parameters that define the model (saved with it): all but ``RUN_PARAMS``."""
+        return {k: v for k, v in self.get_params(deep=False).items() if k not in RUN_PARAMS}
 
     @property
     def recipe(self):
@@ -190,7 +220,8 @@ class ImageClassifier:
             return DecodeSettings(size=tuple(int(s) for s in native_size), channels="RGB", resize="squash")
         return DecodeSettings(size=size, channels="RGB", resize="squash")
 
-    def train_config(self, n_train: int) -> TrainConfig:
+    def _train_config(self) -> TrainConfig:
+        """The model's recipe merged with the parameters that override it."""
         r = self.recipe
         patience = r.patience if self.patience == "auto" else self.patience
         cfg = TrainConfig(
@@ -204,12 +235,11 @@ class ImageClassifier:
             balance=self.balance or r.balance,
             patience=patience,
             monitor=self.monitor,
-            seed=int(self.seed),
+            random_state=int(self.random_state),
             precision=self.precision,
             channels_last=bool(self.channels_last),
             max_seconds=None if self.max_minutes is None else float(self.max_minutes) * 60.0,
         )
-        check_config(cfg)
         return cfg
 
     # ------------------------------------------------------------------ fit
@@ -228,32 +258,29 @@ class ImageClassifier:
         decode_settings : how X was decoded (recorded for serving); default: X's size,
             RGB, squash
         """
-        self._validate_params()
-        from pixsort.runtime import tune_cpu
-
+        cfg = self.check_params()
         tune_cpu()
         started = time.perf_counter()
-        X = _check_images(X, "X")
+        X = check_images(X, "X", allow_empty=False)
         y_idx, self.classes_ = _encode_labels(y, classes)
         if len(y_idx) != len(X):
             raise ValueError(f"X has {len(X)} images but y has {len(y_idx)} labels")
         if X_val is None:
             if y_val is not None:
                 raise ValueError("y_val given without X_val")
-            train_pos, val_pos = _stratified_holdout(y_idx, self.validation_fraction, self.seed)
+            train_pos, val_pos = holdout(y_idx, self.validation_fraction, self.random_state)
             X_train, y_train, X_val, y_val_idx = X[train_pos], y_idx[train_pos], X[val_pos], y_idx[val_pos]
         else:
-            X_val = _check_images(X_val, "X_val")
+            X_val = check_images(X_val, "X_val", allow_empty=False)
             y_val_idx, _ = _encode_labels(y_val, self.classes_)
             X_train, y_train = X, y_idx
         n_classes = len(self.classes_)
         if len(np.unique(y_train)) < 2:
             raise ValueError("training needs at least two classes among the training labels")
 
-        cfg = self.train_config(len(y_train))
         if cfg.balance == "oversample":
             # the seed's recipe: static augmented copies of the minority class, then no weighting
-            extra_x, extra_y = oversample_minority(X_train, y_train, get_augment("seed"), seed=self.seed)
+            extra_x, extra_y = oversample_minority(X_train, y_train, get_augment("seed"), random_state=self.random_state)
             X_train = np.concatenate([np.asarray(X_train), extra_x])
             y_train = np.concatenate([y_train, extra_y])
 
@@ -266,9 +293,9 @@ class ImageClassifier:
         self.spec_ = make_spec(self._name, n_outputs_for(n_classes), self.image_size or (
             self.recipe.image_size if self._name.backbone is None else None),
             mean=mean, std=std, train_blocks=self.train_blocks, weights_path=self.weights_path)
-        torch.manual_seed(self.seed)
+        torch.manual_seed(self.random_state)
         net = build_network(self.spec_, pretrained=self.pretrained)
-        result = fit_network(net, X_train, y_train, X_val, y_val_idx, self.classes_, cfg,
+        result = _fit_network(net, X_train, y_train, X_val, y_val_idx, self.classes_, cfg,
                              checkpoint_dir=self.checkpoint_dir, resume=self.resume, progress=self.progress)
         self.network_ = net
         self.history_ = result.history
@@ -321,13 +348,12 @@ class ImageClassifier:
         return self.decode_settings_
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "network_"):
-            raise NotFittedError("this ImageClassifier is not fitted yet: call fit() or ImageClassifier.load()")
+        check_fitted(self, "network_")
 
     def predict_proba(self, X, batch_size: int = 64, tta: bool | None = None) -> np.ndarray:
         """Class probabilities, float64 ``(n, len(classes_))``."""
         self._check_fitted()
-        X = _check_images(X, "X")
+        X = check_images(X, "X", allow_empty=False)
         logits = predict_logits(self.network_, X, batch_size, self.channels_last, self.tta if tta is None else tta)
         return logits_to_proba(logits).double().numpy()
 
@@ -347,22 +373,11 @@ class ImageClassifier:
 
     # ------------------------------------------------------------------ persistence
 
-    def get_params(self) -> dict:
-        keys = ("model", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "augment", "balance",
-                "patience", "monitor", "validation_fraction", "image_size", "train_blocks", "target_sensitivity",
-                "threshold", "tta", "precision", "channels_last", "max_minutes", "seed", "pretrained")
-        return {k: getattr(self, k) for k in keys}
-
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``model.json`` + ``weights.safetensors`` into the folder ``path``."""
         self._check_fitted()
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous() for k, v in self.network_.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
         spec = {k: v for k, v in self.spec_.items() if k != "weights_path"}
         meta = {
-            "format": FORMAT, "version": FORMAT_VERSION, "kind": "classifier",
             "decode": self.decode_settings_.to_dict(),
             "classes": self.classes_,
             "positive_class": self.classes_[1] if len(self.classes_) == 2 else None,
@@ -371,7 +386,7 @@ class ImageClassifier:
             "preprocessing": {"input": "uint8 (H, W, C) decoded with 'decode', scaled to [0, 1]",
                               "input_size": spec["input_size"], "mean": spec["mean"], "std": spec["std"],
                               "resize_inside_model": "bilinear"},
-            "params": _jsonable(self.get_params()),
+            "params": self.model_params(),
             "train_config": self.train_config_, "training": self.training_, "history": self.history_,
             "validation_metrics": self.validation_metrics_,
             "n_parameters": self.n_parameters_, "fit_seconds": self.fit_seconds_,
@@ -379,23 +394,22 @@ class ImageClassifier:
                                        "proba": np.round(self.val_proba_, 6).tolist()},
             "pixsort_version": _version(),
         }
-        (folder / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        return folder
+        state = {k: v.detach().contiguous() for k, v in self.network_.state_dict().items()}
+        return write_model_folder(path, "classifier", meta, state)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ImageClassifier":
-        """Rebuild a saved classifier (architecture from JSON, weights from safetensors)."""
-        folder = Path(path)
-        meta = read_model_json(folder)
-        if meta["kind"] != "classifier":
-            raise ValueError(f"{folder} holds a {meta['kind']}, not a classifier")
+    def load(cls, path: str | os.PathLike, *, meta: dict | None = None) -> "ImageClassifier":
+        """Rebuild a saved classifier (architecture from JSON, weights from safetensors);
+        ``meta`` is its ``model.json`` when already read."""
+        _, meta, state = read_model_folder(path, "classifier", meta=meta, framework="pt")
         params = dict(meta.get("params", {}))
-        params["progress"] = False
-        valid = set(cls.__init__.__code__.co_varnames)
-        clf = cls(**{k: v for k, v in params.items() if k in valid})
+        if "seed" in params:  # files written before one name for the seed
+            params["random_state"] = params.pop("seed")
+        valid = set(cls._get_param_names())
+        clf = cls(**{k: v for k, v in params.items() if k in valid}, progress=False)
+        clf.check_params()
         spec = meta["architecture"]
         net = build_network(spec, pretrained=False)
-        state = load_file(str(folder / WEIGHTS_FILE))
         net.load_state_dict(state, strict=True)
         if clf.channels_last:
             net.to(memory_format=torch.channels_last)
@@ -409,7 +423,7 @@ class ImageClassifier:
         clf.history_ = meta.get("history", [])
         clf.train_config_ = meta.get("train_config", {})
         clf.training_ = meta.get("training", {})
-        clf.decode_settings_ = _decode_from_dict(meta["decode"])
+        clf.decode_settings_ = DecodeSettings.from_dict(meta["decode"])
         clf.fit_seconds_ = meta.get("fit_seconds")
         clf.n_parameters_ = meta.get("n_parameters")
         vp = meta.get("validation_predictions") or {}
@@ -417,36 +431,7 @@ class ImageClassifier:
         clf.val_proba_ = np.asarray(vp.get("proba", []), dtype=np.float64)
         return clf
 
-    def __repr__(self) -> str:
-        changed = {k: v for k, v in self.get_params().items() if v != _DEFAULTS.get(k)}
-        args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
-        return f"ImageClassifier({args})"
-
-
 # ----------------------------------------------------------------------------- helpers
-
-_DEFAULTS = {"model": None, "epochs": None, "batch_size": None, "lr": None, "weight_decay": None, "optimizer": None,
-             "schedule": None, "augment": None, "balance": None, "patience": "auto", "monitor": "roc_auc",
-             "validation_fraction": 0.15, "image_size": None, "train_blocks": None, "target_sensitivity": None,
-             "threshold": "youden", "tta": False, "precision": "auto", "channels_last": True, "max_minutes": None,
-             "seed": 0, "pretrained": True}
-
-
-def _check_images(X, name: str) -> np.ndarray:
-    if isinstance(X, torch.Tensor):
-        X = X.numpy()
-    if not isinstance(X, np.ndarray):
-        X = np.asarray(X)
-    if X.ndim == 3:
-        X = X[..., None]
-    if X.ndim != 4 or X.shape[-1] not in (1, 3):
-        raise ValueError(f"{name} must be uint8 images shaped (n, H, W, C) with C 1 or 3, got {X.shape}")
-    if X.dtype != np.uint8:
-        raise ValueError(f"{name} must be uint8 (decoded with pixsort.data), got {X.dtype}")
-    if len(X) == 0:
-        raise ValueError(f"{name} holds no images")
-    return X
-
 
 def _encode_labels(y, classes: list[str] | None) -> tuple[np.ndarray, list[str]]:
     arr = np.asarray(y)
@@ -468,16 +453,6 @@ def _encode_labels(y, classes: list[str] | None) -> tuple[np.ndarray, list[str]]
     return np.array([lookup[s] for s in strings], dtype=np.int64), names
 
 
-def _stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(y))
-    counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 else None
-    train, val = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
-    return np.sort(train), np.sort(val)
-
-
 def _channel_stats(X: np.ndarray, max_images: int = 2000) -> tuple[list[float], list[float]]:
     """Per-channel mean/std in [0, 1] units of (up to ``max_images`` evenly spaced) images."""
     step = max(1, len(X) // max_images)
@@ -489,22 +464,10 @@ def _channel_stats(X: np.ndarray, max_images: int = 2000) -> tuple[list[float], 
     return [float(m) for m in mean], [float(max(s, 1e-3)) for s in std]
 
 
-def _decode_from_dict(d: dict) -> DecodeSettings:
-    d = dict(d)
-    size = d.get("size")
-    if isinstance(size, list):
-        d["size"] = tuple(size)
-    return DecodeSettings(**d)
-
-
-def _jsonable(d: dict) -> dict:
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
-
-
 def _version() -> str:
     from pixsort import __version__
 
     return __version__
 
 
-__all__ = ["ImageClassifier", "NotFittedError"]
+__all__ = ["RUN_PARAMS", "ImageClassifier"]

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from pixsort.classify.augment import to_float
-from pixsort.classify.models import ClassifierNet
+from pixsort.classify.networks import ClassifierNet
 
 
 def grad_cam(net: ClassifierNet, images: np.ndarray, classes: np.ndarray | None = None,

@@ -57,7 +57,7 @@ for _name in _COMMAND_MODULES:
 
 
 def main() -> None:
-    from pixsort.runtime import tune_cpu
+    from pixsort.base.runtime import tune_cpu
 
     tune_cpu()
     app(prog_name="pixsort")

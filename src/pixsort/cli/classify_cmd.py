@@ -46,13 +46,13 @@ def train(
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes."),
 ) -> None:
     """Train a classifier, choose its threshold on validation, save it with a report."""
-    from pixsort.classify.train import train_classifier
     from pixsort.data import NoUsableImages, SourceError
+    from pixsort.workflows import train_classifier
 
     existing_path(data)
     options = dict(epochs=epochs, batch_size=batch_size, lr=lr, balance=balance, augment=augment, schedule=schedule,
                    monitor=monitor, image_size=image_size, train_blocks=train_blocks, tta=tta, precision=precision,
-                   target_sensitivity=target_sensitivity, max_minutes=max_minutes, seed=seed, resume=resume)
+                   target_sensitivity=target_sensitivity, max_minutes=max_minutes, random_state=seed, resume=resume)
     if patience is not None:
         options["patience"] = patience
     try:
@@ -79,9 +79,9 @@ def evaluate(
     workers: Optional[int] = typer.Option(None, "--workers", min=0),
 ) -> None:
     """Evaluate a saved classifier: metrics.json, predictions.csv, plots, report.html."""
-    from pixsort.classify.train import evaluate_classifier
+    from pixsort.base.errors import ModelFileError
     from pixsort.data import NoUsableImages, SourceError
-    from pixsort.models import ModelFileError
+    from pixsort.workflows import evaluate_classifier
 
     existing_path(model), existing_path(data)
     out = out or model.resolve().parent / "evaluation"
@@ -102,9 +102,9 @@ def predict(
     workers: Optional[int] = typer.Option(None, "--workers", min=0),
 ) -> None:
     """Predict classes; files that cannot be read are listed with their reason, not fatal."""
-    from pixsort.classify.train import predict_images
+    from pixsort.base.errors import ModelFileError
     from pixsort.data import SourceError
-    from pixsort.models import ModelFileError
+    from pixsort.workflows import predict_images
 
     existing_path(model), existing_path(images)
     try:

@@ -41,21 +41,17 @@ def cluster(
     from rich.console import Console
     from rich.table import Table
 
-    from pixsort.cluster.images import ImageClusterer
-    from pixsort.data import NoUsableImages, SourceError, load_images, open_dataset
-    from pixsort.report.cluster_report import write_cluster_outputs
+    from pixsort.data import NoUsableImages, SourceError
+    from pixsort.workflows import cluster_images
 
     try:
-        clusterer = ImageClusterer(features=features, image_size=size, method=method, n_clusters=k, k_min=k_min,
-                                   k_max=k_max, head=head, smoothing=smoothing, random_state=seed,
-                                   cache_dir=cache_dir)
-        dataset = open_dataset(path)
-        decoded = load_images(dataset, clusterer.decode_settings, cache_dir=cache_dir)
-        clusterer.fit(decoded)
-        result = write_cluster_outputs(clusterer, decoded, out, title=f"Clusters of {path.name}", view=view,
-                                       copy_to_folders=copy_to_folders, score=score)
+        run = cluster_images(path, out, title=f"Clusters of {path.name}", view=view, copy_to_folders=copy_to_folders,
+                             score=score, cache_dir=cache_dir, features=features, image_size=size, method=method,
+                             n_clusters=k, k_min=k_min, k_max=k_max, head=head, smoothing=smoothing,
+                             random_state=seed)
     except (ValueError, OSError, SourceError, NoUsableImages) as exc:
         raise fail(str(exc)) from None
+    clusterer, result = run.clusterer, run.outputs
 
     console = Console()
     how = "chosen by silhouette" if clusterer.selection_ is not None else "given"
@@ -92,17 +88,15 @@ def assign(
     existing_path(images)
     from rich.console import Console
 
-    from pixsort.cluster.images import ImageClusterer
+    from pixsort.base.errors import ModelFileError
     from pixsort.data import SourceError
-    from pixsort.report.cluster_report import assign_images
+    from pixsort.workflows import assign_images, load_model
 
     try:
-        clusterer = ImageClusterer.load(model)
-        table = assign_images(clusterer, images, n_neighbors=neighbors, cache_dir=cache_dir)
-    except (ValueError, OSError, SourceError, KeyError) as exc:
+        clusterer = load_model(model, kind="clusterer")
+        table = assign_images(clusterer, images, out, n_neighbors=neighbors, cache_dir=cache_dir)
+    except (ValueError, OSError, SourceError, KeyError, ModelFileError) as exc:
         raise fail(str(exc)) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
 
     console = Console()
     placed = table[table["status"] == "assigned"]

@@ -23,17 +23,14 @@ def inspect(
     workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes (default: all cores)."),
 ) -> None:
     """Count images per split and class; report modes, sizes, duplicates and skipped files."""
-    from pixsort.data import SourceError, open_dataset
-    from pixsort.data.inspect import inspect_dataset
+    from pixsort.data import SourceError
+    from pixsort.workflows import inspect_source
 
     try:
-        dataset = open_dataset(path)
+        result = inspect_source(path, manifest_csv=manifest, cache_dir=cache_dir, workers=workers,
+                                progress=not as_json)
     except SourceError as exc:
         raise fail(str(exc))
-    result = inspect_dataset(dataset, cache_dir=cache_dir, workers=workers, progress=not as_json)
-    if manifest is not None:
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        result.manifest.to_csv(manifest, index=False)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-import os
 from pathlib import Path
 
 import typer
@@ -35,48 +35,79 @@ def serve(
     """Serve MODEL: an upload page at /, POST /predict, GET /model, GET /health, docs at /docs."""
     import uvicorn
 
-    from pixsort.models import ModelFileError, read_model_json
-    from pixsort.runtime import available_cores
+    from pixsort.base.errors import ModelFileError
+    from pixsort.serve.settings import ServeSettings
 
     existing_path(model)
     try:
-        meta = read_model_json(model)
-    except ModelFileError as exc:
+        settings = ServeSettings(max_upload_mb=max_upload_mb, api_key=api_key or None, max_batch=max_batch,
+                                 threads=threads)
+    except ValueError as exc:
         raise fail(str(exc)) from None
 
+    if workers == 1:
+        from pixsort.serve.app import create_app
+
+        # the app (and the model, loaded once) first: a bad model folder is an error
+        # before anything is said about serving it
+        try:
+            application = create_app(model, settings)
+        except ModelFileError as exc:
+            raise fail(str(exc)) from None
+        except Exception as exc:  # a folder that reads as a model but does not load (weights gone, corrupt)
+            raise fail(f"cannot serve {model}: {type(exc).__name__}: {exc}") from None
+        _announce(application.state.predictor.kind, model, host, port, settings)
+        uvicorn.run(application, host=host, port=port, log_level=log_level)
+        return
+
+    # several processes: each builds its own app (and loads the model once) by calling
+    # a picklable factory; the parent only reads the model's metadata to say what it serves
+    from pixsort.base.modelfile import read_model_meta
+    from pixsort.base.runtime import available_cores
+    from pixsort.serve.app import create_app
+
+    try:
+        kind = read_model_meta(model)["kind"]
+    except ModelFileError as exc:
+        raise fail(str(exc)) from None
+    settings = settings.replace(threads=threads or max(1, available_cores() // workers))
+    _announce(kind, model, host, port, settings)
+    run_workers(
+        functools.partial(create_app, str(model.resolve()), settings),
+        workers=workers, host=host, port=port, log_level=log_level,
+    )  # fmt: skip
+
+
+def run_workers(factory, *, workers: int, host: str, port: int, log_level: str) -> None:
+    """Serve the app that ``factory()`` builds in ``workers`` processes, as ``uvicorn.run``
+    does for an import string: bind the socket here, then let uvicorn's Multiprocess
+    supervisor spawn the workers (each calls ``factory``, so it must pickle) and keep
+    them alive until SIGINT/SIGTERM."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    # uvicorn.run refuses a non-string app with workers > 1; its Config and
+    # supervisor take a picklable factory as they are
+    config = uvicorn.Config(app=factory, factory=True, host=host, port=port, workers=workers, log_level=log_level)
+    sock = config.bind_socket()
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    except KeyboardInterrupt:
+        pass
+    # (uvicorn.run's clean-up after this removes a unix socket file: none is used here)
+
+
+def _announce(kind: str, model: Path, host: str, port: int, settings) -> None:
     url = f"http://{_url_host(host)}:{port}"
-    console.print(f"[bold]pixsort serve[/]: {meta['kind']} [bold]{model.resolve().name}[/] at [link={url}/]{url}/[/]")
+    console.print(f"[bold]pixsort serve[/]: {kind} [bold]{model.resolve().name}[/] at [link={url}/]{url}/[/]")
     console.print(f"  upload page {url}/   API docs {url}/docs")
-    console.print(f"  uploads up to {max_upload_mb:g} MB per request; stop with Ctrl+C")
-    if api_key:
+    console.print(f"  uploads up to {settings.max_upload_mb:g} MB per request; stop with Ctrl+C")
+    if settings.api_key:
         console.print("  API key required (X-API-Key header) for /predict, /model and /thumbnails")
     elif not _is_loopback(host):
         console.print(
             f"[yellow]warning:[/] listening on {host} without an API key: anyone who reaches it can use the model"
         )
-
-    if workers == 1:
-        from pixsort.serve.app import create_app
-
-        try:
-            application = create_app(
-                model, max_upload_mb=max_upload_mb, api_key=api_key or None, max_batch=max_batch, threads=threads
-            )
-        except (ModelFileError, ValueError, TypeError) as exc:
-            raise fail(f"cannot serve {model}: {exc}") from None
-        uvicorn.run(application, host=host, port=port, log_level=log_level)
-        return
-
-    # several processes: each builds its own app from the environment
-    os.environ["PIXSORT_MODEL"] = str(model.resolve())
-    os.environ["PIXSORT_MAX_UPLOAD_MB"] = str(max_upload_mb)
-    os.environ["PIXSORT_MAX_BATCH"] = str(max_batch)
-    os.environ["PIXSORT_THREADS"] = str(threads or max(1, available_cores() // workers))
-    if api_key:
-        os.environ["PIXSORT_API_KEY"] = api_key
-    uvicorn.run(
-        "pixsort.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level
-    )
 
 
 def _is_loopback(host: str) -> bool:

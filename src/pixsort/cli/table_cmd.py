@@ -45,33 +45,22 @@ def cluster_table(
     from rich.console import Console
     from rich.table import Table
 
-    from pixsort.cluster.table import TableClusterer, compare_methods, describe_method
-    from pixsort.data.tables import parse_missing_markers, read_table
-    from pixsort.report.table_report import write_table_outputs
+    from pixsort.workflows import cluster_table
 
     try:
-        table = read_table(csv, id_column, missing=parse_missing_markers(missing), join=join, on=on)
-        clusterer = TableClusterer(
-            method,
-            k,
-            k_range=(k_min, k_max),
-            metric=metric,
-            linkage=linkage,
-            scaling=scaling,
-            min_cluster_size=min_cluster_size,
-            stability_runs=stability_runs,
-            random_state=seed,
-        ).fit(table.features)
+        run = cluster_table(csv, id_column, out, join=join, on=on, missing=missing, compare=compare, noun=noun,
+                            method=method, n_clusters=k, k_range=(k_min, k_max), metric=metric, linkage=linkage,
+                            scaling=scaling, min_cluster_size=min_cluster_size, stability_runs=stability_runs,
+                            random_state=seed)
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
-    comparison = compare_methods(table.features, random_state=seed, stability_runs=stability_runs) if compare else None
-    result = write_table_outputs(table, clusterer, out, comparison=comparison, noun=noun)
+    table, clusterer, comparison, result = run.table, run.clusterer, run.comparison, run.outputs
 
     console = Console()
     for note in table.notes():
         console.print(f"[dim]{note}[/]")
     console.print(
-        f"[bold]{describe_method(clusterer)}[/]: k = {clusterer.n_clusters_}, "
+        f"[bold]{run.method}[/]: k = {clusterer.n_clusters_}, "
         f"silhouette ({clusterer.metric_}) {clusterer.silhouette_:.3f}, stability (mean ARI) {clusterer.stability_:.3f}"
     )
     for note in clusterer.notes_:

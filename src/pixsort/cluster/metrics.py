@@ -21,7 +21,7 @@ import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-NOISE = -1
+from pixsort.cluster.labels import NOISE
 
 
 def _labeled_pairs(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +134,6 @@ def cluster_class_table(y_true, y_pred, class_names: Sequence[str] | None = None
 
 
 __all__ = [
-    "NOISE",
     "cluster_class_table",
     "clustering_scores",
     "contingency",

@@ -1,146 +1,30 @@
-"""Choose the number of clusters by silhouette, with Davies-Bouldin and
-Calinski-Harabasz reported beside it.
-
-The silhouette is O(n^2) in time and memory, so above ``sample_size`` points it is
-computed on one seeded random sample, the same for every candidate k (so the
-candidates are compared on equal terms).  Davies-Bouldin and Calinski-Harabasz are
-linear and use every point.
-"""
+"""Choosing k, shared by image and table clustering: the seeded silhouette sample
+(the silhouette is O(n^2), so above a size it is computed on one sample, the same
+for every candidate k) and the rule that picks the best candidate."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_samples
-
-from pixsort.cluster.methods import Partition
-
-DEFAULT_SAMPLE_SIZE = 4000
-
-
-@dataclass
-class KCandidate:
-    """Scores of one candidate partition.
-
-    ``silhouette_values`` holds the per-point silhouette of the sampled points
-    (``KSelection.sample_index``), for the silhouette plot.
-    """
-
-    k: int
-    partition: Partition
-    silhouette: float
-    davies_bouldin: float
-    calinski_harabasz: float
-    silhouette_values: np.ndarray = field(repr=False)
-
-
-@dataclass
-class KSelection:
-    """All candidates, in increasing k, and the one chosen (highest silhouette)."""
-
-    candidates: list[KCandidate]
-    best_k: int
-    sample_index: np.ndarray = field(repr=False)
-
-    @property
-    def best(self) -> KCandidate:
-        return self[self.best_k]
-
-    def __getitem__(self, k: int) -> KCandidate:
-        for c in self.candidates:
-            if c.k == k:
-                return c
-        raise KeyError(k)
-
-    def table(self) -> pd.DataFrame:
-        """One row per candidate k: silhouette (higher is better), Davies-Bouldin
-        (lower is better), Calinski-Harabasz (higher is better), chosen flag."""
-        return pd.DataFrame({
-            "k": [c.k for c in self.candidates],
-            "silhouette": [c.silhouette for c in self.candidates],
-            "davies_bouldin": [c.davies_bouldin for c in self.candidates],
-            "calinski_harabasz": [c.calinski_harabasz for c in self.candidates],
-            "chosen": [c.k == self.best_k for c in self.candidates],
-        })
 
 
 def silhouette_sample_index(n: int, sample_size: int | None, random_state: int = 0) -> np.ndarray:
-    """Sorted positions of the points the silhouette is computed on."""
+    """Sorted positions of the points the silhouette is computed on (all up to ``sample_size``)."""
     if sample_size is None or n <= sample_size:
         return np.arange(n)
     rng = np.random.default_rng(random_state)
     return np.sort(rng.choice(n, size=sample_size, replace=False))
 
 
-def score_partition(X: np.ndarray, part: Partition, sample_index: np.ndarray, k: int | None = None) -> KCandidate:
-    """Silhouette (on the sample), Davies-Bouldin and Calinski-Harabasz (on all points).
-
-    Noise points (label -1) are left out.  A partition with fewer than two clusters
-    gets NaN scores.  ``k`` is the number asked for (default: the clusters found).
-    """
-    k = part.n_clusters if k is None else int(k)
-    labels = part.labels
-    kept = labels >= 0
-    n_found = len(np.unique(labels[kept]))
-    values = np.full(len(sample_index), np.nan)
-    if n_found < 2 or kept.sum() <= n_found:
-        return KCandidate(k, part, float("nan"), float("nan"), float("nan"), values)
-    s_idx = sample_index[kept[sample_index]]
-    if len(np.unique(labels[s_idx])) >= 2:
-        values[kept[sample_index]] = silhouette_samples(X[s_idx], labels[s_idx])
-    Xk, lk = X[kept], labels[kept]
-    return KCandidate(
-        k=k,
-        partition=part,
-        silhouette=float(np.nanmean(values)) if np.isfinite(values).any() else float("nan"),
-        davies_bouldin=float(davies_bouldin_score(Xk, lk)),
-        calinski_harabasz=float(calinski_harabasz_score(Xk, lk)),
-        silhouette_values=values,
-    )
-
-
-def select_k(
-    X: np.ndarray,
-    k_values: Iterable[int],
-    fit: Callable[[int], Partition],
-    sample_size: int | None = DEFAULT_SAMPLE_SIZE,
-    random_state: int = 0,
-    progress: Callable[[int], None] | None = None,
-) -> KSelection:
-    """Fit one partition per candidate k and keep the one with the best silhouette.
-
-    Parameters
-    ----------
-    X : ndarray, shape (n, d)
-        The space the partitions were made in (distances are Euclidean).
-    k_values : candidate numbers of clusters (each >= 2 and < n)
-    fit : ``fit(k) -> Partition``
-    sample_size : points the silhouette is computed on (None: all)
-    progress : called with each k once it is scored
-
-    Ties (equal silhouette) go to the smaller k.
-    """
-    ks = sorted(set(int(k) for k in k_values))
-    if not ks:
-        raise ValueError("no candidate k given")
-    if ks[0] < 2 or ks[-1] >= len(X):
-        raise ValueError(f"candidate k must lie in [2, n_samples - 1] = [2, {len(X) - 1}], got {ks[0]}..{ks[-1]}")
-    X = np.asarray(X, dtype=np.float32)
-    sample_index = silhouette_sample_index(len(X), sample_size, random_state)
-    candidates = []
-    for k in ks:
-        candidates.append(score_partition(X, fit(k), sample_index, k))
-        if progress is not None:
-            progress(k)
-    valid = [c for c in candidates if np.isfinite(c.silhouette)]
+def best_k(ks: Sequence[int], scores: Sequence[float], eligible: Sequence[bool] | None = None) -> int | None:
+    """The candidate k with the highest score among the eligible ones with a finite
+    score; ties go to the smaller k.  None when no candidate qualifies."""
+    allowed = [True] * len(ks) if eligible is None else list(eligible)
+    valid = [(round(float(s), 12), -int(k)) for k, s, ok in zip(ks, scores, allowed) if ok and np.isfinite(s)]
     if not valid:
-        raise ValueError("no candidate k produced at least two clusters")
-    best = max(valid, key=lambda c: (round(c.silhouette, 12), -c.k))
-    return KSelection(candidates, best.k, sample_index)
+        return None
+    return -max(valid)[1]
 
 
-__all__ = ["DEFAULT_SAMPLE_SIZE", "KCandidate", "KSelection", "score_partition", "select_k",
-           "silhouette_sample_index"]
+__all__ = ["best_k", "silhouette_sample_index"]

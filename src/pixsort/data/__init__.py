@@ -1,11 +1,12 @@
 """The data stage: find images (:func:`open_dataset`), decode and cache them
-(:func:`load_images`), and split them (:func:`carve_validation`)."""
+(:func:`load_images`), split them (:func:`carve_validation`, :func:`holdout`), and
+read tables of records (:mod:`pixsort.data.tables`)."""
 
 from pixsort.data.cache import default_cache_dir
 from pixsort.data.decode import DecodeSettings, SkipImage, decode_array, decode_image
 from pixsort.data.load import DecodedImages, NoUsableImages, load_images
 from pixsort.data.sources import ImageDataset, SourceError, open_dataset
-from pixsort.data.split import carve_validation, groups_from_pattern, has_usable_validation
+from pixsort.data.split import carve_validation, groups_from_pattern, has_usable_validation, holdout
 
 __all__ = [
     "DecodeSettings",
@@ -20,6 +21,7 @@ __all__ = [
     "default_cache_dir",
     "groups_from_pattern",
     "has_usable_validation",
+    "holdout",
     "load_images",
     "open_dataset",
 ]

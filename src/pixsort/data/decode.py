@@ -114,6 +114,14 @@ class DecodeSettings:
         d["size"] = list(self.hw)
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "DecodeSettings":
+        """The settings :meth:`to_dict` wrote (a JSON list size becomes a tuple)."""
+        d = dict(d)
+        if isinstance(d.get("size"), list):
+            d["size"] = tuple(int(s) for s in d["size"])
+        return cls(**d)
+
 
 @dataclass(frozen=True)
 class ImageInfo:

@@ -11,7 +11,7 @@ import multiprocessing as mp
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -19,11 +19,13 @@ import pandas as pd
 from pixsort.data.cache import CacheEntry, ContentHasher, DecodedStore, default_cache_dir, hash_array
 from pixsort.data.decode import DecodeSettings, SkipImage, decode_array, decode_image
 from pixsort.data.sources import ImageDataset
-from pixsort.runtime import available_cores
+from pixsort.base.progress import progress as progress_bar
+from pixsort.base.runtime import available_cores
 
 MANIFEST_COLUMNS = ["path", "label", "split", "status", "reason", "width", "height", "mode", "content_hash"]
 _WRITE_BATCH = 256
 _PARALLEL_MIN = 64  # below this, worker start-up costs more than it saves
+_BAR_MIN = 200  # a bar for fewer files would only flicker
 
 
 class NoUsableImages(Exception):
@@ -223,29 +225,26 @@ def _decode_all(
     if not todo:
         return
     if dataset.store is not None:
-        bar = _progress(len(todo), "Converting arrays", progress)
-        for i in todo:
-            array, entry = _decode_array_item(dataset, i, settings)
-            bar.advance()
-            yield keys[i], array, entry
-        bar.close()
+        with progress_bar("Converting arrays", len(todo), bool(progress) and len(todo) >= _BAR_MIN) as bar:
+            for i in todo:
+                array, entry = _decode_array_item(dataset, i, settings)
+                bar.advance()
+                yield keys[i], array, entry
         return
     jobs = [(i, keys[i], dataset.paths[i], settings) for i in todo]
     n_workers = available_cores() if workers is None else workers
-    bar = _progress(len(jobs), "Decoding images", progress)
-    if n_workers <= 1 or len(jobs) < _PARALLEL_MIN:
-        results: Iterable = map(_decode_one_file, jobs)
-        for _, key, array, entry in results:
-            bar.advance()
-            yield key, array, entry
-    else:
+    with progress_bar("Decoding images", len(jobs), bool(progress) and len(jobs) >= _BAR_MIN) as bar:
+        if n_workers <= 1 or len(jobs) < _PARALLEL_MIN:
+            for _, key, array, entry in map(_decode_one_file, jobs):
+                bar.advance()
+                yield key, array, entry
+            return
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
         chunk = max(1, min(32, len(jobs) // (n_workers * 8)))
         with ctx.Pool(n_workers) as pool:
             for _, key, array, entry in pool.imap(_decode_one_file, jobs, chunksize=chunk):
                 bar.advance()
                 yield key, array, entry
-    bar.close()
 
 
 def _skip_entry(dataset: ImageDataset, i: int, settings: DecodeSettings) -> CacheEntry:
@@ -279,24 +278,3 @@ def _no_images_message(dataset: ImageDataset, manifest: pd.DataFrame) -> str:
     reasons = manifest["reason"].str.split(":").str[0].value_counts()
     summary = ", ".join(f"{n} {r}" for r, n in reasons.items())
     return f"no usable image in {dataset.root} ({len(manifest)} files: {summary})"
-
-
-class _progress:
-    """A rich progress bar that is a no-op when disabled or for tiny jobs."""
-
-    def __init__(self, total: int, label: str, enabled: bool):
-        self._bar = None
-        if enabled and total >= 200:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task(label, total=total)
-
-    def advance(self) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()

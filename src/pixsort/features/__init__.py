@@ -1,14 +1,18 @@
-"""Feature extractors (pretrained backbones, autoencoder, raw pixels) and reducers.
+"""The features stage: uint8 images -> vectors, and vectors -> a smaller space.
 
-Extractors are scikit-learn transformers from uint8 images ``(N, H, W, C)`` to
-float32 features ``(N, D)``:
+* :mod:`~pixsort.features.names` - the one name grammar (``efficientnet_lite1``,
+  ``timm:<model>``, ``autoencoder``, ``pixels``) that classifier names build on;
+* :mod:`~pixsort.features.backbones` - pretrained networks behind one interface and
+  a timm-style registry with each model's pretrained config;
+* extractors, scikit-learn transformers from uint8 images ``(N, H, W, C)`` to
+  float32 features ``(N, D)``: ``PretrainedExtractor`` (:mod:`~.embed`),
+  ``PixelExtractor`` (:mod:`~.pixels`), ``AutoencoderExtractor`` (:mod:`~.autoencoder`),
+  on the interface of :mod:`~.base`, cached by image content (:mod:`~.cache`);
+* :mod:`~pixsort.features.extract` - from a feature name to cached features (with
+  mirror-image test-time augmentation), and extractors rebuilt from saved configs;
+* :mod:`~pixsort.features.reduce` - L2 per layer, PCA, whitening; 2-D views.
 
-* ``PretrainedExtractor(backbone="efficientnet_lite0", layers=None, ...)``
-* ``PixelExtractor(size=None, color="rgb")``
-
-Backbones live in ``pixsort.features.backbones`` (``create_backbone``,
-``list_backbones``).  Names are imported lazily so ``import pixsort.features``
-does not load torch.
+Names are imported lazily so ``import pixsort.features`` does not load torch.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import importlib
 
 _LAZY = {
     "ImageExtractor": "pixsort.features.base",
-    "extractor_from_config": "pixsort.features.base",
+    "extractor_from_config": "pixsort.features.extract",
+    "AutoencoderExtractor": "pixsort.features.autoencoder",
+    "parse_feature_name": "pixsort.features.names",
+    "list_features": "pixsort.features.names",
     "PretrainedExtractor": "pixsort.features.embed",
     "PixelExtractor": "pixsort.features.pixels",
     "EmbeddingCache": "pixsort.features.cache",

@@ -23,9 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixsort.base.errors import check_fitted
+from pixsort.base.images import check_images
+from pixsort.base.progress import Progress
+from pixsort.base.runtime import tune_cpu
 from pixsort.features.base import ImageExtractor
-from pixsort.features.preprocess import check_images
-from pixsort.runtime import tune_cpu
 
 EvalCallback = Callable[[int, np.ndarray], dict]
 
@@ -182,32 +184,38 @@ class AutoencoderExtractor(ImageExtractor):
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.learning_rate, total_steps=self.epochs * steps_per_epoch,
                                                     pct_start=0.15)
         self.history_: list[dict] = []
-        bar = _EpochBar(self.epochs, self.progress)
-        for epoch in range(1, self.epochs + 1):
-            self.model_.train()
-            start, total, seen = time.perf_counter(), 0.0, 0
-            order = torch.randperm(len(data), generator=gen)
-            for i in range(0, len(data), self.batch_size):
-                x = data[order[i:i + self.batch_size]]
-                if self.flip:
-                    flip = torch.rand(len(x), generator=gen) < 0.5
-                    x = torch.where(flip[:, None, None, None], x.flip(3), x)
-                _, recon = self.model_(x)
-                loss = F.mse_loss(recon, x)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(x)
-                seen += len(x)
-            entry = {"epoch": epoch, "loss": total / seen, "seconds": time.perf_counter() - start}
-            if eval_callback is not None and (epoch % eval_every == 0 or epoch == self.epochs):
-                entry.update(eval_callback(epoch, self._encode_tensor(data)))
-            self.history_.append(entry)
-            bar.update(entry)
-        bar.close()
+        with Progress(self.progress) as bar:
+            task = bar.add_task("Training autoencoder", self.epochs)
+            for epoch in range(1, self.epochs + 1):
+                entry = self._train_epoch(epoch, data, opt, sched, gen)
+                if eval_callback is not None and (epoch % eval_every == 0 or epoch == self.epochs):
+                    entry.update(eval_callback(epoch, self._encode_tensor(data)))
+                self.history_.append(entry)
+                info = "  ".join(f"{k} {v:.4f}" for k, v in entry.items() if k not in ("epoch", "seconds")
+                                 and isinstance(v, float))
+                bar.advance(task, 1, info=info)
         self.model_.eval()
         return self
+
+    def _train_epoch(self, epoch: int, data: torch.Tensor, opt, sched, gen: torch.Generator) -> dict:
+        """One pass over the images in a seeded order; the epoch's history entry."""
+        self.model_.train()
+        start, total, seen = time.perf_counter(), 0.0, 0
+        order = torch.randperm(len(data), generator=gen)
+        for i in range(0, len(data), self.batch_size):
+            x = data[order[i:i + self.batch_size]]
+            if self.flip:
+                flip = torch.rand(len(x), generator=gen) < 0.5
+                x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            _, recon = self.model_(x)
+            loss = F.mse_loss(recon, x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(x)
+            seen += len(x)
+        return {"epoch": epoch, "loss": total / seen, "seconds": time.perf_counter() - start}
 
     # -- inference -----------------------------------------------------------------
 
@@ -255,8 +263,7 @@ class AutoencoderExtractor(ImageExtractor):
         return self
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise RuntimeError("AutoencoderExtractor is not fitted; call fit first")
+        check_fitted(self, "model_")
 
 
 def _match_channels(images: np.ndarray, channels: int) -> np.ndarray:
@@ -267,28 +274,6 @@ def _match_channels(images: np.ndarray, channels: int) -> np.ndarray:
         return np.repeat(images, 3, axis=-1)
     luma = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return np.clip(np.rint(luma), 0, 255).astype(np.uint8)[..., None]
-
-
-class _EpochBar:
-    def __init__(self, total: int, enabled: bool):
-        self._bar = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._bar = Progress(TextColumn("Training autoencoder"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task("ae", total=total, info="")
-
-    def update(self, entry: dict) -> None:
-        if self._bar is not None:
-            info = "  ".join(f"{k} {v:.4f}" for k, v in entry.items() if k not in ("epoch", "seconds")
-                             and isinstance(v, float))
-            self._bar.update(self._task, advance=1, info=info)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 __all__ = ["AutoencoderExtractor", "ConvAutoencoder"]

@@ -3,7 +3,8 @@
 An extractor is a scikit-learn transformer from a uint8 image batch
 ``(N, H, W, C)`` to a float32 feature matrix ``(N, D)``.  Its parameters fully
 determine its output, so ``extractor_id`` can key an on-disk cache and
-``to_config``/``from_config`` let a fitted model record which extractor fed it.
+``to_config`` / :func:`pixsort.features.extractors.extractor_from_config` let a
+fitted model record which extractor fed it.
 """
 
 from __future__ import annotations
@@ -16,23 +17,18 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .cache import EmbeddingCache
-from .preprocess import check_images
+from pixsort.base.images import check_images
+from pixsort.base.jsonio import jsonable
 
-__all__ = ["ImageExtractor", "extractor_from_config"]
+from .cache import EmbeddingCache
+
+__all__ = ["CONFIG_FORMAT", "EXTRACTORS", "ImageExtractor"]
 
 log = logging.getLogger(__name__)
 
 CONFIG_FORMAT = 1
-_EXTRACTORS: dict[str, type[ImageExtractor]] = {}
-
-
-def _jsonable(value):
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
+# class name -> class, filled as subclasses are defined (rebuilt by features.extractors)
+EXTRACTORS: dict[str, type[ImageExtractor]] = {}
 
 
 class ImageExtractor(TransformerMixin, BaseEstimator, ABC):
@@ -45,7 +41,7 @@ class ImageExtractor(TransformerMixin, BaseEstimator, ABC):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        _EXTRACTORS[cls.__name__] = cls
+        EXTRACTORS[cls.__name__] = cls
 
     # --------------------------------------------------------------- interface
     @abstractmethod
@@ -133,30 +129,5 @@ class ImageExtractor(TransformerMixin, BaseEstimator, ABC):
     # ------------------------------------------------------------------ config
     def to_config(self) -> dict:
         """JSON-serialisable ``{"type", "params", "format"}`` to rebuild this extractor."""
-        params = {k: _jsonable(v) for k, v in self.get_params(deep=False).items()}
+        params = jsonable(self.get_params(deep=False))
         return {"type": type(self).__name__, "params": params, "format": CONFIG_FORMAT}
-
-    @classmethod
-    def from_config(cls, config: dict) -> "ImageExtractor":
-        """Rebuild an extractor from ``to_config()`` output (any subclass when called on the base)."""
-        return extractor_from_config(config, expected=cls)
-
-
-def extractor_from_config(config: dict, expected: type[ImageExtractor] = ImageExtractor) -> ImageExtractor:
-    """Rebuild an extractor from ``ImageExtractor.to_config()`` output."""
-    if not isinstance(config, dict) or "type" not in config or "params" not in config:
-        raise ValueError(f"not an extractor config (needs 'type' and 'params'): {config!r}")
-    if config.get("format", CONFIG_FORMAT) > CONFIG_FORMAT:
-        raise ValueError(f"extractor config format {config['format']} is newer than this pixsort understands")
-    kind = config["type"]
-    if kind not in _EXTRACTORS:  # built-in extractors register when their module is imported
-        import pixsort.features.embed  # noqa: F401
-        import pixsort.features.pixels  # noqa: F401
-    if kind not in _EXTRACTORS:
-        raise ValueError(f"unknown extractor type {kind!r}; known: {sorted(_EXTRACTORS)}")
-    klass = _EXTRACTORS[kind]
-    if not issubclass(klass, expected):
-        raise ValueError(f"config describes a {kind}, not a {expected.__name__}")
-    extractor = klass(**config["params"])
-    extractor._validate_params()
-    return extractor

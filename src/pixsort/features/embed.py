@@ -2,45 +2,27 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..runtime import tune_cpu
+from pixsort.base.progress import progress, want_progress
+from pixsort.base.runtime import PRECISIONS, native_bf16, tune_cpu
+
 from .backbones import Backbone, create_backbone, get_pretrained_cfg, resolve_layers
 from .backbones.efficientnet_lite import FEATURE_NAMES as LITE_FEATURE_NAMES
 from .backbones.efficientnet_lite import VARIANTS as LITE_VARIANTS
-from .backbones.registry import TIMM_PREFIX
 from .base import ImageExtractor
+from .names import is_timm
 from .preprocess import normalize_size, to_float_batch
-from .progress import progress_bar, want_progress
 
-__all__ = ["PretrainedExtractor", "native_bf16"]
+__all__ = ["PretrainedExtractor"]
 
 # Bump when preprocessing changes in a way that changes embeddings: it is part
 # of extractor_id, so old cache entries stop matching.
 PREPROCESS_VERSION = 2
-
-
-@functools.cache
-def native_bf16() -> bool:
-    """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX).
-
-    oneDNN also runs bf16 on plain AVX512 by emulation, which is slower than
-    float32, so its own "supported" flag is not the question to ask.
-    """
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
 
 
 # Measured for EfficientNet-Lite0 at 224 px on this project's 2-core Xeon (AMX +
@@ -65,10 +47,10 @@ def native_bf16() -> bool:
 # plain AVX512, which is known to be slower than fp32, so "auto" picks fp32.
 
 
-def _resolve_dtype(setting: str) -> torch.dtype:
-    if setting == "auto":
+def _resolve_dtype(precision: str) -> torch.dtype:
+    if precision == "auto":
         return torch.bfloat16 if native_bf16() else torch.float32
-    return torch.bfloat16 if setting == "bfloat16" else torch.float32
+    return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
 def _resolve_channels_last(setting) -> bool:
@@ -99,7 +81,7 @@ class PretrainedExtractor(ImageExtractor):
         such as ``("stage6", "stage7", "head")``.
     batch_size : int
         Images per forward pass.
-    dtype : {"auto", "float32", "bfloat16"}
+    precision : {"auto", "fp32", "bf16"}
         Compute precision.  ``"auto"``: bfloat16 on CPUs with native bf16
         (AMX / AVX512-BF16, 2-2.4x faster), else float32; measurements above
         ``_resolve_dtype``.  Output is float32 either way; bf16 embeddings
@@ -130,7 +112,7 @@ class PretrainedExtractor(ImageExtractor):
         backbone: str = "efficientnet_lite0",
         layers=None,
         batch_size: int = 64,
-        dtype: str = "auto",
+        precision: str = "auto",
         channels_last="auto",
         input_size=None,
         crop_pct: float | None = None,
@@ -140,7 +122,7 @@ class PretrainedExtractor(ImageExtractor):
         self.backbone = backbone
         self.layers = layers
         self.batch_size = batch_size
-        self.dtype = dtype
+        self.precision = precision
         self.channels_last = channels_last
         self.input_size = input_size
         self.crop_pct = crop_pct
@@ -151,14 +133,14 @@ class PretrainedExtractor(ImageExtractor):
     def _validate_params(self) -> None:
         if not isinstance(self.backbone, str):
             raise TypeError(f"backbone must be a string, got {type(self.backbone).__name__}")
-        if not self.backbone.startswith(TIMM_PREFIX):
+        if not is_timm(self.backbone):
             get_pretrained_cfg(self.backbone)  # ValueError listing the known names
             if self.backbone in LITE_VARIANTS:  # layer names known without building the network
                 resolve_layers(self.layers, LITE_FEATURE_NAMES)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
-        if self.dtype not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f"dtype must be 'auto', 'float32' or 'bfloat16', got {self.dtype!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.channels_last not in ("auto", True, False):
             raise ValueError(f"channels_last must be 'auto', True or False, got {self.channels_last!r}")
         size = normalize_size(self.input_size, "input_size")
@@ -175,7 +157,7 @@ class PretrainedExtractor(ImageExtractor):
     def _net_key(self) -> tuple:
         wp = None if self.weights_path is None else os.fspath(self.weights_path)
         layers = self.layers if not isinstance(self.layers, list) else tuple(self.layers)
-        return (self.backbone, wp, layers, self.dtype, self.channels_last, normalize_size(self.input_size))
+        return (self.backbone, wp, layers, self.precision, self.channels_last, normalize_size(self.input_size))
 
     def _prepared(self) -> tuple[Backbone, _Plan]:
         """The backbone ready for inference and the resolved plan, built once per settings."""
@@ -185,7 +167,7 @@ class PretrainedExtractor(ImageExtractor):
             tune_cpu()
             net = create_backbone(self.backbone, weights_path=self.weights_path, layers=self.layers)
             net.prepare_for_inference()
-            dtype = _resolve_dtype(self.dtype)
+            dtype = _resolve_dtype(self.precision)
             channels_last = _resolve_channels_last(self.channels_last)
             if channels_last:
                 net = net.to(memory_format=torch.channels_last)
@@ -233,7 +215,7 @@ class PretrainedExtractor(ImageExtractor):
         n, bs = len(images), int(self.batch_size)
         out = np.empty((n, net.feature_dim), dtype=np.float32)
         show = want_progress(self.progress, n)
-        with torch.inference_mode(), progress_bar(n, f"embedding ({net.name})", show) as advance:
+        with torch.inference_mode(), progress(f"embedding ({net.name})", n, show) as bar:
             for start in range(0, n, bs):
                 batch = images[start : start + bs]
                 x = to_float_batch(
@@ -241,5 +223,5 @@ class PretrainedExtractor(ImageExtractor):
                     crop_pct=self.crop_pct, channels_last=plan.channels_last, dtype=plan.dtype,
                 )
                 out[start : start + len(batch)] = net.forward_features(x).float().numpy()
-                advance(len(batch))
+                bar.advance(len(batch))
         return out

@@ -13,35 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["check_images", "to_float_batch", "normalize_size"]
+__all__ = ["to_float_batch", "normalize_size"]
 
 _RESIZE_MODES = ("bilinear", "bicubic")
-
-
-def check_images(images) -> np.ndarray:
-    """Validate an image batch and return it as ``(N, H, W, C)`` uint8, C in {1, 3}.
-
-    ``(N, H, W)`` greyscale is accepted and given a channel axis (a view, no copy).
-    Raises TypeError/ValueError with what was received and what to do instead.
-    """
-    if not isinstance(images, np.ndarray):
-        raise TypeError(
-            f"images must be a numpy uint8 array (N, H, W, C), got {type(images).__name__}; "
-            "stack equally sized images with np.stack first"
-        )
-    if images.dtype != np.uint8:
-        raise TypeError(f"images must have dtype uint8 (0-255 pixels), got {images.dtype}")
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4:
-        raise ValueError(f"images must have shape (N, H, W, C) or (N, H, W), got {images.shape}")
-    n, h, w, c = images.shape
-    if c not in (1, 3):
-        hint = " (drop the alpha channel: images[..., :3])" if c == 4 else ""
-        raise ValueError(f"images must have 1 (grey) or 3 (RGB) channels, got {c}{hint}")
-    if n and (h < 1 or w < 1):
-        raise ValueError(f"images must not be empty, got shape {images.shape}")
-    return images
 
 
 def normalize_size(size, name: str = "size") -> tuple[int, int] | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pixsort.runtime import available_cores
+from pixsort.base.runtime import available_cores
 
 VIEW_METHODS = ("tsne", "umap", "pca")
 

@@ -2,8 +2,8 @@
 
 A predictor wraps a fitted :class:`~pixsort.classify.estimator.ImageClassifier` or
 :class:`~pixsort.cluster.images.ImageClusterer` through the serving contract only
-(``decode_settings``, ``predict_proba``/``threshold_`` or ``predict``/``transform``/
-``kneighbors``/``train_paths_``), so the HTTP layer never touches model internals.
+(``decode_settings``, ``predict_proba``/``threshold_`` or ``assign``/``train_paths_``),
+so the HTTP layer never touches model internals.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pixsort.data import DecodeSettings
 
 
 def make_predictor(model, kind: str | None = None, n_neighbors: int = 5) -> "ClassifierPredictor | ClustererPredictor":
-    """The predictor for ``model``: ``kind`` is ``model.json``'s kind, or guessed from
-    the fitted attributes when not given."""
+    """The predictor for ``model``: ``kind`` is "classifier" or "clusterer", read from
+    the fitted model's attributes when not given (``classes_``, ``n_clusters_``)."""
     if kind is None:
         kind = "classifier" if hasattr(model, "classes_") else "clusterer" if hasattr(model, "n_clusters_") else ""
     if kind == "classifier":
@@ -81,7 +81,8 @@ class ClassifierPredictor:
 
 
 class ClustererPredictor:
-    """Cluster id, distance to its centre and the nearest training images."""
+    """Cluster id, distance to its centre and the nearest training images, all from one
+    :meth:`~pixsort.cluster.images.ImageClusterer.assign` call per batch."""
 
     kind = "clusterer"
 
@@ -93,42 +94,13 @@ class ClustererPredictor:
         names = getattr(model, "cluster_names_", None)
         self.cluster_names = [str(n) for n in names] if names is not None and len(names) else None
         self.decode_settings: DecodeSettings = model.decode_settings
-        self._share_embedding(model)
-
-    def _share_embedding(self, model) -> None:
-        # predict, transform and kneighbors each embed the images (a backbone forward
-        # pass, twice with TTA); within one batch they get the same array, so the first
-        # embedding is reused by the other two.  Falls back to no sharing if the model
-        # embeds some other way: slower, never wrong.
-        embed = getattr(model, "embed", None)
-        if embed is None:
-            return
-        last: list = [None, None]  # the images array and its embedding
-
-        def embed_once(images):
-            if last[0] is not images:
-                last[0], last[1] = images, embed(images)
-            return last[1]
-
-        def forget() -> None:
-            last[0] = last[1] = None
-
-        model.embed = embed_once
-        self._forget_embedding = forget
-
-    def _forget_embedding(self) -> None:
-        pass
 
     def __call__(self, images: np.ndarray) -> list[dict]:
-        try:
-            clusters = np.asarray(self.model.predict(images)).astype(np.int64)
-            distances = np.asarray(self.model.transform(images), dtype=np.float64)
-            if self.n_neighbors:
-                nn_dist, nn_index = self.model.kneighbors(images, n_neighbors=self.n_neighbors)
-            else:
-                nn_dist = nn_index = np.zeros((len(images), 0))
-        finally:
-            self._forget_embedding()
+        # one embedding (a backbone pass, twice with TTA) gives all three answers
+        found = self.model.assign(images, n_neighbors=self.n_neighbors)
+        clusters = np.asarray(found.clusters).astype(np.int64)
+        distances = np.asarray(found.distances, dtype=np.float64)
+        nn_dist, nn_index = found.neighbor_distances, found.neighbor_indices
         results = []
         for cluster, row, dists, indices in zip(clusters, distances, nn_dist, nn_index):
             cluster = int(cluster)

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..names import TIMM_PREFIX
 from .base import Backbone, PretrainedCfg
 
 __all__ = ["TIMM_PREFIX", "create_backbone", "get_pretrained_cfg", "list_backbones", "register_backbone"]
 
-TIMM_PREFIX = "timm:"
 
 # factory(pretrained_cfg, pretrained, weights_path) -> Backbone with weights loaded
 Factory = Callable[[PretrainedCfg, bool, "Path | None"], Backbone]

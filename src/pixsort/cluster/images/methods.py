@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pixsort.cluster.labels import order_by_size
+
 METHODS = ("kmeans", "agglomerative", "hdbscan", "spectral")
 NEEDS_K = {"kmeans": True, "agglomerative": True, "hdbscan": False, "spectral": True}
 FAISS_MIN_SAMPLES = 50_000  # below this scikit-learn's k-means is as fast and exactly reproducible
@@ -38,19 +40,10 @@ class Partition:
 
 
 def canonical_partition(X: np.ndarray, labels: np.ndarray) -> Partition:
-    """Renumber clusters by decreasing size and compute their centres."""
-    labels = np.asarray(labels, dtype=np.int64)
-    ids = np.unique(labels[labels >= 0])
-    if len(ids) == 0:
-        return Partition(labels.copy(), np.zeros((0, X.shape[1]), dtype=np.float32))
-    sizes = np.array([(labels == c).sum() for c in ids])
-    first = np.array([np.flatnonzero(labels == c)[0] for c in ids])
-    order = ids[np.lexsort((first, -sizes))]
-    remap = np.full(labels.max() + 2, -1, dtype=np.int64)
-    remap[order] = np.arange(len(order))
-    new = np.where(labels >= 0, remap[np.clip(labels, 0, None)], -1)
-    centers = cluster_means(X, new, len(order))
-    return Partition(new, centers)
+    """Renumber clusters by decreasing size (:func:`~pixsort.cluster.labels.order_by_size`)
+    and compute their centres."""
+    new, order = order_by_size(labels)
+    return Partition(new, cluster_means(X, new, int((order >= 0).sum())))
 
 
 def cluster_means(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pixsort.runtime import tune_cpu
+from pixsort.base.runtime import tune_cpu
 
 
 def nearest_neighbors(Z: np.ndarray, k: int) -> np.ndarray:
     """Indices (n, k) of each row's k nearest other rows by inner product (cosine
-    for unit rows), exact; see :func:`pixsort.cluster.smooth.nearest_rows`."""
-    from pixsort.cluster.smooth import nearest_rows
+    for unit rows), exact; see :func:`pixsort.cluster.images.smooth.nearest_rows`."""
+    from pixsort.cluster.images.smooth import nearest_rows
 
     return nearest_rows(Z, Z, k, exclude_self=True)[1]
 

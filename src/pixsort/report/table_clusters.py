@@ -5,7 +5,7 @@ Files written to the output folder::
 
     clusters.csv            every input row (file order): row, id, cluster, status
     profiles.csv            per cluster x feature: prevalence, lift, test, q-value
-    cluster_summary.csv     per cluster: size, central members, defining features
+    clusters_summary.csv    per cluster: size, central members, defining features
     k_scores.csv            silhouette per k tried
     attributes_by_cluster.csv   joined attributes by cluster (with --join)
     methods.csv             method comparison (when one was run)
@@ -22,18 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pixsort.cluster.profiles import (
-    attribute_tables,
-    central_members,
-    cluster_summary,
-    defining_features,
-    describe_clusters,
-    feature_profiles,
-)
+from pixsort.cluster.table import describe_method
+from pixsort.cluster.table.profiles import ClusterProfiles, defining_features
+from pixsort.report.figures import plain_text, pyplot, save_figure
+from pixsort.report.files import write_csv
 from pixsort.report.html import HtmlReport
 
 _NOISE_COLOUR = "#b8bcc6"
-_MAX_MAP_ROWS = 3000  # classical MDS is an eigendecomposition of an n x n matrix
 
 
 @dataclass
@@ -50,57 +45,49 @@ class TableRunResult:
 def write_table_outputs(
     table,
     clusterer,
+    described: ClusterProfiles,
     out_dir: str | os.PathLike,
     *,
+    view: tuple[np.ndarray, np.ndarray, str],
     comparison: pd.DataFrame | None = None,
-    noun: str = "rows",
 ) -> TableRunResult:
-    """Profile the clusters of a fitted ``TableClusterer`` and write every output.
+    """Write every output of a fitted ``TableClusterer``.
 
-    table: ``pixsort.data.tables.EncodedTable`` the clusterer was fitted on (same rows).
+    table: ``pixsort.data.tables.EncodedTable`` the clusterer was fitted on (same rows);
+    described: its :func:`~pixsort.cluster.table.profiles.profile_clusters`; view: the
+    2-D map (rows, coordinates, how) of :func:`~pixsort.cluster.table.views.map_coordinates`.
     """
-    from pixsort.cluster.table import describe_method
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    labels = clusterer.labels_
     files: list[Path] = []
 
     def save_csv(frame: pd.DataFrame, name: str, index: bool = False) -> None:
-        frame.to_csv(out / name, index=index)
-        files.append(out / name)
+        files.append(write_csv(frame, out / name, index=index))
 
     save_csv(clusters_frame(table, clusterer), "clusters.csv")
-    profiles = feature_profiles(table.features, labels, table.feature_kinds)
-    save_csv(profiles, "profiles.csv")
-    central = central_members(clusterer.embedding_, labels, table.ids, clusterer.distances)
-    binary = table.features.loc[:, table.feature_kinds == "binary"]
-    true_counts = binary.to_numpy().sum(axis=1) if binary.shape[1] else None
-    summary = cluster_summary(labels, profiles, central, true_counts=true_counts)
-    save_csv(summary, "cluster_summary.csv")
+    save_csv(described.profiles, "profiles.csv")
+    save_csv(described.summary, "clusters_summary.csv")
     save_csv(clusterer.k_search_, "k_scores.csv")
-    attributes = attribute_tables(table.attributes, labels) if table.attributes is not None else []
-    if attributes:
-        save_csv(pd.concat([a.long() for a in attributes], ignore_index=True), "attributes_by_cluster.csv")
+    if described.attributes:
+        save_csv(pd.concat([a.long() for a in described.attributes], ignore_index=True), "attributes_by_cluster.csv")
     if comparison is not None:
         save_csv(comparison, "methods.csv")
 
+    profiles = described.profiles
     if not profiles.empty and (profiles["kind"] == "binary").any():
         files.append(plot_prevalence_heatmap(profiles, out / "prevalence_heatmap.png"))
-    medoids = central[central["rank"] == 1]
-    files.append(plot_map(clusterer, out / "map_2d.png", names=dict(zip(medoids["row"], medoids["id"]))))
+    medoids = described.central[described.central["rank"] == 1]
+    files.append(plot_map(clusterer, view, out / "map_2d.png", names=dict(zip(medoids["row"], medoids["id"]))))
     if len(clusterer.k_search_) > 1:
         files.append(plot_k_scores(clusterer.k_search_, clusterer.n_clusters_, out / "k_scores.png"))
     if clusterer.linkage_matrix_ is not None:
         files.append(plot_dendrogram(clusterer.linkage_matrix_, clusterer.n_clusters_, out / "dendrogram.png"))
 
-    descriptions = describe_clusters(summary, noun)
     images = {path.name for path in files if path.suffix == ".png"}
-    report = _html_report(
-        table, clusterer, summary, descriptions, attributes, comparison, describe_method(clusterer), images
-    )
+    report = _html_report(table, clusterer, described.summary, described.descriptions, described.attributes,
+                          comparison, describe_method(clusterer), images)
     files.append(report.write(out / "report.html"))
-    return TableRunResult(out, out / "report.html", summary, descriptions, files)
+    return TableRunResult(out, out / "report.html", described.summary, described.descriptions, files)
 
 
 def clusters_frame(table, clusterer) -> pd.DataFrame:
@@ -128,10 +115,7 @@ def plot_prevalence_heatmap(
 ) -> Path:
     """Clusters x their defining features, coloured by the share of members with each;
     an "all" column gives the overall share for comparison."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     binary = profiles[profiles["kind"] == "binary"]
     clusters = sorted(binary["cluster"].unique())
@@ -151,21 +135,18 @@ def plot_prevalence_heatmap(
     fig, ax = plt.subplots(figsize=(1.6 + 0.7 * grid.shape[1], 1.2 + 0.28 * len(grid)))
     image = ax.imshow(grid.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
     ax.set_xticks(range(grid.shape[1]), [str(c) for c in grid.columns])
-    ax.set_yticks(range(len(grid)), grid.index, fontsize=8)
+    ax.set_yticks(range(len(grid)), [plain_text(f) for f in grid.index], fontsize=8)
     ax.set_xlabel("cluster")
     for (i, j), value in np.ndenumerate(grid.to_numpy()):
         ax.text(j, i, f"{value:.0%}", ha="center", va="center", fontsize=6.5, color="white" if value < 0.6 else "black")
     fig.colorbar(image, ax=ax, fraction=0.04, label="share of members")
     ax.set_title("Feature prevalence by cluster", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_dendrogram(linkage_matrix: np.ndarray, n_clusters: int, path: str | os.PathLike, *, leaves: int = 40) -> Path:
     """The top of the hierarchy (last ``leaves`` merges), coloured at the cut into ``n_clusters``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from scipy.cluster.hierarchy import dendrogram
 
     heights = linkage_matrix[:, 2]
@@ -175,15 +156,12 @@ def plot_dendrogram(linkage_matrix: np.ndarray, n_clusters: int, path: str | os.
     ax.axhline(cut, color="#c33", lw=0.8, ls="--")
     ax.set_ylabel("linkage distance")
     ax.set_title(f"Dendrogram (top {leaves} branches; leaf labels = members), cut into {n_clusters}", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_k_scores(k_search: pd.DataFrame, chosen_k: int, path: str | os.PathLike) -> Path:
     """Silhouette per k; k whose smallest cluster is too small are drawn hollow."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(k_search["k"], k_search["silhouette"], color="#4a6fa5", lw=1)
@@ -196,32 +174,16 @@ def plot_k_scores(k_search: pd.DataFrame, chosen_k: int, path: str | os.PathLike
     ax.set_ylabel("silhouette")
     ax.legend(fontsize=7, frameon=False)
     ax.set_title(f"Silhouette by k (chosen: {chosen_k})", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def plot_map(clusterer, path: str | os.PathLike, *, names: dict[int, str] | None = None) -> Path:
-    """A 2-D view of the rows under the clusterer's own distance: principal
-    components of the k-means space, classical MDS of the distance matrix otherwise.
+def plot_map(clusterer, view: tuple[np.ndarray, np.ndarray, str], path: str | os.PathLike, *,
+             names: dict[int, str] | None = None) -> Path:
+    """The rows at their 2-D ``view`` coordinates (rows, xy, how), coloured by cluster.
     ``names`` (row position -> text) labels a few points, e.g. each cluster's medoid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     labels = clusterer.labels_
-    rows = np.flatnonzero(~clusterer.empty_rows_)
-    if len(rows) > _MAX_MAP_ROWS:
-        rows = np.sort(np.random.default_rng(0).choice(rows, _MAX_MAP_ROWS, replace=False))
-    space = clusterer.embedding_[rows]
-    if clusterer.metric_ == "euclidean":
-        from sklearn.decomposition import PCA
-
-        xy = PCA(n_components=2, random_state=0).fit_transform(space)
-        how = "principal components"
-    else:
-        xy = principal_coordinates(clusterer.distances(space))
-        how = f"classical MDS of {clusterer.metric_} distance"
-
+    rows, xy, how = view
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     cmap = plt.get_cmap("tab10" if clusterer.n_clusters_ <= 10 else "tab20")
     shown = labels[rows]
@@ -234,37 +196,12 @@ def plot_map(clusterer, path: str | os.PathLike, *, names: dict[int, str] | None
     position = {row: i for i, row in enumerate(rows)}
     for row, text in (names or {}).items():
         if row in position:
-            ax.annotate(str(text), xy[position[row]], fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(plain_text(text), xy[position[row]], fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.legend(fontsize=7, frameon=False, markerscale=1.5, loc="best")
     ax.set_title(f"Rows in 2-D ({how}); medoids named", fontsize=10)
-    return _save(fig, path)
-
-
-def principal_coordinates(dist: np.ndarray, n_components: int = 2) -> np.ndarray:
-    """Classical (Torgerson) MDS: coordinates whose Euclidean distances best match
-    ``dist`` (n, n) in the least-squares sense of the double-centred matrix.
-    Returns (n, n_components).  One eigendecomposition, no iterations, deterministic
-    up to the sign of each axis (fixed here so the largest loading is positive)."""
-    n = len(dist)
-    centre = np.eye(n) - 1.0 / n
-    gram = -0.5 * centre @ (dist**2) @ centre
-    values, vectors = np.linalg.eigh(gram)
-    top = np.argsort(values)[::-1][:n_components]
-    coords = vectors[:, top] * np.sqrt(np.clip(values[top], 0, None))
-    signs = np.sign(coords[np.abs(coords).argmax(axis=0), range(coords.shape[1])])
-    return coords * np.where(signs == 0, 1, signs)
-
-
-def _save(fig, path: str | os.PathLike) -> Path:
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------ HTML

@@ -9,7 +9,7 @@
 Pipeline: decode (cached) -> features (pretrained backbone, autoencoder or pixels;
 cached by image content) -> :class:`~pixsort.features.reduce.EmbeddingReducer`
 (L2 per layer, PCA by variance share, whitening) -> neighbour smoothing
-(:mod:`pixsort.cluster.smooth`) -> partition (k-means, agglomerative, HDBSCAN or
+(:mod:`pixsort.cluster.images.smooth`) -> partition (k-means, agglomerative, HDBSCAN or
 spectral; k given or chosen by silhouette) -> optional SCAN-style head.
 
 A saved model is a folder with ``model.json`` and ``weights.safetensors`` (the
@@ -19,7 +19,6 @@ weights); nothing is pickled.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -29,24 +28,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pixsort.cluster.extract import FeatureSpec, build_extractor, default_decode_settings, extract_features, image_keys
-from pixsort.cluster.head import ClusteringHead
-from pixsort.cluster.methods import METHODS, NEEDS_K, Partition, canonical_partition, partition
+from sklearn.base import BaseEstimator, ClusterMixin
+
+from pixsort.base.errors import check_fitted
+from pixsort.base.images import check_images
+from pixsort.base.modelfile import read_model_folder, write_model_folder
+from pixsort.base.params import Integral, Interval, Real, StrOptions, validate_params
+from pixsort.cluster.images.head import ClusteringHead
+from pixsort.cluster.images.methods import METHODS, NEEDS_K, Partition, canonical_partition, cluster_means, partition
+from pixsort.cluster.images.select import KCandidate, KSelection, score_partition, select_k
+from pixsort.cluster.images.smooth import NeighbourSmoothing, nearest_rows
 from pixsort.cluster.metrics import cluster_class_table, clustering_scores
-from pixsort.cluster.select import KCandidate, KSelection, score_partition, select_k, silhouette_sample_index
-from pixsort.cluster.smooth import NeighbourSmoothing, nearest_rows
+from pixsort.cluster.select import silhouette_sample_index
 from pixsort.data import DecodedImages, DecodeSettings, ImageDataset, load_images, open_dataset
+from pixsort.features.extract import FeatureSpec, build_extractor, default_decode_settings, extract_features, image_keys
 from pixsort.features.reduce import EmbeddingReducer
-from pixsort.models import FORMAT, FORMAT_VERSION, json_default, read_model_json
 
-WEIGHTS_FILE = "weights.safetensors"
-META_FILE = "model.json"
-HEADS = (None, "scan")
+HEADS = ("scan",)
 EXACT_SILHOUETTE_MAX = 20_000  # above this the per-image silhouette uses centres (linear time)
-
-
-class NotFittedError(RuntimeError):
-    """The clusterer was used before ``fit`` (or ``load``)."""
+# parameters of a run, not of the model: never saved with it
+RUN_PARAMS = ("cache_dir", "progress")
 
 
 @dataclass
@@ -79,7 +80,7 @@ class ClusterAssignment:
     neighbor_indices: np.ndarray
 
 
-class ImageClusterer:
+class ImageClusterer(ClusterMixin, BaseEstimator):
     """Cluster images; choose k by silhouette; place new images in the clusters.
 
     Parameters
@@ -104,7 +105,7 @@ class ImageClusterer:
         Whiten the PCA components (k-means then weighs every kept direction equally).
     smoothing : int, default 10
         Steps of neighbour smoothing before partitioning (0: off); see
-        :class:`~pixsort.cluster.smooth.NeighbourSmoothing`.
+        :class:`~pixsort.cluster.images.smooth.NeighbourSmoothing`.
     smoothing_neighbors : int, default 20
         At most 5% of the images (no smoothing below 40 images).
     method : {"kmeans", "agglomerative", "hdbscan", "spectral"}, default "kmeans"
@@ -114,7 +115,7 @@ class ImageClusterer:
     k_min, k_max : int, default 2 and 10
     head : None or "scan", default None
         Refine the partition with a clustering head trained on the frozen embeddings
-        (nearest-neighbour consistency); see :mod:`pixsort.cluster.head`.
+        (nearest-neighbour consistency); see :mod:`pixsort.cluster.images.head`.
     n_representatives : int, default 5
         Members closest to its centre flagged as representatives of each cluster.
     silhouette_sample : int, default 4000
@@ -131,7 +132,10 @@ class ImageClusterer:
     Attributes
     ----------
     decode_settings : DecodeSettings
-        How images are decoded for this model (also for ``predict``).
+        How images are decoded for this model (also for ``predict``): the fitted
+        ``decode_settings_``, or before ``fit`` what the parameters ask for.
+    feature_spec_ : FeatureSpec
+        The parsed feature settings.
     n_clusters_ : int
     labels_ : ndarray of int64, shape (n,)  -- cluster of each training image (-1: noise)
     cluster_centers_ : ndarray (n_clusters_, d)  -- in the clustering space (reduced, smoothed)
@@ -147,12 +151,36 @@ class ImageClusterer:
     timings_ : dict of seconds per stage
     """
 
+    _parameter_constraints: dict = {
+        "features": [str],
+        "layers": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), str, tuple, list, None],
+        "tta": ["boolean"],
+        "image_size": [Interval(Integral, 8, 4096, closed="both"), None],
+        "n_components": [Interval(Integral, 1, None, closed="left"), Interval(Real, 0, 1, closed="right"), None],
+        "whiten": ["boolean"],
+        "smoothing": [Interval(Integral, 0, None, closed="left")],
+        "smoothing_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "method": [StrOptions(set(METHODS))],
+        "n_clusters": [Interval(Integral, 2, None, closed="left"), None],
+        "k_min": [Interval(Integral, 2, None, closed="left")],
+        "k_max": [Interval(Integral, 2, None, closed="left")],
+        "head": [StrOptions(set(HEADS)), None],
+        "n_representatives": [Interval(Integral, 0, None, closed="left")],
+        "silhouette_sample": [Interval(Integral, 10, None, closed="left")],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "cache_dir": [str, os.PathLike, None],
+        "autoencoder": [dict, None],
+        "progress": ["boolean"],
+    }
+
     def __init__(self, features: str = "efficientnet_lite1", layers="auto", tta: bool = True,
                  image_size: int | None = None, n_components: float | int | None = 0.9, whiten: bool = True,
-                 smoothing: int = 10, smoothing_neighbors: int = 20, method: str = "kmeans", n_clusters: int | None = None, k_min: int = 2, k_max: int = 10,
-                 head: str | None = None, n_representatives: int = 5, silhouette_sample: int = 4000,
-                 random_state: int = 0, batch_size: int = 64, cache_dir: str | os.PathLike | None = None,
-                 autoencoder: dict | None = None, progress: bool = True):
+                 smoothing: int = 10, smoothing_neighbors: int = 20, method: str = "kmeans",
+                 n_clusters: int | None = None, k_min: int = 2, k_max: int = 10, head: str | None = None,
+                 n_representatives: int = 5, silhouette_sample: int = 4000, random_state: int = 0,
+                 batch_size: int = 64, cache_dir: str | os.PathLike | None = None, autoencoder: dict | None = None,
+                 progress: bool = True):
         self.features = features
         self.layers = layers
         self.tta = tta
@@ -173,37 +201,19 @@ class ImageClusterer:
         self.cache_dir = cache_dir
         self.autoencoder = autoencoder
         self.progress = progress
-        self._validate()
-        self.decode_settings = default_decode_settings(self._feature_spec(), image_size)
 
     # -- parameters ----------------------------------------------------------------
 
-    _PARAM_NAMES = ("features", "layers", "tta", "image_size", "n_components", "whiten", "smoothing",
-                    "smoothing_neighbors", "method", "n_clusters",
-                    "k_min", "k_max", "head", "n_representatives", "silhouette_sample", "random_state",
-                    "batch_size", "autoencoder")
-
-    def get_params(self) -> dict:
-        return {name: getattr(self, name) for name in self._PARAM_NAMES}
-
-    def _validate(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        if self.head not in HEADS:
-            raise ValueError(f"unknown head {self.head!r}; choose None or 'scan'")
-        if self.n_clusters is not None and (isinstance(self.n_clusters, bool) or int(self.n_clusters) < 2):
-            raise ValueError(f"n_clusters must be >= 2, got {self.n_clusters}")
-        if self.n_clusters is None and not 2 <= self.k_min <= self.k_max:
+    def check_params(self) -> FeatureSpec:
+        """Check the parameters once (the constraints table, then what excludes what)
+        and return the parsed feature settings.  ``fit`` calls it first; call it to fail
+        early (e.g. before decoding a source)."""
+        validate_params(self)
+        if self.n_clusters is None and self.k_min > self.k_max:
             raise ValueError(f"need 2 <= k_min <= k_max, got k_min={self.k_min}, k_max={self.k_max}")
         if self.method == "hdbscan" and self.head is not None:
             raise ValueError("a clustering head needs a number of clusters; use it with kmeans/agglomerative/spectral")
-        if isinstance(self.smoothing, bool) or int(self.smoothing) < 0:
-            raise ValueError(f"smoothing must be a number of steps >= 0, got {self.smoothing}")
-        if isinstance(self.smoothing_neighbors, bool) or int(self.smoothing_neighbors) < 1:
-            raise ValueError(f"smoothing_neighbors must be >= 1, got {self.smoothing_neighbors}")
-        if self.n_representatives < 0 or self.silhouette_sample < 10:
-            raise ValueError("n_representatives must be >= 0 and silhouette_sample >= 10")
-        self._feature_spec()  # validates the feature name
+        return self._feature_spec()
 
     def _feature_spec(self) -> FeatureSpec:
         layers = self.layers
@@ -212,6 +222,18 @@ class ImageClusterer:
             layers = 2 if builtin else None
         return FeatureSpec(self.features, layers, self.tta, self.batch_size, self.autoencoder or {},
                            self.random_state)
+
+    @property
+    def decode_settings(self) -> DecodeSettings:
+        """How images are decoded for this model: as fitted, or as the parameters ask."""
+        fitted = getattr(self, "decode_settings_", None)
+        if fitted is not None:
+            return fitted
+        return default_decode_settings(self._feature_spec(), self.image_size)
+
+    def model_params(self) -> dict:
+        """The parameters that define the model (saved with it): all but ``RUN_PARAMS``."""
+        return {k: v for k, v in self.get_params(deep=False).items() if k not in RUN_PARAMS}
 
     # -- fitting -------------------------------------------------------------------
 
@@ -226,20 +248,20 @@ class ImageClusterer:
             Known labels of array input (only used by :meth:`score`; -1 = unknown).
         labels : for path input of ``.npy`` arrays, passed to ``open_dataset``.
         """
-        self._validate()
+        spec = self.check_params()
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        data = self._training_images(X, y, labels)
+        data, decode = self._training_images(X, y, labels, default_decode_settings(spec, self.image_size))
         timings["decode"] = time.perf_counter() - t0
         if len(data.images) < 3:
             raise ValueError(f"need at least 3 usable images to cluster, got {len(data.images)}")
+        self.feature_spec_, self.decode_settings_ = spec, decode
 
         t = time.perf_counter()
-        spec = self._feature_spec()
-        self.extractor_ = build_extractor(spec, progress=self.progress, size=self.decode_settings.size)
+        self.extractor_ = build_extractor(spec, progress=self.progress, size=decode.size)
         eval_callback = self._autoencoder_eval(data.labels) if spec.is_autoencoder else None
         keys = data.keys if data.keys is not None else image_keys(data.images)
-        raw = extract_features(self.extractor_, spec, data.images, keys, self.cache_dir, self.decode_settings,
+        raw = extract_features(self.extractor_, spec, data.images, keys, self.cache_dir, decode,
                                fit=True, progress=self.progress, eval_callback=eval_callback)
         timings["features"] = time.perf_counter() - t
 
@@ -280,15 +302,15 @@ class ImageClusterer:
     def fit_predict(self, X: Any, y: np.ndarray | None = None) -> np.ndarray:
         return self.fit(X, y).labels_
 
-    def _training_images(self, X: Any, y, labels) -> TrainingImages:
+    def _training_images(self, X: Any, y, labels, planned: DecodeSettings) -> tuple[TrainingImages, DecodeSettings]:
+        """The images to cluster and how they were decoded."""
         if isinstance(X, (str, os.PathLike)):
             X = open_dataset(X, labels=labels)
         if isinstance(X, ImageDataset):
-            X = load_images(X, self.decode_settings, cache_dir=self.cache_dir, progress=self.progress)
+            X = load_images(X, planned, cache_dir=self.cache_dir, progress=self.progress)
         if isinstance(X, DecodedImages):
-            self.decode_settings = X.settings
             return TrainingImages(X.images, X.paths, list(X.keys), np.asarray(X.labels, dtype=np.int64),
-                                  list(X.class_names), X.manifest)
+                                  list(X.class_names), X.manifest), X.settings
         images = np.asarray(X)
         if images.ndim != 4 or images.dtype != np.uint8:
             raise ValueError(f"expected a path, ImageDataset, DecodedImages or uint8 images (n, H, W, C); "
@@ -297,13 +319,13 @@ class ImageClusterer:
         lab = np.full(n, -1, dtype=np.int64) if y is None else np.asarray(y, dtype=np.int64).ravel()
         if len(lab) != n:
             raise ValueError(f"y has {len(lab)} labels for {n} images")
-        self.decode_settings = DecodeSettings(size=tuple(images.shape[1:3]), channels="L" if images.shape[-1] == 1
-                                              else "RGB", resize=self.decode_settings.resize)
+        decode = DecodeSettings(size=tuple(images.shape[1:3]), channels="L" if images.shape[-1] == 1 else "RGB",
+                                resize=planned.resize)
         paths = [f"array[{i}]" for i in range(n)]
         classes = [str(c) for c in range(int(lab.max()) + 1)] if (lab >= 0).any() else []
         manifest = pd.DataFrame({"path": paths, "label": [str(v) if v >= 0 else "" for v in lab], "split": "",
                                  "status": "loaded", "reason": ""})
-        return TrainingImages(images, paths, None, lab, classes, manifest)
+        return TrainingImages(images, paths, None, lab, classes, manifest), decode
 
     def _partition(self, Z: np.ndarray) -> tuple[Partition, KSelection | None]:
         if not NEEDS_K[self.method]:
@@ -360,14 +382,13 @@ class ImageClusterer:
     # -- using the fitted model ----------------------------------------------------
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "labels_"):
-            raise NotFittedError("this ImageClusterer is not fitted; call fit or load first")
+        check_fitted(self, "labels_")
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         """Images (n, H, W, C) uint8 -> the reduced embedding (n, d) the clusters live in."""
         self._check_fitted()
-        images = _check_images(images)
-        raw = extract_features(self.extractor_, self._feature_spec(), images, None, None, fit=False, progress=False)
+        images = check_images(images)
+        raw = extract_features(self.extractor_, self.feature_spec_, images, None, None, fit=False, progress=False)
         Z = self.reducer_.transform(raw)
         return Z if self.smoother_ is None else self.smoother_.transform(Z)
 
@@ -451,11 +472,7 @@ class ImageClusterer:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``model.json`` + ``weights.safetensors`` into the folder ``path``."""
-        from safetensors.numpy import save_file
-
         self._check_fitted()
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
         arrays = {f"reducer.{k}": v for k, v in self.reducer_.get_arrays().items()}
         arrays.update({"centers": self.cluster_centers_, "train_embeddings": self.embeddings_,
                        "train_labels": self.labels_, "train_distances": self.distances_.astype(np.float32),
@@ -472,14 +489,11 @@ class ImageClusterer:
             arrays["selection.silhouettes"] = np.stack(
                 [c.silhouette_values for c in self.selection_.candidates]).astype(np.float32)
         extractor_state = getattr(self.extractor_, "state_dict", None)
-        if callable(extractor_state) and self._feature_spec().is_autoencoder:
+        if callable(extractor_state) and self.feature_spec_.is_autoencoder:
             arrays.update({f"extractor.{k}": v.numpy() for k, v in extractor_state().items()})
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / WEIGHTS_FILE))
-        params = self.get_params()
         meta = {
-            "format": FORMAT, "version": FORMAT_VERSION, "kind": "clusterer",
-            "decode": self.decode_settings.to_dict(),
-            "params": params,
+            "decode": self.decode_settings_.to_dict(),
+            "params": self.model_params(),
             "extractor": self.extractor_.to_config(),
             "reducer": self.reducer_.get_params(),
             "head": self.head_.get_params() if self.head_ is not None else None,
@@ -491,27 +505,20 @@ class ImageClusterer:
             "scores": self.scores_,
             "selection": None if self.selection_ is None else self.selection_.table().to_dict(orient="list"),
         }
-        (folder / META_FILE).write_text(json.dumps(meta, indent=1, default=json_default), encoding="utf-8")
-        return folder
+        return write_model_folder(path, "clusterer", meta, arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ImageClusterer":
-        """Rebuild a clusterer saved by :meth:`save` (no pickle involved)."""
+    def load(cls, path: str | os.PathLike, *, meta: dict | None = None) -> "ImageClusterer":
+        """Rebuild a clusterer saved by :meth:`save` (no pickle involved); ``meta``
+        is its ``model.json`` when already read."""
         import torch
-        from safetensors.numpy import load_file
 
-        folder = Path(path)
-        meta = read_model_json(folder)
-        if meta["kind"] != "clusterer":
-            raise ValueError(f"{folder} holds a {meta['kind']}, not a clusterer")
-        arrays = load_file(str(folder / WEIGHTS_FILE))
+        _, meta, arrays = read_model_folder(path, "clusterer", meta=meta)
         params = dict(meta["params"])
         params["layers"] = _tuple_or_value(params.get("layers"))
         model = cls(**params, progress=False)
-        size = meta["decode"].get("size")
-        decode = dict(meta["decode"], size=tuple(size) if isinstance(size, list) else size)
-        model.decode_settings = DecodeSettings(**decode)
-        spec = model._feature_spec()
+        spec = model.check_params()
+        model.feature_spec_, model.decode_settings_ = spec, DecodeSettings.from_dict(meta["decode"])
         model.extractor_ = build_extractor(spec, progress=False, config=meta["extractor"])
         if spec.is_autoencoder:
             state = {k[len("extractor."):]: torch.from_numpy(v.copy()) for k, v in arrays.items()
@@ -544,15 +551,6 @@ class ImageClusterer:
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-def _check_images(images: np.ndarray) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4 or images.dtype != np.uint8:
-        raise ValueError(f"expected uint8 images (n, H, W, C), got {images.dtype} {images.shape}")
-    return images
 
 
 def _squared_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -629,8 +627,6 @@ def _selection_from_arrays(table: dict | None, arrays: dict, Z: np.ndarray) -> K
     """The k selection saved by ``save`` (candidates' labels and sampled silhouettes)."""
     if not table or "selection.labels" not in arrays:
         return None
-    from pixsort.cluster.methods import cluster_means
-
     candidates = []
     for i, k in enumerate(arrays["selection.k"].tolist()):
         labels = arrays["selection.labels"][i].astype(np.int64)
@@ -647,4 +643,4 @@ def _tuple_or_value(v):
 
 
 
-__all__ = ["ImageClusterer", "NotFittedError"]
+__all__ = ["ClusterAssignment", "ImageClusterer"]

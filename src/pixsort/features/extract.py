@@ -1,5 +1,6 @@
-"""Features for clustering: one name picks the extractor, and the embeddings of
-pretrained and pixel extractors go through the on-disk cache.
+"""From a feature name to features: one name picks the extractor (the grammar of
+:mod:`pixsort.features.names`), and the embeddings of pretrained and pixel
+extractors go through the on-disk cache.
 
 Names: any backbone of :func:`pixsort.features.backbones.list_backbones`
 (``efficientnet_lite0`` ...), ``timm:<model>``, ``autoencoder`` (trained on the
@@ -21,8 +22,10 @@ from typing import Callable
 import numpy as np
 
 from pixsort.data import DecodeSettings, default_cache_dir
+from pixsort.data.cache import hash_array
+from pixsort.features.base import CONFIG_FORMAT, EXTRACTORS, ImageExtractor
+from pixsort.features.names import parse_feature_name
 
-SPECIAL_FEATURES = ("autoencoder", "pixels")
 PIXEL_SIZE = 32  # raw pixels only make sense for small images: 32x32x3 = 3072 dims
 CHUNK = 2048  # images embedded per call: bounds the float copies of large decoded sizes
 
@@ -39,38 +42,29 @@ class FeatureSpec:
     random_state: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"features must be a name, got {self.name!r}")
-        if self.name not in SPECIAL_FEATURES and not self.name.startswith("timm:"):
-            from pixsort.features.backbones import get_pretrained_cfg
-
-            get_pretrained_cfg(self.name)  # ValueError listing the known names
-        unknown = set(self.autoencoder) - _autoencoder_params()
+        object.__setattr__(self, "_kind", parse_feature_name(self.name).kind)
+        unknown = set(self.autoencoder) - AUTOENCODER_PARAMS
         if unknown:
-            raise ValueError(f"unknown autoencoder settings {sorted(unknown)}; known: {sorted(_autoencoder_params())}")
+            raise ValueError(f"unknown autoencoder settings {sorted(unknown)}; known: {sorted(AUTOENCODER_PARAMS)}")
 
     @property
     def is_autoencoder(self) -> bool:
-        return self.name == "autoencoder"
+        return self._kind == "autoencoder"
 
     @property
     def is_pixels(self) -> bool:
-        return self.name == "pixels"
+        return self._kind == "pixels"
 
     @property
     def is_pretrained(self) -> bool:
-        return self.name not in SPECIAL_FEATURES
+        return self._kind in ("backbone", "timm")
+
+    @property
+    def is_timm(self) -> bool:
+        return self._kind == "timm"
 
 
-def _autoencoder_params() -> set[str]:
-    return {"latent_dim", "image_size", "channels", "epochs", "batch_size", "learning_rate", "flip"}
-
-
-def list_features() -> list[str]:
-    """Feature names usable here (``timm:<model>`` works too where timm imports)."""
-    from pixsort.features.backbones import list_backbones
-
-    return [*list_backbones(), *SPECIAL_FEATURES]
+AUTOENCODER_PARAMS = frozenset({"latent_dim", "image_size", "channels", "epochs", "batch_size", "learning_rate", "flip"})
 
 
 def default_decode_settings(spec: FeatureSpec, image_size: int | None = None) -> DecodeSettings:
@@ -82,7 +76,7 @@ def default_decode_settings(spec: FeatureSpec, image_size: int | None = None) ->
         return DecodeSettings(size=PIXEL_SIZE)
     if spec.is_autoencoder:
         return DecodeSettings(size=int(spec.autoencoder.get("image_size", 32)))
-    if spec.name.startswith("timm:"):
+    if spec.is_timm:
         return DecodeSettings(size=224)
     from pixsort.features.backbones import get_pretrained_cfg
 
@@ -90,20 +84,16 @@ def default_decode_settings(spec: FeatureSpec, image_size: int | None = None) ->
     return DecodeSettings(size=(h, w))
 
 
-def build_extractor(spec: FeatureSpec, progress: bool = True, config: dict | None = None, size=None):
+def build_extractor(spec: FeatureSpec, progress: bool = True, config: dict | None = None, size=None) -> ImageExtractor:
     """The extractor object for ``spec`` (from a saved ``config`` when given).
 
     ``size``: the decode size, which raw pixels keep (default ``PIXEL_SIZE``)."""
+    if config is not None:
+        return extractor_from_config(config)
     if spec.is_autoencoder:
         from pixsort.features.autoencoder import AutoencoderExtractor
 
-        if config is not None:
-            return AutoencoderExtractor.from_config(config)
         return AutoencoderExtractor(**spec.autoencoder, random_state=spec.random_state, progress=progress)
-    from pixsort.features.base import extractor_from_config
-
-    if config is not None:
-        return extractor_from_config(config)
     if spec.is_pixels:
         from pixsort.features.pixels import PixelExtractor
 
@@ -114,10 +104,33 @@ def build_extractor(spec: FeatureSpec, progress: bool = True, config: dict | Non
                                progress="auto" if progress else False)
 
 
+def extractor_from_config(config: dict, expected: type[ImageExtractor] = ImageExtractor) -> ImageExtractor:
+    """Rebuild an extractor from ``ImageExtractor.to_config()`` output."""
+    if not isinstance(config, dict) or "type" not in config or "params" not in config:
+        raise ValueError(f"not an extractor config (needs 'type' and 'params'): {config!r}")
+    if config.get("format", CONFIG_FORMAT) > CONFIG_FORMAT:
+        raise ValueError(f"extractor config format {config['format']} is newer than this pixsort understands")
+    # the built-in extractors register themselves when their modules are imported
+    import pixsort.features.autoencoder  # noqa: F401
+    import pixsort.features.embed  # noqa: F401
+    import pixsort.features.pixels  # noqa: F401
+
+    kind = config["type"]
+    if kind not in EXTRACTORS:
+        raise ValueError(f"unknown extractor type {kind!r}; known: {sorted(EXTRACTORS)}")
+    klass = EXTRACTORS[kind]
+    if not issubclass(klass, expected):
+        raise ValueError(f"config describes a {kind}, not a {expected.__name__}")
+    params = dict(config["params"])
+    if kind == "PretrainedExtractor" and "dtype" in params:  # files written before one precision vocabulary
+        params["precision"] = {"float32": "fp32", "bfloat16": "bf16"}.get(params.pop("dtype"), "auto")
+    extractor = klass(**params)
+    extractor._validate_params()
+    return extractor
+
+
 def image_keys(images: np.ndarray) -> list[str]:
     """Content hashes of in-memory images (for the embedding cache)."""
-    from pixsort.data.cache import hash_array
-
     return [hash_array(im) for im in images]
 
 
@@ -170,5 +183,5 @@ def _decode_digest(decode: DecodeSettings | None) -> str:
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
-__all__ = ["FeatureSpec", "build_extractor", "default_decode_settings", "extract_features", "image_keys",
-           "list_features"]
+__all__ = ["AUTOENCODER_PARAMS", "FeatureSpec", "build_extractor", "default_decode_settings", "extract_features",
+           "extractor_from_config", "image_keys"]

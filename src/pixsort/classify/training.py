@@ -15,7 +15,7 @@ What it does, in order:
   resumes where it stopped, and early stopping after ``patience`` epochs without
   improvement or when the time budget would be exceeded.
 
-All randomness (order, sampling, augmentation, dropout) derives from ``seed`` and
+All randomness (order, sampling, augmentation, dropout) derives from ``random_state`` and
 the epoch number, so a resumed run sees the same batches it would have seen.
 """
 
@@ -33,9 +33,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from pixsort.base.progress import Progress
+from pixsort.base.runtime import PRECISIONS
 from pixsort.classify.augment import AugmentConfig, augment_batch, to_float
 from pixsort.classify.metrics import classification_metrics, monitor_value
-from pixsort.classify.models import PRECISIONS, ClassifierNet
+from pixsort.classify.networks import ClassifierNet
 
 BALANCE_MODES = ("none", "weights", "sampler", "oversample")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -57,7 +59,7 @@ class TrainConfig:
     balance: str = "weights"
     patience: int | None = 5
     monitor: str = "roc_auc"
-    seed: int = 0
+    random_state: int = 0
     precision: str = "auto"
     channels_last: bool = True
     max_seconds: float | None = None
@@ -123,8 +125,8 @@ def _channels_last(x: torch.Tensor, enabled: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if enabled and x.ndim == 4 else x
 
 
-def _epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch * 7919 + stream)
+def _epoch_generator(random_state: int, epoch: int, stream: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(int(random_state) * 1_000_003 + epoch * 7919 + stream)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -242,45 +244,6 @@ class Checkpointer:
 # ----------------------------------------------------------------------------- loop
 
 
-class _Progress:
-    """rich progress bars with live metrics, or nothing."""
-
-    def __init__(self, enabled: bool):
-        self.bar = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                console=Console(stderr=True), transient=True)
-
-    def __enter__(self):
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-
-    def add_task(self, description: str, total: int):
-        return self.bar.add_task(description, total=total, info="") if self.bar is not None else None
-
-    def advance(self, task, n: int = 1, info: str | None = None):
-        if self.bar is not None and task is not None:
-            self.bar.update(task, advance=n, **({"info": info} if info is not None else {}))
-
-    def remove_task(self, task):
-        if self.bar is not None and task is not None:
-            self.bar.remove_task(task)
-
-    def print(self, text: str):
-        if self.bar is not None:
-            self.bar.console.print(text)
-
-
 def fit_network(
     net: ClassifierNet,
     train_images: np.ndarray,
@@ -305,7 +268,14 @@ def fit_network(
     resume : continue from the checkpoint in ``checkpoint_dir`` if there is one
     """
     check_config(cfg)
-    torch.manual_seed(cfg.seed)
+    return _fit_network(net, train_images, train_labels, val_images, val_labels, class_names, cfg,
+                        checkpoint_dir=checkpoint_dir, resume=resume, progress=progress)
+
+
+def _fit_network(net, train_images, train_labels, val_images, val_labels, class_names, cfg: TrainConfig, *,
+                 checkpoint_dir=None, resume=False, progress=True) -> TrainResult:
+    """:func:`fit_network` for a config already checked (``ImageClassifier.fit``)."""
+    torch.manual_seed(cfg.random_state)
     n_classes = len(class_names)
     binary = n_classes == 2
     y_train = torch.as_tensor(np.asarray(train_labels), dtype=torch.long)
@@ -318,7 +288,7 @@ def fit_network(
     net.set_precision(cfg.precision)
     use_cache = net.has_frozen_part and cfg.augment.is_identity
 
-    with _Progress(progress) as bar:
+    with Progress(progress) as bar:
         train_feats = val_feats = None
         if use_cache:
             train_feats = compute_features(net, train_images, cfg.eval_batch_size, cfg.channels_last,
@@ -365,8 +335,8 @@ def fit_network(
         epoch_seconds: list[float] = []
         for epoch in range(start_epoch, start_epoch if patience_spent else cfg.epochs):
             t0 = time.perf_counter()
-            gen = _epoch_generator(cfg.seed, epoch)
-            torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout
+            gen = _epoch_generator(cfg.random_state, epoch)
+            torch.manual_seed(cfg.random_state * 1_000_003 + epoch)  # dropout
             if sample_weights is not None:
                 order = torch.multinomial(sample_weights, n, replacement=True, generator=gen)
             else:

@@ -1,10 +1,6 @@
 """Everything a fitted :class:`~pixsort.cluster.images.ImageClusterer` leaves in an
-output folder, and the table of new images placed in its clusters.
-
->>> decoded = load_images(open_dataset("photos/"), clusterer.decode_settings)
->>> clusterer.fit(decoded)
->>> out = write_cluster_outputs(clusterer, decoded, "runs/photos")
->>> out.report          # runs/photos/report.html
+output folder (:func:`pixsort.workflows.cluster_images` computes the views and
+saves the model, then calls :func:`write_cluster_outputs`).
 
 Folder layout::
 
@@ -27,7 +23,6 @@ composed with PIL (faster, and exact pixels).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -36,12 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pixsort.models import json_default
+from pixsort.report.figures import pyplot, save_figure
+from pixsort.report.files import write_csv, write_json
 from pixsort.report.html import HtmlReport
 
 COPY_MODES = ("none", "copy", "link")
-VIEW_METHODS = ("tsne", "umap", "pca")
-MAX_SCATTER_POINTS = 5000  # a t-SNE of more points takes minutes on 2 cores and shows nothing more
 THUMB = 48  # thumbnail side in montages, px
 SCATTER_THUMBS = 300
 SCATTER_CANVAS = 1400
@@ -64,9 +58,10 @@ class ClusterOutputs:
 # -- entry points ------------------------------------------------------------------------
 
 
-def write_cluster_outputs(clusterer, images, out: str | os.PathLike, *, title: str | None = None,
-                          view: str = "tsne", n_montage: int = 8, copy_to_folders: str = "none",
-                          save_model: bool = True, score: bool = True,
+def write_cluster_outputs(clusterer, images, out: str | os.PathLike, *, view: tuple[np.ndarray, np.ndarray],
+                          view_name: str = "tsne", title: str | None = None, n_montage: int = 8,
+                          copy_to_folders: str = "none", model_dir: Path | None = None, score: bool = True,
+                          reconstructions: tuple[np.ndarray, np.ndarray] | None = None,
                           random_state: int | None = None) -> ClusterOutputs:
     """Write the outputs of a fitted clusterer into the folder ``out``.
 
@@ -75,19 +70,20 @@ def write_cluster_outputs(clusterer, images, out: str | os.PathLike, *, title: s
     clusterer : fitted ImageClusterer
     images : DecodedImages the clusterer was fitted on, or uint8 array (n, H, W, C) in
         the order of ``clusterer.train_paths_``; used for montages and thumbnails.
-    view : {"tsne", "umap", "pca"}
-        2-D view of the clustering space (at most 5,000 sampled points).
+    view : (positions, coordinates (m, 2))
+        The 2-D view of the clustering space
+        (:func:`pixsort.cluster.images.views.view_coordinates`); ``view_name`` says how.
     n_montage : members per row of a cluster's montage (nearest, then random).
     copy_to_folders : {"none", "copy", "link"}
         Also place each clustered file in ``by_cluster/cluster_{C}/``.
+    model_dir : where the model was saved, for the report's note.
     score : bool
         Compare with the known labels (accuracy, NMI, ARI, purity, cluster-by-class
         table) when there are any.
+    reconstructions : (originals, reconstructions) of the autoencoder, if one was trained.
     """
     if copy_to_folders not in COPY_MODES:
         raise ValueError(f"copy_to_folders must be one of {', '.join(COPY_MODES)}, got {copy_to_folders!r}")
-    if view not in VIEW_METHODS:
-        raise ValueError(f"view must be one of {', '.join(VIEW_METHODS)}, got {view!r}")
     pixels = np.asarray(getattr(images, "images", images))
     if len(pixels) != len(clusterer.labels_):
         raise ValueError(f"{len(pixels)} images given for a clusterer fitted on {len(clusterer.labels_)}")
@@ -97,20 +93,20 @@ def write_cluster_outputs(clusterer, images, out: str | os.PathLike, *, title: s
     files: dict[str, Path] = {}
 
     assignments = clusterer.assignments()
-    files["clusters"] = _write_csv(assignments, folder / "clusters.csv")
-    files["manifest"] = _write_csv(clusterer.manifest_, folder / "manifest.csv")
+    files["clusters"] = write_csv(assignments, folder / "clusters.csv")
+    files["manifest"] = write_csv(clusterer.manifest_, folder / "manifest.csv")
     summary = cluster_summary(clusterer, score=score)
-    files["summary"] = _write_csv(summary, folder / "clusters_summary.csv")
+    files["summary"] = write_csv(summary, folder / "clusters_summary.csv")
 
     metrics = cluster_metrics(clusterer, score=score)
     table = None
     if "accuracy" in metrics:
         table = clusterer.cluster_class_table()
-        files["cluster_by_class"] = _write_csv(table, folder / "cluster_by_class.csv", index=True)
+        files["cluster_by_class"] = write_csv(table, folder / "cluster_by_class.csv", index=True)
     selection = getattr(clusterer, "selection_", None)
     silhouette_plots: dict[int, Path] = {}
     if selection is not None:
-        files["k_selection"] = _write_csv(selection.table(), folder / "k_selection.csv")
+        files["k_selection"] = write_csv(selection.table(), folder / "k_selection.csv")
         files["score_vs_k"] = plot_score_vs_k(selection, folder / "score_vs_k.png")
         for cand in selection.candidates:
             if np.isfinite(cand.silhouette):
@@ -118,68 +114,27 @@ def write_cluster_outputs(clusterer, images, out: str | os.PathLike, *, title: s
                                                            folder / "silhouette" / f"k{cand.k}.png")
     montages = {c: write_montage(clusterer, pixels, c, folder / "montages" / f"cluster_{c}.png", n_montage, seed)
                 for c in range(clusterer.n_clusters_)}
-    idx, xy = scatter_coordinates(clusterer.embeddings_, view, seed)
-    files["scatter"] = plot_scatter(xy, clusterer.labels_[idx], folder / "scatter.png", view)
+    idx, xy = view
+    files["scatter"] = plot_scatter(xy, clusterer.labels_[idx], folder / "scatter.png", view_name)
     files["scatter_thumbnails"] = write_thumbnail_scatter(xy, pixels[idx], clusterer.labels_[idx],
                                                           folder / "scatter_thumbnails.png", seed)
     history = getattr(clusterer.extractor_, "history_", None)
-    if history and hasattr(clusterer.extractor_, "reconstruct"):  # the autoencoder trained on these images
-        files["autoencoder_history"] = _write_csv(pd.DataFrame(history), folder / "autoencoder_history.csv")
+    if history and reconstructions is not None:  # the autoencoder trained on these images
+        files["autoencoder_history"] = write_csv(pd.DataFrame(history), folder / "autoencoder_history.csv")
         files["autoencoder_curves"] = plot_autoencoder_history(history, folder / "autoencoder_curves.png")
-        files["reconstructions"] = write_reconstructions(clusterer.extractor_, pixels,
-                                                         folder / "reconstructions.png", seed)
-    files["metrics"] = folder / "metrics.json"
-    files["metrics"].write_text(json.dumps(metrics, indent=1, default=json_default), encoding="utf-8")
-    model_dir = clusterer.save(folder / "model") if save_model else None
+        files["reconstructions"] = write_reconstructions(*reconstructions, folder / "reconstructions.png")
+    files["metrics"] = write_json(metrics, folder / "metrics.json")
     if copy_to_folders != "none":
         files["by_cluster"] = copy_into_cluster_folders(assignments, folder / "by_cluster", copy_to_folders)
 
     report = _write_html(clusterer, folder, title, metrics, summary, table, selection, silhouette_plots,
-                         montages, files, view, model_dir)
+                         montages, files, view_name, model_dir)
     return ClusterOutputs(folder, report, files["clusters"], files["manifest"], metrics, model_dir, summary, files)
 
 
-def assign_images(model, source, *, n_neighbors: int = 3, cache_dir: str | os.PathLike | None = None,
-                  progress: bool = True) -> pd.DataFrame:
-    """Place the images of ``source`` (folder, file, .npz, .csv ...) in the clusters of
-    a fitted ``model``; decoded with ``model.decode_settings``.
-
-    Returns one row per input item: path, status (``assigned`` or ``skipped``), reason,
-    cluster, distance_to_centre, nearest_paths / nearest_distances (training images,
-    ``;``-separated, closest first).  Broken files are rows, not exceptions.
-    """
-    from pixsort.data import NoUsableImages, load_images, open_dataset
-
-    dataset = open_dataset(source)
-    try:
-        decoded = load_images(dataset, model.decode_settings, cache_dir=cache_dir, progress=progress)
-    except NoUsableImages as exc:
-        return _skipped_rows(exc.manifest)
-    clusters = np.asarray(model.predict(decoded.images), dtype=np.int64)
-    centre_dist = model.transform(decoded.images)[np.arange(len(clusters)), np.clip(clusters, 0, None)]
-    dist, idx = model.kneighbors(decoded.images, n_neighbors=n_neighbors)
-    train = model.train_paths_
-    assigned = pd.DataFrame({
-        "path": decoded.paths,
-        "status": "assigned",
-        "reason": "",
-        "cluster": clusters,
-        "distance_to_centre": np.round(centre_dist, 6),
-        "nearest_paths": [";".join(train[j] for j in row) for row in idx],
-        "nearest_distances": [";".join(f"{d:.4f}" for d in row) for row in dist],
-    })
-    if model.cluster_names_:
-        assigned.insert(4, "cluster_name", [model.cluster_names_[c] if c >= 0 else "" for c in clusters])
-    skipped = _skipped_rows(decoded.manifest)
-    frame = pd.concat([assigned, skipped], ignore_index=True) if len(skipped) else assigned
-    return frame
-
-
-def _skipped_rows(manifest: pd.DataFrame) -> pd.DataFrame:
-    rows = manifest[manifest["status"] != "loaded"]
-    return pd.DataFrame({"path": rows["path"].astype(str).tolist(), "status": "skipped",
-                         "reason": rows["reason"].astype(str).tolist(), "cluster": pd.array([pd.NA] * len(rows),
-                                                                                          dtype="Int64")})
+def write_assignments(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """The table of :func:`pixsort.workflows.assign_images` as CSV."""
+    return write_csv(table, path)
 
 
 # -- tables ------------------------------------------------------------------------------
@@ -195,7 +150,7 @@ def cluster_metrics(clusterer, score: bool = True) -> dict:
         "features": clusterer.features,
         "method": clusterer.method,
         "internal": dict(clusterer.scores_),
-        "params": clusterer.get_params(),
+        "params": clusterer.model_params(),
         "n_dimensions": int(clusterer.embeddings_.shape[1]),
         "smoothing_neighbors_used": (int(clusterer.smoother_.n_neighbors)
                                      if getattr(clusterer, "smoother_", None) is not None else 0),
@@ -247,24 +202,15 @@ def cluster_summary(clusterer, n_names: int = 3, score: bool = True) -> pd.DataF
 # -- figures -----------------------------------------------------------------------------
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _colors(k: int) -> np.ndarray:
-    plt = _pyplot()
+    plt = pyplot()
     cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
     return np.array([cmap(i % cmap.N) for i in range(max(k, 1))])
 
 
 def plot_score_vs_k(selection, path: Path) -> Path:
     """Silhouette, Davies-Bouldin and Calinski-Harabasz against k; the chosen k marked."""
-    plt = _pyplot()
+    plt = pyplot()
     table = selection.table()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for ax, (col, better) in zip(axes, [("silhouette", "higher"), ("davies_bouldin", "lower"),
@@ -277,14 +223,13 @@ def plot_score_vs_k(selection, path: Path) -> Path:
         ax.set_xticks(table["k"])
         ax.grid(alpha=0.3)
     axes[0].legend(loc="best")
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_silhouette(candidate, sample_index: np.ndarray, path: Path) -> Path:
     """The classic silhouette plot: each cluster's sorted per-point silhouettes as a
     band, the mean as a dashed line (on the points the silhouette was sampled on)."""
-    plt = _pyplot()
+    plt = pyplot()
     values = np.asarray(candidate.silhouette_values)
     labels = candidate.partition.labels[sample_index]
     k = candidate.partition.n_clusters
@@ -305,23 +250,11 @@ def plot_silhouette(candidate, sample_index: np.ndarray, path: Path) -> Path:
     ax.set_xlabel("silhouette")
     ax.set_title(f"k = {candidate.k}")
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def scatter_coordinates(embeddings: np.ndarray, view: str, random_state: int) -> tuple[np.ndarray, np.ndarray]:
-    """(positions shown, their 2-D coordinates); a seeded sample above MAX_SCATTER_POINTS."""
-    from pixsort.features.reduce import embed_2d
-
-    n = len(embeddings)
-    idx = np.arange(n)
-    if n > MAX_SCATTER_POINTS:
-        idx = np.sort(np.random.default_rng(random_state).choice(n, MAX_SCATTER_POINTS, replace=False))
-    return idx, embed_2d(np.asarray(embeddings)[idx], method=view, random_state=random_state)
+    return save_figure(fig, path)
 
 
 def plot_scatter(xy: np.ndarray, labels: np.ndarray, path: Path, view: str) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     k = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 1
     colors = _colors(k)
     fig, ax = plt.subplots(figsize=(7, 6))
@@ -341,8 +274,7 @@ def plot_scatter(xy: np.ndarray, labels: np.ndarray, path: Path, view: str) -> P
     ax.set_yticks([])
     if k <= 20:
         ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8, markerscale=1.5, title="cluster")
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_thumbnail_scatter(xy: np.ndarray, images: np.ndarray, labels: np.ndarray, path: Path,
@@ -402,7 +334,7 @@ def write_montage(clusterer, images: np.ndarray, cluster: int, path: Path, n: in
 def plot_autoencoder_history(history: list[dict], path: Path) -> Path:
     """Reconstruction loss per epoch and, where labels were known, k-means accuracy / NMI
     of the latent vectors every few epochs."""
-    plt = _pyplot()
+    plt = pyplot()
     frame = pd.DataFrame(history)
     scored = [c for c in ("accuracy", "nmi") if c in frame]
     fig, axes = plt.subplots(1, 2 if scored else 1, figsize=(10 if scored else 5, 3.4), squeeze=False)
@@ -417,20 +349,16 @@ def plot_autoencoder_history(history: list[dict], path: Path) -> Path:
         ax.set(title="k-means on the latent vectors", xlabel="epoch", ylim=(0, 1))
         ax.legend()
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def write_reconstructions(autoencoder, images: np.ndarray, path: Path, random_state: int, n: int = 10) -> Path:
+def write_reconstructions(originals: np.ndarray, recon: np.ndarray, path: Path) -> Path:
     """Originals (top row) above the autoencoder's reconstructions (bottom row)."""
     from PIL import Image
 
-    rng = np.random.default_rng(random_state)
-    idx = np.sort(rng.choice(len(images), size=min(n, len(images)), replace=False))
-    originals, recon = autoencoder.reconstruct(np.asarray(images[idx]))
     side = 64
-    sheet = Image.new("RGB", (side * len(idx), side * 2), "white")
-    for i in range(len(idx)):
+    sheet = Image.new("RGB", (side * len(originals), side * 2), "white")
+    for i in range(len(originals)):
         sheet.paste(_thumbnail(originals[i], side), (i * side, 0))
         sheet.paste(_thumbnail(recon[i], side), (i * side, side))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -448,14 +376,6 @@ def _thumbnail(image: np.ndarray, side: int):
     # tiny images (8-32 px) are enlarged with hard pixel edges rather than blurred
     resample = Image.NEAREST if max(im.size) < side else Image.BILINEAR
     return im.resize((side, side), resample)
-
-
-def _save(fig, path: Path) -> Path:
-    plt = _pyplot()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 # -- files -------------------------------------------------------------------------------
@@ -481,12 +401,6 @@ def copy_into_cluster_folders(assignments: pd.DataFrame, root: Path, mode: str) 
         else:
             shutil.copy2(src, dest)
     return root
-
-
-def _write_csv(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=index)
-    return path
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -554,5 +468,5 @@ def _write_html(clusterer, folder: Path, title, metrics, summary, table, selecti
     return rep.write(folder / "report.html")
 
 
-__all__ = ["COPY_MODES", "ClusterOutputs", "assign_images", "cluster_metrics", "cluster_summary",
-           "copy_into_cluster_folders", "write_cluster_outputs"]
+__all__ = ["COPY_MODES", "ClusterOutputs", "cluster_metrics", "cluster_summary", "copy_into_cluster_folders",
+           "write_assignments", "write_cluster_outputs"]

@@ -31,8 +31,12 @@ from scipy.cluster.hierarchy import cut_tree, linkage
 from scipy.spatial.distance import cdist, pdist, squareform
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.metrics import adjusted_rand_score, silhouette_score
-from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
+
+from pixsort.base.errors import check_fitted
+from pixsort.base.params import Integral, Interval, Real, StrOptions, validate_params
+from pixsort.cluster.labels import NOISE, order_by_size
+from pixsort.cluster.select import best_k, silhouette_sample_index
 
 METHODS = ("auto", "kmodes", "agglomerative", "kmeans", "hdbscan")
 METRICS = ("auto", "jaccard", "hamming", "euclidean")
@@ -47,8 +51,6 @@ SCALINGS = ("standard", "pca")
 # feature, the summary one wants.  Agglomerative Jaccard/Hamming peels off single
 # outliers at every k, HDBSCAN leaves ~30% as noise.
 DEFAULT_BINARY_METHOD = "kmeans"
-
-NOISE = -1  # label of HDBSCAN noise and of rows set aside (no true feature)
 
 # below this many rows, OpenMP/BLAS threads cost more than they save: k-means on a
 # few hundred rows took 30 s with default threads on a busy 2-core machine, 0.15 s
@@ -138,6 +140,23 @@ class TableClusterer(ClusterMixin, BaseEstimator):
         Anything the caller should know (e.g. no k met ``min_cluster_share``).
     """
 
+    _parameter_constraints: dict = {
+        "method": [StrOptions(set(METHODS))],
+        "n_clusters": [Interval(Integral, 2, None, closed="left"), None],
+        "k_range": [tuple, list],
+        "metric": [StrOptions(set(METRICS))],
+        "linkage": [StrOptions(set(LINKAGES))],
+        "scaling": [StrOptions(set(SCALINGS))],
+        "n_components": [Interval(Integral, 1, None, closed="left"), Interval(Real, 0, 1, closed="neither")],
+        "min_cluster_size": [Interval(Integral, 2, None, closed="left"), None],
+        "min_cluster_share": [Interval(Real, 0, 0.5, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "stability_runs": [Interval(Integral, 0, None, closed="left")],
+        "stability_fraction": [Interval(Real, 0, 1, closed="right")],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+        "max_silhouette_rows": [Interval(Integral, 10, None, closed="left")],
+    }
+
     def __init__(
         self,
         method: str = "auto",
@@ -170,13 +189,13 @@ class TableClusterer(ClusterMixin, BaseEstimator):
         self.stability_fraction = stability_fraction
         self.random_state = random_state
         self.max_silhouette_rows = max_silhouette_rows
-        self._check_params()
 
     # ------------------------------------------------------------------ fitting
 
     def fit(self, X, y=None) -> "TableClusterer":
         """Cluster the rows of ``X`` (array or DataFrame of shape (n_rows, n_features))."""
-        self._check_params()
+        validate_params(self)
+        self._check_combinations()
         data = self._as_array(X, reset=True)
         with threadpool_limits(limits=1 if len(data) < _SINGLE_THREAD_BELOW else None):
             return self._fit(data)
@@ -191,7 +210,7 @@ class TableClusterer(ClusterMixin, BaseEstimator):
         if len(fit_rows) < 3:
             raise ValueError(f"only {len(fit_rows)} rows have a true feature; need at least 3 to cluster")
         dist = self._distance_matrix(space) if self._needs_matrix(len(space)) else None
-        self._sil_rows = self._silhouette_sample(len(space))
+        self._sil_rows = silhouette_sample_index(len(space), self.max_silhouette_rows, self.random_state)
         self.linkage_matrix_ = self._hierarchy(dist) if self.method_ == "agglomerative" else None
 
         best = self._search_k(space, dist)
@@ -213,7 +232,7 @@ class TableClusterer(ClusterMixin, BaseEstimator):
         rule, applied to the finished clusters, so a few training rows of a greedy
         tree may land elsewhere).  HDBSCAN has no such rule.
         """
-        check_is_fitted(self, "labels_")
+        check_fitted(self, "labels_")
         if self.method_ == "hdbscan":
             raise NotImplementedError("HDBSCAN has no rule for placing new rows; refit on the grown table instead")
         data = self._as_array(X, reset=False)
@@ -238,7 +257,7 @@ class TableClusterer(ClusterMixin, BaseEstimator):
 
     def embed(self, X) -> np.ndarray:
         """Rows in the space where ``metric_`` applies, shape (n_rows, n_dims)."""
-        check_is_fitted(self, "embedding_")
+        check_fitted(self, "embedding_")
         return self._embed_array(self._as_array(X, reset=False))
 
     def _embed_array(self, data: np.ndarray) -> np.ndarray:
@@ -256,38 +275,16 @@ class TableClusterer(ClusterMixin, BaseEstimator):
 
     # ----------------------------------------------------------- configuration
 
-    def _check_params(self) -> None:
-        """Validate parameters as soon as they are set, not at the first fit."""
-        _one_of("method", self.method, METHODS)
-        _one_of("metric", self.metric, METRICS)
-        _one_of("linkage", self.linkage, LINKAGES)
-        _one_of("scaling", self.scaling, SCALINGS)
-        if self.n_clusters is not None:
-            if not isinstance(self.n_clusters, (int, np.integer)) or self.n_clusters < 2:
-                raise ValueError(f"n_clusters must be an integer >= 2 or None, got {self.n_clusters!r}")
-            if self.method == "hdbscan":
-                raise ValueError("HDBSCAN finds its own number of clusters; set min_cluster_size instead of n_clusters")
-        lo, hi = self.k_range
-        if not (2 <= lo <= hi):
+    def _check_combinations(self) -> None:
+        """What the constraints table cannot say: choices that exclude each other."""
+        if self.n_clusters is not None and self.method == "hdbscan":
+            raise ValueError("HDBSCAN finds its own number of clusters; set min_cluster_size instead of n_clusters")
+        if len(self.k_range) != 2 or not (2 <= self.k_range[0] <= self.k_range[1]):
             raise ValueError(f"k_range must be (low, high) with 2 <= low <= high, got {self.k_range!r}")
         if self.method == "kmodes" and self.metric not in ("auto", "hamming"):
             raise ValueError("k-modes works under Hamming (simple matching) dissimilarity only")
         if self.method == "kmeans" and self.metric not in ("auto", "euclidean"):
             raise ValueError("k-means works under Euclidean distance only")
-        if isinstance(self.n_components, float) and not 0 < self.n_components < 1:
-            raise ValueError("n_components as a float is the variance kept and must lie in (0, 1)")
-        if isinstance(self.n_components, int) and self.n_components < 1:
-            raise ValueError("n_components must be >= 1")
-        if self.min_cluster_size is not None and self.min_cluster_size < 2:
-            raise ValueError("min_cluster_size must be >= 2")
-        if not 0 <= self.min_cluster_share < 0.5:
-            raise ValueError("min_cluster_share must lie in [0, 0.5)")
-        if self.n_init < 1 or self.stability_runs < 0:
-            raise ValueError("n_init must be >= 1 and stability_runs >= 0")
-        if not 0 < self.stability_fraction <= 1:
-            raise ValueError("stability_fraction must lie in (0, 1]")
-        if self.max_silhouette_rows < 10:
-            raise ValueError("max_silhouette_rows must be >= 10")
 
     def _as_array(self, X, reset: bool) -> np.ndarray:
         if isinstance(X, pd.DataFrame):
@@ -399,8 +396,8 @@ class TableClusterer(ClusterMixin, BaseEstimator):
                     f"no k in {self.k_range} gives clusters of at least {self.min_cluster_share:.0%} of the rows; "
                     "k chosen by silhouette alone"
                 )
-        best = eligible.sort_values(["silhouette", "k"], ascending=[False, True], na_position="last").iloc[0]
-        return fits[int(best["k"])]
+        chosen = best_k(eligible["k"].tolist(), eligible["silhouette"].tolist())
+        return fits[int(eligible["k"].iloc[0]) if chosen is None else chosen]
 
     def _k_row_frame(self, rows: list[tuple[int, float, np.ndarray]]) -> pd.DataFrame:
         n = len(rows[0][2])
@@ -435,7 +432,7 @@ class TableClusterer(ClusterMixin, BaseEstimator):
             raw = cut_tree(tree, n_clusters=k).ravel()
         else:
             model, raw = self._fit_hdbscan(space, dist)
-        labels, order = _order_by_size(np.asarray(raw))
+        labels, order = order_by_size(np.asarray(raw))
         return _Fit(labels, model, order)
 
     def _fit_hdbscan(self, space, dist):
@@ -450,12 +447,6 @@ class TableClusterer(ClusterMixin, BaseEstimator):
         return model, model.fit_predict(space)
 
     # ------------------------------------------------------------ diagnostics
-
-    def _silhouette_sample(self, n_rows: int) -> np.ndarray:
-        if n_rows <= self.max_silhouette_rows:
-            return np.arange(n_rows)
-        rng = np.random.default_rng(self.random_state)
-        return np.sort(rng.choice(n_rows, size=self.max_silhouette_rows, replace=False))
 
     def _silhouette(self, space, dist, labels) -> float:
         rows = self._sil_rows[labels[self._sil_rows] != NOISE]
@@ -570,23 +561,3 @@ def describe_method(model: TableClusterer) -> str:
     if model.method_ == "hdbscan":
         return f"HDBSCAN ({model.metric_})"
     return "k-modes (hamming)"
-
-
-def _order_by_size(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Relabel so 0 is the largest cluster (ties: the one seen first); -1 stays.
-
-    Returns (labels, order) where ``order[raw_label]`` is the new label.
-    """
-    clustered = raw[raw != NOISE]
-    if not len(clustered):
-        return raw.copy(), np.zeros(0, dtype=int)
-    present, first_seen, counts = np.unique(clustered, return_index=True, return_counts=True)
-    ranking = present[np.lexsort((first_seen, -counts))]
-    order = np.full(present.max() + 1, NOISE, dtype=int)
-    order[ranking] = np.arange(len(ranking))
-    return np.where(raw == NOISE, NOISE, order[np.clip(raw, 0, None)]), order
-
-
-def _one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")

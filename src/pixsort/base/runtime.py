@@ -1,10 +1,16 @@
-"""Process-wide CPU tuning, applied once at start-up by the CLI and the estimators."""
+"""What this CPU can do, and process-wide tuning applied once at start-up.
+
+One precision vocabulary for the whole package: ``"auto"``, ``"fp32"``, ``"bf16"``.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 _M_MMAP_MAX = -4  # glibc mallopt parameter id
 _applied = False
@@ -44,3 +50,30 @@ def tune_cpu(threads: int | None = None) -> None:
     except ImportError:
         return
     torch.set_num_threads(threads or available_cores())
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX).
+
+    oneDNN also runs bf16 on plain AVX512 by emulation, which is slower than
+    float32, so its own "supported" flag is not the question to ask.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return bool(set(line.split(":", 1)[1].split()) & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a ValueError."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
+
+
+__all__ = ["PRECISIONS", "available_cores", "check_precision", "native_bf16", "tune_cpu"]

@@ -1,4 +1,5 @@
-"""From a data source to a saved model and its validation report, and back again.
+"""Train, evaluate and apply image classifiers: from a data source to a saved model
+and its validation report, and back again.
 
 * :func:`train_classifier` - open a labelled source, hold out validation (the
   source's own if usable, else a stratified seeded split of train, optionally
@@ -20,10 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pixsort.base.modelfile import model_folder
 from pixsort.classify.estimator import ImageClassifier
-from pixsort.classify.evaluate import Evaluation, predictions_frame, with_skipped, write_evaluation
-from pixsort.data import SourceError, carve_validation, load_images, open_dataset
+from pixsort.classify.evaluation import Evaluation, evaluate, predictions_frame, with_skipped
+from pixsort.data import NoUsableImages, SourceError, carve_validation, load_images, open_dataset
 from pixsort.data.split import groups_from_pattern
+from pixsort.report.classification import write_evaluation
+from pixsort.report.files import write_csv
 
 
 @dataclass
@@ -54,14 +58,14 @@ def train_classifier(data: str | os.PathLike, out_dir: str | os.PathLike, model:
     on one side of the validation split.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     params.setdefault("checkpoint_dir", out / "checkpoint")
     clf = ImageClassifier(model, validation_fraction=validation_fraction, progress=progress, **params)
+    clf.check_params()
     dataset = open_dataset(data)
     if not dataset.has_labels:
         raise SourceError(f"{data} has no labels: training needs class folders, labelled arrays or a label column")
     groups = groups_from_pattern(dataset, group_pattern) if group_pattern else None
-    dataset = carve_validation(dataset, validation_fraction, seed=clf.seed, groups=groups)
+    dataset = carve_validation(dataset, validation_fraction, random_state=clf.random_state, groups=groups)
     keep = (dataset.splits != "test") & (dataset.labels >= 0)  # the test split is never read
     dataset = dataset.subset(np.flatnonzero(keep))
     settings = clf.plan_decode_settings(_native_size(dataset))
@@ -77,18 +81,18 @@ def train_classifier(data: str | os.PathLike, out_dir: str | os.PathLike, model:
              "fit_seconds": clf.fit_seconds_, "n_train": len(train), "n_val": len(val),
              "decode": settings.to_dict(), "training": clf.training_}
     manifest = decoded.manifest
-    evaluation = write_evaluation(clf, val.images, val.labels, val.paths, out, title=f"{model} on {data}: validation",
-                                  proba=clf.val_proba_, manifest=manifest, history=clf.history_, extra=extra)
+    evaluation = evaluate(clf, val.images, val.labels, val.paths, clf.val_proba_, manifest=manifest, extra=extra)
+    write_evaluation(evaluation, clf, val.images, out, title=f"{model} on {data}: validation", history=clf.history_)
     skipped = manifest[manifest["status"] == "skipped"]
     if len(skipped):
-        skipped.to_csv(out / "skipped.csv", index=False)
+        write_csv(skipped, out / "skipped.csv")
     return TrainOutcome(clf, model_dir, evaluation, decode_seconds, clf.fit_seconds_, val)
 
 
 def _load(model: str | os.PathLike | ImageClassifier) -> ImageClassifier:
     if isinstance(model, ImageClassifier):
         return model
-    return ImageClassifier.load(model)
+    return ImageClassifier.load(model_folder(model))
 
 
 def evaluate_classifier(model: str | os.PathLike | ImageClassifier, data: str | os.PathLike,
@@ -118,8 +122,8 @@ def evaluate_classifier(model: str | os.PathLike | ImageClassifier, data: str | 
     seconds = time.perf_counter() - t0
     extra = {"split": split, "data": str(data), "inference_seconds": seconds,
              "images_per_second": len(decoded) / seconds if seconds > 0 else None}
-    return write_evaluation(clf, decoded.images, labels, decoded.paths, out_dir, title=f"Evaluation on {data} ({split})",
-                            proba=proba, manifest=decoded.manifest, history=None, extra=extra)
+    evaluation = evaluate(clf, decoded.images, labels, decoded.paths, proba, manifest=decoded.manifest, extra=extra)
+    return write_evaluation(evaluation, clf, decoded.images, out_dir, title=f"Evaluation on {data} ({split})")
 
 
 def predict_images(model: str | os.PathLike | ImageClassifier, images: str | os.PathLike,
@@ -139,12 +143,9 @@ def predict_images(model: str | os.PathLike | ImageClassifier, images: str | os.
     dataset = open_dataset(images)
     try:
         decoded = load_images(dataset, clf.decode_settings, cache_dir=cache_dir, workers=workers, progress=progress)
-    except Exception as exc:  # NoUsableImages: every item is reported as skipped
-        manifest = getattr(exc, "manifest", None)
-        if manifest is None:
-            raise
+    except NoUsableImages as exc:  # every item is reported as skipped
         frame = with_skipped(predictions_frame([], np.zeros((0, len(clf.classes_))), clf.classes_, clf.threshold_),
-                             manifest)
+                             exc.manifest)
     else:
         labels = None
         if dataset.has_labels and set(dataset.class_names) <= set(clf.classes_):
@@ -153,8 +154,7 @@ def predict_images(model: str | os.PathLike | ImageClassifier, images: str | os.
         frame = with_skipped(predictions_frame(decoded.paths, proba, clf.classes_, clf.threshold_, labels),
                              decoded.manifest)
     if out_csv is not None:
-        Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out_csv, index=False)
+        write_csv(frame, out_csv)
     return frame
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2_contingency, false_discovery_control, fisher_exact, kruskal, mannwhitneyu
 
-UNCLUSTERED = -1
+from pixsort.cluster.labels import NOISE
 
 
 def feature_profiles(features: pd.DataFrame, labels: np.ndarray, kinds: pd.Series | None = None) -> pd.DataFrame:
@@ -35,7 +35,7 @@ def feature_profiles(features: pd.DataFrame, labels: np.ndarray, kinds: pd.Serie
     if len(labels) != len(features):
         raise ValueError(f"{len(labels)} labels for {len(features)} rows")
     kinds = kinds if kinds is not None else pd.Series("binary", index=features.columns)
-    clustered = labels != UNCLUSTERED
+    clustered = labels != NOISE
     values = features.to_numpy(dtype=float)[clustered]
     labels = labels[clustered]
     numeric = (kinds.reindex(features.columns) == "numeric").to_numpy()
@@ -105,7 +105,7 @@ def central_members(
     """
     labels = np.asarray(labels)
     records = []
-    for cluster in np.unique(labels[labels != UNCLUSTERED]):
+    for cluster in np.unique(labels[labels != NOISE]):
         members = np.flatnonzero(labels == cluster)
         dist = distance(embedding[members], embedding[members])
         spread = dist.sum(axis=1) / max(len(members) - 1, 1)
@@ -132,9 +132,9 @@ def cluster_summary(
     cluster, which on presence/absence data often separates clusters by itself.
     """
     labels = np.asarray(labels)
-    n_clustered = int((labels != UNCLUSTERED).sum())
+    n_clustered = int((labels != NOISE).sum())
     records = []
-    for cluster in np.unique(labels[labels != UNCLUSTERED]):
+    for cluster in np.unique(labels[labels != NOISE]):
         inside = labels == cluster
         size = int(inside.sum())
         records.append(
@@ -199,7 +199,7 @@ def attribute_tables(attributes: pd.DataFrame, labels: np.ndarray, *, max_values
     Kruskal-Wallis test.  attributes: (n_rows, n_attributes) aligned with labels.
     """
     labels = np.asarray(labels)
-    keep = labels != UNCLUSTERED
+    keep = labels != NOISE
     frame = attributes.loc[keep].reset_index(drop=True)
     cluster = pd.Series(labels[keep], name="cluster")
     out = []
@@ -261,3 +261,28 @@ def _numeric_attribute(name: str, values: pd.Series, cluster: pd.Series) -> Attr
     if len(groups) >= 2 and np.ptp(np.concatenate(groups)) > 0:
         p = kruskal(*groups).pvalue
     return AttributeTable(name, "numeric", table, "Kruskal-Wallis", float(p))
+
+
+@dataclass
+class ClusterProfiles:
+    """Everything that describes the clusters of one table clustering (see :func:`profile_clusters`)."""
+
+    profiles: pd.DataFrame
+    central: pd.DataFrame
+    summary: pd.DataFrame
+    attributes: list[AttributeTable]
+    descriptions: list[str]
+
+
+def profile_clusters(table, clusterer, noun: str = "rows") -> ClusterProfiles:
+    """Profiles, central members, the per-cluster summary, joined attributes by cluster
+    and plain-words descriptions for a ``TableClusterer`` fitted on the
+    :class:`~pixsort.data.tables.EncodedTable` ``table``."""
+    labels = clusterer.labels_
+    profiles = feature_profiles(table.features, labels, table.feature_kinds)
+    central = central_members(clusterer.embedding_, labels, table.ids, clusterer.distances)
+    binary = table.features.loc[:, table.feature_kinds == "binary"]
+    true_counts = binary.to_numpy().sum(axis=1) if binary.shape[1] else None
+    summary = cluster_summary(labels, profiles, central, true_counts=true_counts)
+    attributes = attribute_tables(table.attributes, labels) if table.attributes is not None else []
+    return ClusterProfiles(profiles, central, summary, attributes, describe_clusters(summary, noun))

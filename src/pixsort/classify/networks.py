@@ -46,6 +46,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pixsort.base.runtime import PRECISIONS, check_precision, native_bf16
+from pixsort.features.names import TIMM_PREFIX, is_timm, split_prefix
+
 SEED_MODELS = ("seed-cnn", "seed-cnn-dropout")
 TRANSFER_MODES = ("probe", "mlp", "partial", "finetune")
 DEFAULT_TRAIN_BLOCKS = 2
@@ -107,10 +110,10 @@ def parse_model_name(name: str) -> ModelName:
     name = name.strip()
     if name in SEED_MODELS:
         return ModelName(name)
-    if name.startswith("timm:"):
+    if is_timm(name):
         return ModelName("finetune", name)
-    family, sep, backbone = name.partition(":")
-    if not sep:
+    family, backbone = split_prefix(name)
+    if not family:
         from pixsort.features.backbones import list_backbones
 
         if name in list_backbones():  # a bare backbone name: the recommended transfer mode
@@ -135,24 +138,10 @@ def list_models() -> list[str]:
         backbones = list_backbones()
     except Exception:  # the features stage is optional for the seed CNNs
         backbones = []
-    return [*SEED_MODELS, *(f"{m}:{b}" for m in TRANSFER_MODES for b in backbones), "timm:<name>"]
+    return [*SEED_MODELS, *(f"{m}:{b}" for m in TRANSFER_MODES for b in backbones), f"{TIMM_PREFIX}<name>"]
 
 
 # ----------------------------------------------------------------------------- network
-
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def cpu_has_bf16() -> bool:
-    """True on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX), where oneDNN
-    runs bf16 convolutions faster than fp32."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
 
 def _autocast(precision: str):
     if precision == "bf16":
@@ -231,10 +220,8 @@ class ClassifierNet(nn.Module):
         this CPU - the frozen part (inference) and trainable parts without depthwise
         convolutions (whose bf16 backward is slower than fp32 on CPU) - if the CPU
         has native bf16 (AVX512-BF16 / AMX)."""
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if precision == "auto":
-            fast = cpu_has_bf16()
+        if check_precision(precision) == "auto":
+            fast = native_bf16()
             depthwise = any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in self.trainable.modules())
             self.frozen_precision = "bf16" if fast and self.has_frozen_part else "fp32"
             self.trainable_precision = "bf16" if fast and not depthwise else "fp32"
@@ -428,9 +415,9 @@ def make_spec(name: str | ModelName, n_outputs: int, image_size: int | tuple[int
     if parsed.backbone is None:
         return {"model": str(parsed), "family": parsed.family, "n_outputs": n_outputs, "input_size": list(hw),
                 "in_channels": 3, "mean": list(mean or (0.5, 0.5, 0.5)), "std": list(std or (0.25, 0.25, 0.25))}
-    from pixsort.features.backbones import TIMM_PREFIX, get_pretrained_cfg
+    from pixsort.features.backbones import get_pretrained_cfg
 
-    if parsed.backbone.startswith(TIMM_PREFIX):
+    if is_timm(parsed.backbone):
         cfg = _timm_cfg(parsed.backbone)
     else:
         cfg = get_pretrained_cfg(parsed.backbone)
@@ -471,6 +458,7 @@ def n_outputs_for(n_classes: int) -> int:
 
 
 __all__ = [
+    "PRECISIONS",
     "RECIPES",
     "ClassifierNet",
     "ModelName",

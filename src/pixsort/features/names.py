@@ -1,0 +1,69 @@
+"""The one name grammar for features and the models built on them.
+
+A feature name is one of:
+
+* a registered backbone (``efficientnet_lite0``, see
+  :func:`pixsort.features.backbones.list_backbones`);
+* ``timm:<model_name>``, any timm model where timm imports;
+* ``autoencoder`` (trained on the images themselves) or ``pixels`` (raw pixels).
+
+Classifier names (:func:`pixsort.classify.networks.parse_model_name`) build on it
+as ``<mode>:<backbone>``: a mode prefix, a colon, a backbone name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TIMM_PREFIX = "timm:"
+SPECIAL_FEATURES = ("autoencoder", "pixels")
+
+
+def split_prefix(name: str) -> tuple[str, str]:
+    """``"probe:efficientnet_lite0"`` -> ``("probe", "efficientnet_lite0")``;
+    ``"timm:resnet18"`` -> ``("timm", "resnet18")``; ``"pixels"`` -> ``("", "pixels")``."""
+    prefix, sep, rest = name.partition(":")
+    return (prefix, rest) if sep else ("", name)
+
+
+def is_timm(name: str) -> bool:
+    return isinstance(name, str) and name.startswith(TIMM_PREFIX)
+
+
+@dataclass(frozen=True)
+class FeatureName:
+    """A parsed feature name: ``kind`` is ``backbone``, ``timm``, ``autoencoder`` or ``pixels``."""
+
+    name: str
+    kind: str
+
+    @property
+    def is_pretrained(self) -> bool:
+        return self.kind in ("backbone", "timm")
+
+
+def parse_feature_name(name: str) -> FeatureName:
+    """Check a feature name and say what kind it is (ValueError listing the known names)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"features must be a name, got {name!r}")
+    if name in SPECIAL_FEATURES:
+        return FeatureName(name, name)
+    if is_timm(name):
+        if not name[len(TIMM_PREFIX):]:
+            raise ValueError(f"{name!r} names no timm model; write {TIMM_PREFIX}<model_name>")
+        return FeatureName(name, "timm")
+    from pixsort.features.backbones import get_pretrained_cfg
+
+    get_pretrained_cfg(name)  # ValueError with the known names and a close match
+    return FeatureName(name, "backbone")
+
+
+def list_features() -> list[str]:
+    """Feature names usable here (``timm:<model>`` works too where timm imports)."""
+    from pixsort.features.backbones import list_backbones
+
+    return [*list_backbones(), *SPECIAL_FEATURES]
+
+
+__all__ = ["SPECIAL_FEATURES", "TIMM_PREFIX", "FeatureName", "is_timm", "list_features", "parse_feature_name",
+           "split_prefix"]

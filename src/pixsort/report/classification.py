@@ -1,0 +1,233 @@
+"""What an evaluation of a classifier leaves in a folder: ``metrics.json``,
+``predictions.csv`` (one row per item, skipped ones with their reason), ``plots/``
+(confusion matrix, ROC, PR, reliability, per-epoch curves, the worst predictions,
+Grad-CAM overlays) and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from pixsort.classify.evaluation import Evaluation, gather
+from pixsort.classify.metrics import reliability_table
+from pixsort.report.figures import plain_text, pyplot, save_figure
+from pixsort.report.files import write_csv, write_json
+from pixsort.report.html import HtmlReport
+
+_PLOTS = (
+    ("curves", "Loss and validation metrics per epoch"),
+    ("confusion", "Confusion matrix at the chosen threshold"),
+    ("roc", "ROC curve; the dot is the operating point"),
+    ("pr", "Precision-recall curve"),
+    ("reliability", "Reliability diagram (calibration)"),
+    ("worst", "The worst-predicted images (lowest probability on their true class)"),
+    ("gradcam", "Grad-CAM: where the network looked, for the worst predictions"),
+)
+
+
+def write_classification_report(path: str | os.PathLike, *, title: str, metrics: dict, clf,
+                                files: dict[str, Path], predictions: pd.DataFrame) -> Path:
+    """Write ``report.html`` beside the plots in ``files`` (referenced relatively)."""
+    path = Path(path)
+    spec = getattr(clf, "spec_", {}) or {}
+    rep = HtmlReport(title, subtitle=f"model {spec.get('model', '?')}, classes: {', '.join(clf.classes_)}")
+    rep.section("Summary")
+    summary = {"images": metrics.get("n_images"), "accuracy": metrics.get("accuracy"),
+               "balanced accuracy": metrics.get("balanced_accuracy"), "ROC-AUC": metrics.get("roc_auc"),
+               "PR-AUC": metrics.get("pr_auc"), "ECE": metrics.get("ece")}
+    if "sensitivity" in metrics:
+        summary.update({"sensitivity": metrics.get("sensitivity"), "specificity": metrics.get("specificity"),
+                        "threshold": metrics.get("threshold")})
+    if metrics.get("n_skipped"):
+        summary["skipped files"] = metrics["n_skipped"]
+    rep.key_values({k: ("n/a" if v is None else v) for k, v in summary.items()})
+    info = metrics.get("threshold_info") or {}
+    if clf.threshold_ is not None:
+        how = {"sensitivity": f"the highest threshold reaching sensitivity >= {info.get('target_sensitivity')} "
+                              "on the validation split",
+               "youden": "Youden's J (sensitivity + specificity - 1) maximised on the validation split",
+               "fixed": "a fixed value"}.get(info.get("method"), str(info.get("method")))
+        rep.paragraph(f"Decision: '{clf.classes_[1]}' when its probability is >= {clf.threshold_:.4f}, chosen by {how}.",
+                      "note")
+    per_class = metrics.get("per_class")
+    if per_class:
+        rep.section("Per class")
+        rep.table(pd.DataFrame(per_class).T, caption="Precision, recall (sensitivity) and F1 at the threshold")
+    for key, caption in _PLOTS:
+        if key in files and files[key] is not None:
+            rep.image(os.path.relpath(files[key], path.parent), caption=caption)
+    training = getattr(clf, "training_", None)
+    if training:
+        rep.section("Training")
+        rep.key_values({"best epoch": training.get("best_epoch"), "stopped": training.get("stopped"),
+                        "train images": training.get("n_train"), "validation images": training.get("n_val"),
+                        "parameters": getattr(clf, "n_parameters_", None),
+                        "fit seconds": round(float(getattr(clf, "fit_seconds_", 0) or 0), 1)})
+        cfg = getattr(clf, "train_config_", {}) or {}
+        shown = {k: v for k, v in cfg.items() if k != "augment"}
+        rep.table(pd.DataFrame([shown]).T.rename(columns={0: "value"}).astype(str), caption="Training settings")
+    if "status" in predictions and (predictions["status"] == "skipped").any():
+        rep.section("Skipped files")
+        rep.table(predictions.loc[predictions["status"] == "skipped", ["path", "reason"]], index=False)
+    rep.paragraph("All predictions: predictions.csv; all metrics: metrics.json.", "note")
+    return rep.write(path)
+
+
+def write_evaluation(evaluation: Evaluation, clf, images: np.ndarray, out_dir: str | os.PathLike, *, title: str,
+                     history: list[dict] | None = None, report: bool = True) -> Evaluation:
+    """Write an :class:`~pixsort.classify.evaluation.Evaluation` of ``clf`` into ``out_dir``:
+    plots, ``metrics.json``, ``predictions.csv`` and ``report.html``; returns it with
+    ``files`` filled in.  ``images`` are the evaluated uint8 images (for the grids)."""
+    out = Path(out_dir)
+    plot_dir = out / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    classes, metrics, files = clf.classes_, evaluation.metrics, evaluation.files
+    if len(evaluation.labels):
+        y, p = evaluation.labels, evaluation.proba
+        files["confusion"] = plot_confusion(metrics["confusion_matrix"], classes, plot_dir / "confusion.png")
+        for key, fn in (("roc", lambda: plot_roc(y, p, classes, plot_dir / "roc.png", clf.threshold_)),
+                        ("pr", lambda: plot_pr(y, p, classes, plot_dir / "pr.png"))):
+            made = fn()
+            if made is not None:
+                files[key] = made
+        files["reliability"] = plot_reliability(y, p, plot_dir / "reliability.png")
+        if len(evaluation.worst):
+            files["worst"] = image_grid(gather(images, evaluation.worst), evaluation.worst_titles,
+                                        plot_dir / "worst.png")
+        if evaluation.explained is not None:
+            files["gradcam"] = image_grid(evaluation.explained, evaluation.explained_titles, plot_dir / "gradcam.png",
+                                          cols=4)
+    if history:
+        made = plot_history(history, plot_dir / "curves.png")
+        if made is not None:
+            files["curves"] = made
+    files["metrics"] = write_json(metrics, out / "metrics.json")
+    files["predictions"] = write_csv(evaluation.predictions, out / "predictions.csv")
+    if report:
+        files["report"] = write_classification_report(out / "report.html", title=title, metrics=metrics, clf=clf,
+                                                       files=files, predictions=evaluation.predictions)
+    return evaluation
+
+
+# -- plots -------------------------------------------------------------------------------
+
+
+def plot_history(history: list[dict], path: Path) -> Path | None:
+    """Train/validation loss and validation accuracy / ROC-AUC per epoch."""
+    if not history:
+        return None
+    ep = [h["epoch"] for h in history]
+    plt = pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train loss")
+    a1.plot(ep, [h["val_loss"] for h in history], "o-", label="validation loss")
+    a1.set_xlabel("epoch"), a1.set_ylabel("loss"), a1.legend(), a1.grid(alpha=0.3)
+    a2.plot(ep, [h["val_accuracy"] for h in history], "o-", label="validation accuracy (t=0.5)")
+    if all(h.get("val_roc_auc") is not None for h in history):
+        a2.plot(ep, [h["val_roc_auc"] for h in history], "o-", label="validation ROC-AUC")
+    a2.set_xlabel("epoch"), a2.set_ylim(None, 1.005), a2.legend(), a2.grid(alpha=0.3)
+    for ax in (a1, a2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return save_figure(fig, path)
+
+
+def plot_confusion(cm, class_names: list[str], path: Path, title: str = "Confusion matrix") -> Path:
+    cm = np.asarray(cm)
+    k = len(class_names)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(1.2 * k + 2.6, 1.1 * k + 2))
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{cm[i, j]}\n{norm[i, j]:.0%}", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.6 else "black", fontsize=9)
+    names = [plain_text(c) for c in class_names]
+    ax.set_xticks(range(k), names, rotation=30, ha="right"), ax.set_yticks(range(k), names)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def plot_roc(y_true, proba, class_names: list[str], path: Path, threshold: float | None = None) -> Path | None:
+    """ROC curve(s): the positive class for two classes (with the operating point),
+    one-vs-rest per class otherwise."""
+    y = np.asarray(y_true)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    drawn = False
+    for c in ([1] if len(class_names) == 2 else range(len(class_names))):
+        if len(np.unique(y == c)) < 2:
+            continue
+        fpr, tpr, thr = roc_curve(y == c, proba[:, c])
+        ax.plot(fpr, tpr, label=plain_text(class_names[c]))
+        drawn = True
+        if threshold is not None and len(class_names) == 2:
+            pred = proba[:, 1] >= threshold
+            ax.plot([pred[y == 0].mean()], [pred[y == 1].mean()], "ko", label=f"threshold {threshold:.3f}")
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_xlabel("1 - specificity (false positive rate)"), ax.set_ylabel("sensitivity (true positive rate)")
+    ax.set_title("ROC"), ax.legend(fontsize=8), ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_pr(y_true, proba, class_names: list[str], path: Path) -> Path | None:
+    y = np.asarray(y_true)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    drawn = False
+    for c in ([1] if len(class_names) == 2 else range(len(class_names))):
+        if len(np.unique(y == c)) < 2:
+            continue
+        prec, rec, _ = precision_recall_curve(y == c, proba[:, c])
+        ax.plot(rec, prec, label=plain_text(class_names[c]))
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_title("Precision-recall")
+    ax.legend(fontsize=8), ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_reliability(y_true, proba, path: Path, n_bins: int = 10) -> Path:
+    """Reliability diagram of the top-label confidence, with the bin counts."""
+    t = reliability_table(y_true, proba, n_bins)
+    centres = (t["bin_lower"] + t["bin_upper"]) / 2
+    filled = t["count"] > 0
+    plt = pyplot()
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(4.6, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    a1.bar(centres[filled], t["accuracy"][filled], width=1 / n_bins, edgecolor="k", alpha=0.7, label="accuracy")
+    a1.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    a1.set_ylabel("accuracy"), a1.set_title("Reliability"), a1.legend(fontsize=8)
+    a2.bar(centres, t["count"], width=1 / n_bins, edgecolor="k", color="grey")
+    a2.set_xlabel("confidence of the predicted class"), a2.set_ylabel("images")
+    return save_figure(fig, path)
+
+
+def image_grid(images: np.ndarray, titles: list[str], path: Path, cols: int = 6) -> Path | None:
+    """A grid of uint8 images ``(n, H, W, C)`` with a title each."""
+    n = len(images)
+    if n == 0:
+        return None
+    rows = int(np.ceil(n / cols))
+    plt = pyplot()
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.1, rows * 2.35), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, title in zip(axes.ravel(), images, titles):
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+        ax.set_title(plain_text(title), fontsize=7)
+    return save_figure(fig, path)
+
+
+__all__ = ["image_grid", "plot_confusion", "plot_history", "plot_pr", "plot_reliability", "plot_roc",
+           "write_classification_report", "write_evaluation"]

@@ -1,0 +1,77 @@
+"""What a serving app is told, once: :class:`ServeSettings`, a frozen dataclass checked
+when it is made.
+
+Settings travel as arguments (``create_app(model, settings)``, or inside the
+picklable factory that each worker process calls), never through environment
+variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from dataclasses import dataclass, field
+
+from pixsort.serve.uploads import MB
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How a served model answers.
+
+    Parameters
+    ----------
+    max_upload_mb : float
+        Largest request body accepted, all images of a request together; larger ones
+        are answered 413 while they stream in.
+    api_key : str or None
+        When set, ``/predict``, ``/model`` and ``/thumbnails`` need it in the
+        ``X-API-Key`` header; ``/``, ``/health`` and the docs stay open.  Left out of
+        the repr, so it never lands in a log.
+    max_images : int
+        Most images in one request.
+    n_neighbors : int
+        Nearest training images returned per upload by a clusterer (0: none).
+    max_batch : int
+        Most images stacked into one model call across concurrent requests.
+    threads : int, optional
+        torch threads for inference (default: every available core).  Fewer leaves
+        cores to HTTP parsing and decoding, and is a must with several workers.
+    """
+
+    max_upload_mb: float = 20
+    api_key: str | None = field(default=None, repr=False)
+    max_images: int = 64
+    n_neighbors: int = 5
+    max_batch: int = 32
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.max_upload_mb > 0:
+            raise ValueError(f"max_upload_mb must be > 0, got {self.max_upload_mb}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ValueError("api_key must not be empty (pass None for no key)")
+        for name, least in (("max_images", 1), ("n_neighbors", 0), ("max_batch", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, numbers.Integral) or self.threads < 1
+        ):
+            raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The body limit in bytes."""
+        return int(self.max_upload_mb * MB)
+
+    @property
+    def auth_required(self) -> bool:
+        return self.api_key is not None
+
+    def replace(self, **changes) -> "ServeSettings":
+        """A copy with ``changes`` applied (and checked); unknown names are a TypeError."""
+        return dataclasses.replace(self, **changes) if changes else self
+
+
+__all__ = ["ServeSettings"]

@@ -1,0 +1,41 @@
+"""Use cases, one function each: the only code the CLI, the server and the benchmarks call.
+
+Each takes plain arguments (paths, names, numbers), runs the library stages in
+order, has ``report`` write the outputs, and returns a result object:
+
+* :func:`cluster_images`, :func:`assign_images` - :mod:`~.images`
+* :func:`train_classifier`, :func:`evaluate_classifier`, :func:`predict_images` - :mod:`~.classification`
+* :func:`cluster_table` - :mod:`~.tables`
+* :func:`inspect_source` - :mod:`~.inspection`
+* :func:`run_demo` - :mod:`~.demo`
+* :func:`load_model` - :mod:`~.models`, any saved model by its kind
+
+Names are imported on use so that ``import pixsort.workflows`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "cluster_images": "pixsort.workflows.images",
+    "assign_images": "pixsort.workflows.images",
+    "ClusterRun": "pixsort.workflows.images",
+    "train_classifier": "pixsort.workflows.classification",
+    "evaluate_classifier": "pixsort.workflows.classification",
+    "predict_images": "pixsort.workflows.classification",
+    "TrainOutcome": "pixsort.workflows.classification",
+    "cluster_table": "pixsort.workflows.tables",
+    "TableRun": "pixsort.workflows.tables",
+    "run_demo": "pixsort.workflows.demo",
+    "inspect_source": "pixsort.workflows.inspection",
+    "load_model": "pixsort.workflows.models",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'pixsort.workflows' has no attribute {name!r}")

@@ -1,0 +1,117 @@
+"""Cluster the pictures of a source, and place new pictures in a saved clustering."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pixsort.base.modelfile import model_folder
+from pixsort.cluster.images import ImageClusterer
+from pixsort.cluster.images.views import view_coordinates
+from pixsort.data import DecodedImages, NoUsableImages, load_images, open_dataset
+from pixsort.report.image_clusters import ClusterOutputs, write_assignments, write_cluster_outputs
+
+N_RECONSTRUCTIONS = 10  # autoencoder reconstructions shown in the report
+
+
+@dataclass
+class ClusterRun:
+    """What :func:`cluster_images` did: the fitted clusterer, the decoded images, the outputs."""
+
+    clusterer: ImageClusterer
+    decoded: DecodedImages | np.ndarray
+    outputs: ClusterOutputs
+
+    @property
+    def metrics(self) -> dict:
+        return self.outputs.metrics
+
+
+def cluster_images(data, out: str | os.PathLike, *, labels: np.ndarray | None = None, view: str = "tsne",
+                   copy_to_folders: str = "none", score: bool = True, title: str | None = None,
+                   cache_dir: str | os.PathLike | None = None, progress: bool = True, **params) -> ClusterRun:
+    """Cluster the images of ``data`` and write every output into ``out``.
+
+    ``data`` is a source path (folder, .npz, .npy, CSV), decoded images
+    (:class:`~pixsort.data.DecodedImages`) or a uint8 array (n, H, W, C) with optional
+    known ``labels`` (n,) for scoring.
+
+    ``params`` go to :class:`~pixsort.cluster.images.ImageClusterer` (features, method,
+    n_clusters, k_min, k_max, head, smoothing, image_size, random_state ...); they are
+    checked before anything is decoded.  ``view`` is the 2-D view of the report
+    (tsne, umap, pca); ``copy_to_folders`` (none, copy, link) also places the files in
+    one folder per cluster.  The model is saved in ``out/model`` for ``assign``.
+    """
+    clusterer = ImageClusterer(cache_dir=cache_dir, progress=progress, **params)
+    clusterer.check_params()
+    decoded = data
+    if isinstance(data, (str, os.PathLike)):
+        decoded = load_images(open_dataset(data), clusterer.decode_settings, cache_dir=cache_dir, progress=progress)
+    clusterer.fit(decoded, labels)
+    seed = clusterer.random_state
+    coordinates = view_coordinates(clusterer.embeddings_, view, seed)
+    reconstructions = None
+    if clusterer.feature_spec_.is_autoencoder:
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(len(decoded), size=min(N_RECONSTRUCTIONS, len(decoded)), replace=False))
+        reconstructions = clusterer.extractor_.reconstruct(np.asarray(getattr(decoded, "images", decoded)[pick]))
+    model_dir = clusterer.save(Path(out) / "model")
+    outputs = write_cluster_outputs(clusterer, decoded, out, view=coordinates, view_name=view, title=title,
+                                    copy_to_folders=copy_to_folders, model_dir=model_dir, score=score,
+                                    reconstructions=reconstructions)
+    return ClusterRun(clusterer, decoded, outputs)
+
+
+def assign_images(model: str | os.PathLike | ImageClusterer, source: str | os.PathLike,
+                  out_csv: str | os.PathLike | None = None, *, n_neighbors: int = 3,
+                  cache_dir: str | os.PathLike | None = None, progress: bool = True) -> pd.DataFrame:
+    """Place the images of ``source`` (folder, file, .npz, .csv ...) in the clusters of
+    a fitted ``model`` (or the folder it was saved in), decoded with its settings.
+
+    Returns (and writes to ``out_csv``) one row per input item: path, status
+    (``assigned`` or ``skipped``), reason, cluster, distance_to_centre, nearest_paths /
+    nearest_distances (training images, ``;``-separated, closest first).  Broken files
+    are rows, not exceptions.
+    """
+    clusterer = model if isinstance(model, ImageClusterer) else ImageClusterer.load(model_folder(model))
+    dataset = open_dataset(source)
+    try:
+        decoded = load_images(dataset, clusterer.decode_settings, cache_dir=cache_dir, progress=progress)
+    except NoUsableImages as exc:
+        frame = _skipped_rows(exc.manifest)
+    else:
+        placed = clusterer.assign(decoded.images, n_neighbors=n_neighbors)
+        clusters = placed.clusters
+        centre_dist = placed.distances[np.arange(len(clusters)), np.clip(clusters, 0, None)]
+        train = clusterer.train_paths_
+        frame = pd.DataFrame({
+            "path": decoded.paths,
+            "status": "assigned",
+            "reason": "",
+            "cluster": clusters,
+            "distance_to_centre": np.round(centre_dist, 6),
+            "nearest_paths": [";".join(train[j] for j in row) for row in placed.neighbor_indices],
+            "nearest_distances": [";".join(f"{d:.4f}" for d in row) for row in placed.neighbor_distances],
+        })
+        if clusterer.cluster_names_:
+            frame.insert(4, "cluster_name", [clusterer.cluster_names_[c] if c >= 0 else "" for c in clusters])
+        skipped = _skipped_rows(decoded.manifest)
+        if len(skipped):
+            frame = pd.concat([frame, skipped], ignore_index=True)
+    if out_csv is not None:
+        write_assignments(frame, out_csv)
+    return frame
+
+
+def _skipped_rows(manifest: pd.DataFrame) -> pd.DataFrame:
+    rows = manifest[manifest["status"] != "loaded"]
+    return pd.DataFrame({"path": rows["path"].astype(str).tolist(), "status": "skipped",
+                         "reason": rows["reason"].astype(str).tolist(),
+                         "cluster": pd.array([pd.NA] * len(rows), dtype="Int64")})
+
+
+__all__ = ["ClusterRun", "assign_images", "cluster_images"]

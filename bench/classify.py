@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pixsort.classify.train import train_classifier
-from pixsort.runtime import available_cores, tune_cpu
+from pixsort.base.runtime import available_cores, tune_cpu
+from pixsort.workflows import train_classifier
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SETS = {
@@ -46,8 +46,9 @@ def run_one(set_name: str, model: str, out: Path, params: dict, cache_dir: Path 
     data, group_pattern = SETS[set_name]
     folder = out / set_name / model.replace(":", "_")
     started = time.perf_counter()
-    outcome = train_classifier(data, folder, model, group_pattern=group_pattern, cache_dir=cache_dir,
-                               progress=True, **params)
+    outcome = train_classifier(
+        data, folder, model, group_pattern=group_pattern, cache_dir=cache_dir, progress=True, **params
+    )
     total = time.perf_counter() - started
     clf = outcome.classifier
     m = outcome.evaluation.metrics
@@ -58,17 +59,30 @@ def run_one(set_name: str, model: str, out: Path, params: dict, cache_dir: Path 
     clf.predict_proba(val_images)
     infer = time.perf_counter() - t0
     row = {
-        "set": set_name, "model": model, "params": {k: str(v) for k, v in params.items()},
-        "n_train": m.get("n_train"), "n_val": m.get("n"),
-        "val_accuracy": m["accuracy"], "val_balanced_accuracy": m["balanced_accuracy"],
-        "val_roc_auc": m["roc_auc"], "val_pr_auc": m["pr_auc"], "val_ece": m["ece"],
-        "threshold": clf.threshold_, "threshold_method": clf.threshold_info_.get("method"),
-        "val_sensitivity": m["sensitivity"], "val_specificity": m["specificity"],
-        "train_seconds": round(outcome.fit_seconds, 1), "decode_seconds": round(outcome.decode_seconds, 1),
-        "pipeline_seconds": round(total, 1), "epochs_run": len(clf.history_),
-        "best_epoch": clf.training_["best_epoch"], "stopped": clf.training_["stopped"],
-        "cached_features": clf.training_["cached_features"], "n_parameters": clf.n_parameters_,
-        "inference_images_per_s": round(len(val_images) / infer, 1), "model_dir": str(outcome.model_dir),
+        "set": set_name,
+        "model": model,
+        "params": {k: str(v) for k, v in params.items()},
+        "n_train": m.get("n_train"),
+        "n_val": m.get("n"),
+        "val_accuracy": m["accuracy"],
+        "val_balanced_accuracy": m["balanced_accuracy"],
+        "val_roc_auc": m["roc_auc"],
+        "val_pr_auc": m["pr_auc"],
+        "val_ece": m["ece"],
+        "threshold": clf.threshold_,
+        "threshold_method": clf.threshold_info_.get("method"),
+        "val_sensitivity": m["sensitivity"],
+        "val_specificity": m["specificity"],
+        "train_seconds": round(outcome.fit_seconds, 1),
+        "decode_seconds": round(outcome.decode_seconds, 1),
+        "pipeline_seconds": round(total, 1),
+        "epochs_run": len(clf.history_),
+        "best_epoch": clf.training_["best_epoch"],
+        "stopped": clf.training_["stopped"],
+        "cached_features": clf.training_["cached_features"],
+        "n_parameters": clf.n_parameters_,
+        "inference_images_per_s": round(len(val_images) / infer, 1),
+        "model_dir": str(outcome.model_dir),
         "threads": _threads(),
     }
     return row
@@ -88,8 +102,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: available cores)")
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--target-sensitivity", type=float, default=None)
-    ap.add_argument("--param", action="append", default=[],
-                    help="extra ImageClassifier parameter as key=value (JSON value), e.g. --param epochs=5")
+    ap.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        help="extra ImageClassifier parameter as key=value (JSON value), e.g. --param epochs=5",
+    )
     args = ap.parse_args()
     tune_cpu(args.threads)
     params = {}

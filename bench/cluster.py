@@ -51,8 +51,8 @@ def _peak_rss_mb() -> float:
 
 def run_child(set_name: str, features: str, methods: list[str], cache: Path, threads: int | None) -> list[dict]:
     """Runs in the child process: cold, warm, auto and the other methods."""
+    from pixsort.base.runtime import tune_cpu
     from pixsort.cluster.images import ImageClusterer
-    from pixsort.runtime import tune_cpu
 
     tune_cpu(threads)
     path, k = SETS[set_name]
@@ -63,13 +63,23 @@ def run_child(set_name: str, features: str, methods: list[str], cache: Path, thr
         cl = ImageClusterer(features=features, cache_dir=cache, progress=False, **params).fit(path)
         seconds = time.perf_counter() - started
         s = cl.score()
-        rows.append({
-            "set": set_name, "features": features, "run": tag, "params": params,
-            "n_images": len(cl.labels_), "k": cl.n_clusters_, "accuracy": round(s["accuracy"], 4),
-            "nmi": round(s["nmi"], 4), "ari": round(s["ari"], 4), "silhouette": round(cl.scores_["silhouette"], 4),
-            "seconds": round(seconds, 1), "timings": {n: round(v, 1) for n, v in cl.timings_.items()},
-            "peak_rss_mb": round(_peak_rss_mb()),
-        })
+        rows.append(
+            {
+                "set": set_name,
+                "features": features,
+                "run": tag,
+                "params": params,
+                "n_images": len(cl.labels_),
+                "k": cl.n_clusters_,
+                "accuracy": round(s["accuracy"], 4),
+                "nmi": round(s["nmi"], 4),
+                "ari": round(s["ari"], 4),
+                "silhouette": round(cl.scores_["silhouette"], 4),
+                "seconds": round(seconds, 1),
+                "timings": {n: round(v, 1) for n, v in cl.timings_.items()},
+                "peak_rss_mb": round(_peak_rss_mb()),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
 
     fit("cold", n_clusters=k)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pixsort.base.runtime import available_cores
 from pixsort.data import DecodeSettings, load_images, open_dataset
-from pixsort.runtime import available_cores
 
 
 def naive(paths: list[str], size: int) -> np.ndarray:
@@ -51,13 +51,17 @@ def main() -> None:
     for p in paths:
         with Image.open(p) as im:
             megapixels += im.width * im.height / 1e6
-    print(f"{len(paths)} files, {megapixels:.0f} megapixels, target {args.size}x{args.size}, "
-          f"{available_cores()} cores, best of {args.repeat}")
+    print(
+        f"{len(paths)} files, {megapixels:.0f} megapixels, target {args.size}x{args.size}, "
+        f"{available_cores()} cores, best of {args.repeat}"
+    )
 
     workers = available_cores()
     contenders = {
         "naive Pillow (1 process)": lambda: naive(paths, args.size),
-        "pixsort loader (1 process)": lambda: load_images(dataset, settings, use_cache=False, workers=0, progress=False),
+        "pixsort loader (1 process)": lambda: load_images(
+            dataset, settings, use_cache=False, workers=0, progress=False
+        ),
         f"pixsort loader ({workers} workers)": lambda: load_images(
             dataset, settings, use_cache=False, workers=workers, progress=False
         ),

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pixsort.base.runtime import tune_cpu
 from pixsort.features import PretrainedExtractor
 from pixsort.features.preprocess import to_float_batch
-from pixsort.runtime import tune_cpu
 
 CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10_sample"
 
@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1024, help="images per measurement")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--input-size", type=int, default=None, help="default: the backbone's own")
-    ap.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"))
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     ap.add_argument("--channels-last", default="auto", choices=("auto", "true", "false"))
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
@@ -83,19 +83,34 @@ def main() -> None:
     tune_cpu()
     images = load_images(args.data, args.n)
     cl = {"auto": "auto", "true": True, "false": False}[args.channels_last]
-    ext = PretrainedExtractor(args.backbone, batch_size=args.batch_size, dtype=args.dtype, channels_last=cl,
-                              input_size=args.input_size, progress=False)
+    ext = PretrainedExtractor(
+        args.backbone,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        channels_last=cl,
+        input_size=args.input_size,
+        progress=False,
+    )
     net, plan = ext._prepared()  # the very network transform() uses
     cfg = net.pretrained_cfg
     # Bare input: already resized, normalised, in the network's dtype and memory format.
     batches = [
-        to_float_batch(images[s : s + args.batch_size], plan.size, cfg.mean, cfg.std,
-                       interpolation=cfg.interpolation, channels_last=plan.channels_last, dtype=plan.dtype)
+        to_float_batch(
+            images[s : s + args.batch_size],
+            plan.size,
+            cfg.mean,
+            cfg.std,
+            interpolation=cfg.interpolation,
+            channels_last=plan.channels_last,
+            dtype=plan.dtype,
+        )
         for s in range(0, min(len(images), 4 * args.batch_size), args.batch_size)
     ]
     n = len(images)
-    print(f"{ext.extractor_id}\n{n} {args.data} images, batch {args.batch_size}, "
-          f"channels_last={plan.channels_last}, {torch.get_num_threads()} threads")
+    print(
+        f"{ext.extractor_id}\n{n} {args.data} images, batch {args.batch_size}, "
+        f"channels_last={plan.channels_last}, {torch.get_num_threads()} threads"
+    )
 
     bare_forward(net, batches, args.batch_size)  # warm-up: oneDNN builds its kernels per shape
     ext.transform(images[: args.batch_size])
@@ -103,14 +118,19 @@ def main() -> None:
     for r in range(args.rounds):
         bare_t.append(timed(lambda: bare_forward(net, batches, n)))
         ext_t.append(timed(lambda: ext.transform(images)))
-        print(f"  round {r + 1}: bare {n / bare_t[-1][0]:7.1f} img/s ({n / bare_t[-1][1]:6.1f} img/CPU-s)   "
-              f"extractor {n / ext_t[-1][0]:7.1f} img/s ({n / ext_t[-1][1]:6.1f} img/CPU-s)", flush=True)
+        print(
+            f"  round {r + 1}: bare {n / bare_t[-1][0]:7.1f} img/s ({n / bare_t[-1][1]:6.1f} img/CPU-s)   "
+            f"extractor {n / ext_t[-1][0]:7.1f} img/s ({n / ext_t[-1][1]:6.1f} img/CPU-s)",
+            flush=True,
+        )
     for label, k in (("wall clock", 0), ("CPU time", 1)):
         unit = "img/s" if k == 0 else "img/CPU-s"
         bare, extr = n / min(t[k] for t in bare_t), n / min(t[k] for t in ext_t)
         verdict = "meets" if extr >= 0.9 * bare else "MISSES"
-        print(f"best, {label}: bare forward {bare:.1f} {unit}, extractor {extr:.1f} {unit}, "
-              f"ratio {extr / bare:.3f} ({verdict} the 0.90 requirement)")
+        print(
+            f"best, {label}: bare forward {bare:.1f} {unit}, extractor {extr:.1f} {unit}, "
+            f"ratio {extr / bare:.3f} ({verdict} the 0.90 requirement)"
+        )
 
 
 if __name__ == "__main__":

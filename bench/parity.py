@@ -57,24 +57,97 @@ def _jobs(out: Path, data: dict[str, Path]) -> list[tuple[str, list[str]]]:
         ("demo", ["demo", "--out", f"{out}/demo"]),
         ("cluster_default", ["cluster", c, "--out", f"{out}/cluster_default", "--k", "10", "--score"]),
         ("cluster_pixels", ["cluster", c, "--out", f"{out}/cluster_pixels", "--features", "pixels", "--score"]),
-        ("cluster_agglomerative", ["cluster", c, "--out", f"{out}/cluster_agglomerative", "--features", "pixels",
-                                   "--method", "agglomerative", "--k", "5", "--score"]),
-        ("cluster_hdbscan", ["cluster", c, "--out", f"{out}/cluster_hdbscan", "--features", "pixels",
-                             "--method", "hdbscan", "--score"]),
-        ("cluster_spectral", ["cluster", c, "--out", f"{out}/cluster_spectral", "--features", "pixels",
-                              "--method", "spectral", "--k", "5", "--score"]),
-        ("cluster_scan", ["cluster", c, "--out", f"{out}/cluster_scan", "--features", "pixels", "--head", "scan",
-                          "--k", "5", "--score"]),
+        (
+            "cluster_agglomerative",
+            [
+                "cluster",
+                c,
+                "--out",
+                f"{out}/cluster_agglomerative",
+                "--features",
+                "pixels",
+                "--method",
+                "agglomerative",
+                "--k",
+                "5",
+                "--score",
+            ],
+        ),
+        (
+            "cluster_hdbscan",
+            ["cluster", c, "--out", f"{out}/cluster_hdbscan", "--features", "pixels", "--method", "hdbscan", "--score"],
+        ),
+        (
+            "cluster_spectral",
+            [
+                "cluster",
+                c,
+                "--out",
+                f"{out}/cluster_spectral",
+                "--features",
+                "pixels",
+                "--method",
+                "spectral",
+                "--k",
+                "5",
+                "--score",
+            ],
+        ),
+        (
+            "cluster_scan",
+            [
+                "cluster",
+                c,
+                "--out",
+                f"{out}/cluster_scan",
+                "--features",
+                "pixels",
+                "--head",
+                "scan",
+                "--k",
+                "5",
+                "--score",
+            ],
+        ),
         ("assign", ["assign", f"{out}/cluster_pixels/model", c, "--out", f"{out}/assign/assignments.csv"]),
         ("train_seed", ["train", x, "--out", f"{out}/train_seed", "--epochs", "1"]),
-        ("train_partial", ["train", x, "--out", f"{out}/train_partial", "-m", "partial:efficientnet_lite0",
-                           "--epochs", "1"]),
+        (
+            "train_partial",
+            ["train", x, "--out", f"{out}/train_partial", "-m", "partial:efficientnet_lite0", "--epochs", "1"],
+        ),
         ("evaluate", ["evaluate", f"{out}/train_seed/model", h, "--out", f"{out}/evaluate"]),
         ("predict", ["predict", f"{out}/train_seed/model", h, "--out", f"{out}/predict/predictions.csv"]),
-        ("table", ["cluster-table", str(hero / "super_hero_powers.csv"), "--id", "hero_names", "--out",
-                   f"{out}/table", "--join", str(hero / "heroes_information.csv"), "--on", "name", "--noun", "heroes"]),
-        ("table_compare", ["cluster-table", str(hero / "super_hero_powers.csv"), "--id", "hero_names", "--out",
-                           f"{out}/table_compare", "--compare", "--stability-runs", "2"]),
+        (
+            "table",
+            [
+                "cluster-table",
+                str(hero / "super_hero_powers.csv"),
+                "--id",
+                "hero_names",
+                "--out",
+                f"{out}/table",
+                "--join",
+                str(hero / "heroes_information.csv"),
+                "--on",
+                "name",
+                "--noun",
+                "heroes",
+            ],
+        ),
+        (
+            "table_compare",
+            [
+                "cluster-table",
+                str(hero / "super_hero_powers.csv"),
+                "--id",
+                "hero_names",
+                "--out",
+                f"{out}/table_compare",
+                "--compare",
+                "--stability-runs",
+                "2",
+            ],
+        ),
     ]
 
 
@@ -146,8 +219,9 @@ def compare(before: Path, after: Path, tol: float) -> int:
     skip = ("cache", "logs", "data")
 
     def files(root: Path) -> set[str]:
-        return {str(p.relative_to(root)) for p in root.rglob("*")
-                if p.is_file() and p.parts[len(root.parts)] not in skip}
+        return {
+            str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.parts[len(root.parts)] not in skip
+        }
 
     a_files, b_files = files(before), files(after)
     problems = [f"only before: {f}" for f in sorted(a_files - b_files)]
@@ -160,8 +234,10 @@ def compare(before: Path, after: Path, tol: float) -> int:
         diffs: list[str] = []
         _diff(_load(before / rel, str(before)), _load(after / rel, str(after)), rel, diffs, tol)
         problems += diffs[:20] + ([f"{rel}: ... {len(diffs) - 20} more"] if len(diffs) > 20 else [])
-    print(f"{len(a_files & b_files)} files on both sides, {compared} CSV/JSON compared, "
-          f"{len(a_files ^ b_files)} on one side only, {len(problems)} differences")
+    print(
+        f"{len(a_files & b_files)} files on both sides, {compared} CSV/JSON compared, "
+        f"{len(a_files ^ b_files)} on one side only, {len(problems)} differences"
+    )
     for line in problems:
         print("  " + line)
     return 1 if problems else 0

@@ -19,7 +19,7 @@ import time
 CHILD = r"""
 import json, os, sys, time
 import torch, torch.nn as nn
-from pixsort.runtime import tune_cpu
+from pixsort.base.runtime import tune_cpu
 tune_cpu()
 torch.manual_seed(0)
 seconds = float(sys.argv[1])
@@ -52,7 +52,9 @@ print(json.dumps({"train": rate(train_step, 16), "infer": rate(infer_step, 64)})
 
 def run(env_extra: dict, seconds: float) -> dict:
     env = {**os.environ, **env_extra}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(seconds)], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(seconds)], env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -63,8 +65,10 @@ def main() -> None:
     plain = run({"PIXSORT_NO_TUNE": "1"}, args.seconds)
     tuned = run({}, args.seconds)
     for key, label in (("train", "seed-CNN train step, batch 16, 128 px"), ("infer", "same net forward, batch 64")):
-        print(f"{label:40s} untuned {plain[key]:7.1f} img/s   tuned {tuned[key]:7.1f} img/s   "
-              f"{100 * (tuned[key] / plain[key] - 1):+.0f}%")
+        print(
+            f"{label:40s} untuned {plain[key]:7.1f} img/s   tuned {tuned[key]:7.1f} img/s   "
+            f"{100 * (tuned[key] / plain[key] - 1):+.0f}%"
+        )
 
 
 if __name__ == "__main__":

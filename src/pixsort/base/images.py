@@ -25,7 +25,9 @@ def check_images(images, name: str = "images", *, allow_empty: bool = True) -> n
             "stack equally sized images with np.stack first"
         )
     if images.dtype != np.uint8:
-        raise ImageBatchError(f"{name} must have dtype uint8 (0-255 pixels, decoded with pixsort.data), got {images.dtype}")
+        raise ImageBatchError(
+            f"{name} must have dtype uint8 (0-255 pixels, decoded with pixsort.data), got {images.dtype}"
+        )
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4:

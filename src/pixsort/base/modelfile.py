@@ -78,8 +78,9 @@ def write_model_folder(path: str | os.PathLike, kind: str, meta: dict, tensors: 
     return folder
 
 
-def read_model_folder(path: str | os.PathLike, kind: str, *, meta: dict | None = None,
-                      framework: str = "numpy") -> tuple[Path, dict, dict]:
+def read_model_folder(
+    path: str | os.PathLike, kind: str, *, meta: dict | None = None, framework: str = "numpy"
+) -> tuple[Path, dict, dict]:
     """(folder, meta, tensors) of a model folder of ``kind``; ``framework`` is
     ``numpy`` or ``pt`` (torch tensors).  ``meta`` already read is not read again."""
     folder = model_folder(path)
@@ -98,5 +99,14 @@ def read_model_folder(path: str | os.PathLike, kind: str, *, meta: dict | None =
     return folder, meta, tensors
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "KINDS", "META_FILE", "WEIGHTS_FILE", "model_folder", "read_model_folder",
-           "read_model_meta", "write_model_folder"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "KINDS",
+    "META_FILE",
+    "WEIGHTS_FILE",
+    "model_folder",
+    "read_model_folder",
+    "read_model_meta",
+    "write_model_folder",
+]

@@ -81,8 +81,9 @@ AUGMENT_PRESETS: dict[str, AugmentConfig] = {
     "none": AugmentConfig(),
     "light": AugmentConfig(zoom=0.1, rotation=10, shift=0.05, brightness=0.1, contrast=0.1),
     "seed": AugmentConfig(zoom=0.2, shear=0.2, rotation=30, hflip=0.5, vflip=0.5),
-    "strong": AugmentConfig(zoom=0.2, crop_scale=0.6, shear=0.2, rotation=30, shift=0.1, hflip=0.5, vflip=0.5,
-                            brightness=0.2, contrast=0.2),
+    "strong": AugmentConfig(
+        zoom=0.2, crop_scale=0.6, shear=0.2, rotation=30, shift=0.1, hflip=0.5, vflip=0.5, brightness=0.2, contrast=0.2
+    ),
 }
 
 
@@ -167,8 +168,9 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1) * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def oversample_minority(images: np.ndarray, labels: np.ndarray, cfg: AugmentConfig, random_state: int,
-                        batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def oversample_minority(
+    images: np.ndarray, labels: np.ndarray, cfg: AugmentConfig, random_state: int, batch: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Balance classes with augmented copies of the smaller ones (the seed's recipe).
 
     Each class below the largest gets ``largest - count`` new images, each an
@@ -187,7 +189,7 @@ def oversample_minority(images: np.ndarray, labels: np.ndarray, cfg: AugmentConf
         order = members[torch.randperm(len(members), generator=gen).numpy()]
         picks = np.resize(order, need)
         for start in range(0, need, batch):
-            chunk = picks[start:start + batch]
+            chunk = picks[start : start + batch]
             new_images.append(to_uint8(augment_batch(to_float(images[np.sort(chunk)]), cfg, gen)))
             new_labels.append(np.full(len(chunk), c, dtype=labels.dtype))
     if not new_images:
@@ -197,4 +199,3 @@ def oversample_minority(images: np.ndarray, labels: np.ndarray, cfg: AugmentConf
 
 def with_overrides(cfg: AugmentConfig, **changes) -> AugmentConfig:
     return replace(cfg, **changes)
-

@@ -34,8 +34,16 @@ from pixsort.classify.augment import get_augment, oversample_minority
 from pixsort.classify.metrics import MONITORS, classification_metrics, predict_from_proba
 from pixsort.classify.networks import RECIPES, SEED_MODELS, build_network, make_spec, n_outputs_for, parse_model_name
 from pixsort.classify.threshold import choose_threshold
-from pixsort.classify.training import (BALANCE_MODES, OPTIMIZERS, SCHEDULES, TrainConfig, _fit_network, check_config,
-                                       logits_to_proba, predict_logits)
+from pixsort.classify.training import (
+    BALANCE_MODES,
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+    _fit_network,
+    check_config,
+    logits_to_proba,
+    predict_logits,
+)
 from pixsort.data.decode import DecodeSettings
 from pixsort.data.split import holdout
 
@@ -140,15 +148,36 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         "progress": ["boolean"],
     }
 
-    def __init__(self, model: str = "seed-cnn", *, epochs: int | None = None, batch_size: int | None = None,
-                 lr: float | None = None, weight_decay: float | None = None, optimizer: str | None = None,
-                 schedule: str | None = None, augment: str | None = None, balance: str | None = None,
-                 patience: int | None | str = "auto", monitor: str = "roc_auc", validation_fraction: float = 0.15,
-                 image_size: int | None = None, train_blocks: int | None = None,
-                 target_sensitivity: float | None = None, threshold: str = "youden", tta: bool = False,
-                 precision: str = "auto", channels_last: bool = True, max_minutes: float | None = None,
-                 random_state: int = 0, pretrained: bool = True, weights_path: str | os.PathLike | None = None,
-                 checkpoint_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True):
+    def __init__(
+        self,
+        model: str = "seed-cnn",
+        *,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        lr: float | None = None,
+        weight_decay: float | None = None,
+        optimizer: str | None = None,
+        schedule: str | None = None,
+        augment: str | None = None,
+        balance: str | None = None,
+        patience: int | None | str = "auto",
+        monitor: str = "roc_auc",
+        validation_fraction: float = 0.15,
+        image_size: int | None = None,
+        train_blocks: int | None = None,
+        target_sensitivity: float | None = None,
+        threshold: str = "youden",
+        tta: bool = False,
+        precision: str = "auto",
+        channels_last: bool = True,
+        max_minutes: float | None = None,
+        random_state: int = 0,
+        pretrained: bool = True,
+        weights_path: str | os.PathLike | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        progress: bool = True,
+    ):
         self.model = model
         self.epochs = epochs
         self.batch_size = batch_size
@@ -244,8 +273,16 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y, X_val=None, y_val=None, *, classes: list[str] | None = None,
-            decode_settings: DecodeSettings | None = None) -> "ImageClassifier":
+    def fit(
+        self,
+        X,
+        y,
+        X_val=None,
+        y_val=None,
+        *,
+        classes: list[str] | None = None,
+        decode_settings: DecodeSettings | None = None,
+    ) -> ImageClassifier:
         """Train on uint8 images.
 
         Parameters
@@ -280,31 +317,57 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
         if cfg.balance == "oversample":
             # the seed's recipe: static augmented copies of the minority class, then no weighting
-            extra_x, extra_y = oversample_minority(X_train, y_train, get_augment("seed"), random_state=self.random_state)
+            extra_x, extra_y = oversample_minority(
+                X_train, y_train, get_augment("seed"), random_state=self.random_state
+            )
             X_train = np.concatenate([np.asarray(X_train), extra_x])
             y_train = np.concatenate([y_train, extra_y])
 
         hw = X.shape[1:3]
-        self.decode_settings_ = decode_settings or DecodeSettings(size=(int(hw[0]), int(hw[1])), channels="RGB",
-                                                                 resize="squash")
+        self.decode_settings_ = decode_settings or DecodeSettings(
+            size=(int(hw[0]), int(hw[1])), channels="RGB", resize="squash"
+        )
         mean = std = None
         if self._name.family in SEED_MODELS:
             mean, std = _channel_stats(X_train)  # the seed "standardised" with the training set's statistics
-        self.spec_ = make_spec(self._name, n_outputs_for(n_classes), self.image_size or (
-            self.recipe.image_size if self._name.backbone is None else None),
-            mean=mean, std=std, train_blocks=self.train_blocks, weights_path=self.weights_path)
+        self.spec_ = make_spec(
+            self._name,
+            n_outputs_for(n_classes),
+            self.image_size or (self.recipe.image_size if self._name.backbone is None else None),
+            mean=mean,
+            std=std,
+            train_blocks=self.train_blocks,
+            weights_path=self.weights_path,
+        )
         torch.manual_seed(self.random_state)
         net = build_network(self.spec_, pretrained=self.pretrained)
-        result = _fit_network(net, X_train, y_train, X_val, y_val_idx, self.classes_, cfg,
-                             checkpoint_dir=self.checkpoint_dir, resume=self.resume, progress=self.progress)
+        result = _fit_network(
+            net,
+            X_train,
+            y_train,
+            X_val,
+            y_val_idx,
+            self.classes_,
+            cfg,
+            checkpoint_dir=self.checkpoint_dir,
+            resume=self.resume,
+            progress=self.progress,
+        )
         self.network_ = net
         self.history_ = result.history
         self.train_config_ = cfg.to_dict()
-        self.training_ = {"best_epoch": result.best_epoch, "best_score": result.best_score,
-                          "monitor": cfg.monitor, "stopped": result.stopped, "cached_features": result.cached_features,
-                          "resumed_from_epoch": result.resumed_from_epoch, "n_train": int(len(y_train)),
-                          "n_val": int(len(y_val_idx)), "train_counts": np.bincount(y_train, minlength=n_classes).tolist(),
-                          "val_counts": np.bincount(y_val_idx, minlength=n_classes).tolist()}
+        self.training_ = {
+            "best_epoch": result.best_epoch,
+            "best_score": result.best_score,
+            "monitor": cfg.monitor,
+            "stopped": result.stopped,
+            "cached_features": result.cached_features,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "n_train": int(len(y_train)),
+            "n_val": int(len(y_val_idx)),
+            "train_counts": np.bincount(y_train, minlength=n_classes).tolist(),
+            "val_counts": np.bincount(y_val_idx, minlength=n_classes).tolist(),
+        }
         # threshold on the validation probabilities exactly as predict_proba computes them
         val_proba = result.val_proba if (result.val_proba is not None and not self.tta) else self.predict_proba(X_val)
         self.val_proba_, self.val_labels_ = val_proba, y_val_idx
@@ -319,12 +382,15 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             choice = choose_threshold(y_val, val_proba[:, 1], self.threshold, self.target_sensitivity)
             self.threshold_, self.threshold_info_ = choice.threshold, choice.to_dict()
         elif len(self.classes_) == 2:
-            self.threshold_, self.threshold_info_ = 0.5, {"method": "fixed", "threshold": 0.5,
-                                                          "note": "validation lacks a class"}
+            self.threshold_, self.threshold_info_ = (
+                0.5,
+                {"method": "fixed", "threshold": 0.5, "note": "validation lacks a class"},
+            )
         self.validation_metrics_ = classification_metrics(y_val, val_proba, self.classes_, self.threshold_)
 
-    def set_threshold(self, threshold: float | None = None, target_sensitivity: float | None = None,
-                      method: str = "youden") -> "ImageClassifier":
+    def set_threshold(
+        self, threshold: float | None = None, target_sensitivity: float | None = None, method: str = "youden"
+    ) -> ImageClassifier:
         """Re-choose the decision threshold on the stored validation predictions
         (or set a fixed one), and refresh ``validation_metrics_``."""
         self._check_fitted()
@@ -381,24 +447,34 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             "decode": self.decode_settings_.to_dict(),
             "classes": self.classes_,
             "positive_class": self.classes_[1] if len(self.classes_) == 2 else None,
-            "threshold": self.threshold_, "threshold_info": self.threshold_info_,
+            "threshold": self.threshold_,
+            "threshold_info": self.threshold_info_,
             "architecture": spec,
-            "preprocessing": {"input": "uint8 (H, W, C) decoded with 'decode', scaled to [0, 1]",
-                              "input_size": spec["input_size"], "mean": spec["mean"], "std": spec["std"],
-                              "resize_inside_model": "bilinear"},
+            "preprocessing": {
+                "input": "uint8 (H, W, C) decoded with 'decode', scaled to [0, 1]",
+                "input_size": spec["input_size"],
+                "mean": spec["mean"],
+                "std": spec["std"],
+                "resize_inside_model": "bilinear",
+            },
             "params": self.model_params(),
-            "train_config": self.train_config_, "training": self.training_, "history": self.history_,
+            "train_config": self.train_config_,
+            "training": self.training_,
+            "history": self.history_,
             "validation_metrics": self.validation_metrics_,
-            "n_parameters": self.n_parameters_, "fit_seconds": self.fit_seconds_,
-            "validation_predictions": {"labels": self.val_labels_.tolist(),
-                                       "proba": np.round(self.val_proba_, 6).tolist()},
+            "n_parameters": self.n_parameters_,
+            "fit_seconds": self.fit_seconds_,
+            "validation_predictions": {
+                "labels": self.val_labels_.tolist(),
+                "proba": np.round(self.val_proba_, 6).tolist(),
+            },
             "pixsort_version": _version(),
         }
         state = {k: v.detach().contiguous() for k, v in self.network_.state_dict().items()}
         return write_model_folder(path, "classifier", meta, state)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, meta: dict | None = None) -> "ImageClassifier":
+    def load(cls, path: str | os.PathLike, *, meta: dict | None = None) -> ImageClassifier:
         """Rebuild a saved classifier (architecture from JSON, weights from safetensors);
         ``meta`` is its ``model.json`` when already read."""
         _, meta, state = read_model_folder(path, "classifier", meta=meta, framework="pt")
@@ -431,7 +507,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         clf.val_proba_ = np.asarray(vp.get("proba", []), dtype=np.float64)
         return clf
 
+
 # ----------------------------------------------------------------------------- helpers
+
 
 def _encode_labels(y, classes: list[str] | None) -> tuple[np.ndarray, list[str]]:
     arr = np.asarray(y)

@@ -42,13 +42,20 @@ class Evaluation:
     files: dict = field(default_factory=dict)
 
 
-def predictions_frame(paths: list[str], proba: np.ndarray, classes: list[str], threshold: float | None,
-                      labels: np.ndarray | None = None) -> pd.DataFrame:
+def predictions_frame(
+    paths: list[str], proba: np.ndarray, classes: list[str], threshold: float | None, labels: np.ndarray | None = None
+) -> pd.DataFrame:
     """One row per image: path, predicted class, its probability, p_<class> columns,
     and the true class and correctness when labels are known (``-1`` = unknown)."""
     pred = predict_from_proba(proba, threshold)
-    frame = pd.DataFrame({"path": paths, "status": "loaded", "predicted": [classes[i] for i in pred],
-                          "confidence": proba[np.arange(len(pred)), pred]})
+    frame = pd.DataFrame(
+        {
+            "path": paths,
+            "status": "loaded",
+            "predicted": [classes[i] for i in pred],
+            "confidence": proba[np.arange(len(pred)), pred],
+        }
+    )
     for i, name in enumerate(classes):
         frame[f"p_{name}"] = proba[:, i]
     if labels is not None:
@@ -69,9 +76,18 @@ def with_skipped(frame: pd.DataFrame, manifest: pd.DataFrame | None) -> pd.DataF
     return pd.concat([frame.assign(reason=""), rows], ignore_index=True)
 
 
-def evaluate(clf, images: np.ndarray, labels: np.ndarray, paths: list[str], proba: np.ndarray, *,
-             manifest: pd.DataFrame | None = None, n_worst: int = 12, n_gradcam: int = 6,
-             extra: dict | None = None) -> Evaluation:
+def evaluate(
+    clf,
+    images: np.ndarray,
+    labels: np.ndarray,
+    paths: list[str],
+    proba: np.ndarray,
+    *,
+    manifest: pd.DataFrame | None = None,
+    n_worst: int = 12,
+    n_gradcam: int = 6,
+    extra: dict | None = None,
+) -> Evaluation:
     """Metrics, predictions, worst predictions and their Grad-CAM for a fitted ``clf``.
 
     ``images`` uint8 (n, H, W, C), ``labels`` (n,) model class indices (-1 unknown),
@@ -81,8 +97,9 @@ def evaluate(clf, images: np.ndarray, labels: np.ndarray, paths: list[str], prob
     classes = clf.classes_
     labels = np.asarray(labels, dtype=np.int64)
     known = labels >= 0
-    frame = with_skipped(predictions_frame(paths, proba, classes, clf.threshold_, labels if known.any() else None),
-                         manifest)
+    frame = with_skipped(
+        predictions_frame(paths, proba, classes, clf.threshold_, labels if known.any() else None), manifest
+    )
     metrics: dict = {"n_images": int(len(labels)), "n_labelled": int(known.sum())}
     result = Evaluation(metrics, frame)
     if known.any():
@@ -93,10 +110,12 @@ def evaluate(clf, images: np.ndarray, labels: np.ndarray, paths: list[str], prob
         if len(worst):
             pos = np.flatnonzero(known)[worst]
             result.worst = pos
-            result.worst_titles = [f"true {classes[labels[i]]}\np({classes[labels[i]]})={proba[i, labels[i]]:.3f}"
-                                   for i in pos]
-            result.explained, result.explained_titles = _explain(clf, images, pos[:n_gradcam],
-                                                                 result.worst_titles[:n_gradcam])
+            result.worst_titles = [
+                f"true {classes[labels[i]]}\np({classes[labels[i]]})={proba[i, labels[i]]:.3f}" for i in pos
+            ]
+            result.explained, result.explained_titles = _explain(
+                clf, images, pos[:n_gradcam], result.worst_titles[:n_gradcam]
+            )
     if manifest is not None:
         metrics["n_skipped"] = int((manifest["status"] == "skipped").sum())
     metrics.update({"threshold": clf.threshold_, "threshold_info": clf.threshold_info_, **(extra or {})})

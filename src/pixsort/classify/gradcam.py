@@ -17,8 +17,9 @@ from pixsort.classify.augment import to_float
 from pixsort.classify.networks import ClassifierNet
 
 
-def grad_cam(net: ClassifierNet, images: np.ndarray, classes: np.ndarray | None = None,
-             batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def grad_cam(
+    net: ClassifierNet, images: np.ndarray, classes: np.ndarray | None = None, batch_size: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
     """Heat maps for uint8 images ``(N, H, W, C)``.
 
     Parameters
@@ -45,18 +46,18 @@ def grad_cam(net: ClassifierNet, images: np.ndarray, classes: np.ndarray | None 
     handle = layer.register_forward_hook(hook)
     try:
         for start in range(0, len(images), batch_size):
-            x = to_float(images[start:start + batch_size]).requires_grad_(True)  # grads flow through frozen parts
+            x = to_float(images[start : start + batch_size]).requires_grad_(True)  # grads flow through frozen parts
             with torch.enable_grad():
                 logits = net(x).float()
                 if logits.shape[1] == 1:
                     chosen = (logits[:, 0] >= 0).long()
                     if classes is not None:
-                        chosen = torch.as_tensor(classes[start:start + len(x)], dtype=torch.long)
+                        chosen = torch.as_tensor(classes[start : start + len(x)], dtype=torch.long)
                     score = torch.where(chosen == 1, logits[:, 0], -logits[:, 0])
                 else:
                     chosen = logits.argmax(1)
                     if classes is not None:
-                        chosen = torch.as_tensor(classes[start:start + len(x)], dtype=torch.long)
+                        chosen = torch.as_tensor(classes[start : start + len(x)], dtype=torch.long)
                     score = logits.gather(1, chosen[:, None])[:, 0]
                 score.sum().backward()
             act, grad = store["act"].detach().float(), store["act"].grad.float()

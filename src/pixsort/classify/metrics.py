@@ -48,8 +48,7 @@ def reliability_table(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 10) -
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.bincount(which, weights=conf, minlength=n_bins) / count
         acc = np.bincount(which, weights=correct, minlength=n_bins) / count
-    return {"bin_lower": edges[:-1], "bin_upper": edges[1:], "count": count, "confidence": mean_conf,
-            "accuracy": acc}
+    return {"bin_lower": edges[:-1], "bin_upper": edges[1:], "count": count, "confidence": mean_conf, "accuracy": acc}
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> float:
@@ -60,8 +59,9 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: in
     return float(np.sum(gaps * table["count"][filled]) / np.sum(table["count"]))
 
 
-def classification_metrics(y_true, proba, class_names: list[str], threshold: float | None = None,
-                           n_bins: int = 10) -> dict:
+def classification_metrics(
+    y_true, proba, class_names: list[str], threshold: float | None = None, n_bins: int = 10
+) -> dict:
     """All metrics of one evaluation, JSON-able.
 
     Parameters
@@ -108,15 +108,17 @@ def classification_metrics(y_true, proba, class_names: list[str], threshold: flo
     }
     if k == 2:
         tn, fp, fn, tp = cm.ravel()
-        out.update({
-            "threshold": None if threshold is None else float(threshold),
-            "positive_class": class_names[1],
-            "sensitivity": _ratio(tp, tp + fn),
-            "specificity": _ratio(tn, tn + fp),
-            "ppv": _ratio(tp, tp + fp),
-            "npv": _ratio(tn, tn + fn),
-            "brier": float(brier_score_loss(y, proba[:, 1])),
-        })
+        out.update(
+            {
+                "threshold": None if threshold is None else float(threshold),
+                "positive_class": class_names[1],
+                "sensitivity": _ratio(tp, tp + fn),
+                "specificity": _ratio(tn, tn + fp),
+                "ppv": _ratio(tp, tp + fp),
+                "npv": _ratio(tn, tn + fn),
+                "brier": float(brier_score_loss(y, proba[:, 1])),
+            }
+        )
         if len(present) == 2:
             out["roc_auc"] = float(roc_auc_score(y, proba[:, 1]))
             out["pr_auc"] = float(average_precision_score(y, proba[:, 1]))

@@ -75,20 +75,71 @@ class Recipe:
 
 RECIPES = {
     # faithful to the published baseline: no balancing, no augmentation, fixed lr, all 20 epochs
-    "seed-cnn": Recipe(epochs=20, batch_size=16, lr=1e-3, optimizer="adam", weight_decay=0.0,
-                       schedule="constant", augment="none", balance="none", patience=None, image_size=128),
-    "seed-cnn-dropout": Recipe(epochs=20, batch_size=16, lr=1e-3, optimizer="adam", weight_decay=0.0,
-                               schedule="constant", augment="none", balance="oversample", patience=None,
-                               image_size=128),
+    "seed-cnn": Recipe(
+        epochs=20,
+        batch_size=16,
+        lr=1e-3,
+        optimizer="adam",
+        weight_decay=0.0,
+        schedule="constant",
+        augment="none",
+        balance="none",
+        patience=None,
+        image_size=128,
+    ),
+    "seed-cnn-dropout": Recipe(
+        epochs=20,
+        batch_size=16,
+        lr=1e-3,
+        optimizer="adam",
+        weight_decay=0.0,
+        schedule="constant",
+        augment="none",
+        balance="oversample",
+        patience=None,
+        image_size=128,
+    ),
     # cached embeddings: an epoch costs milliseconds, so train long and stop on validation
-    "probe": Recipe(epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-3, schedule="cosine",
-                    augment="none", balance="weights", patience=25),
-    "mlp": Recipe(epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-3, schedule="cosine",
-                  augment="none", balance="weights", patience=25),
-    "partial": Recipe(epochs=12, batch_size=32, lr=1e-3, weight_decay=1e-2, schedule="onecycle",
-                      augment="none", balance="weights", patience=4),
-    "finetune": Recipe(epochs=8, batch_size=32, lr=1e-3, weight_decay=1e-2, schedule="onecycle",
-                       augment="light", balance="weights", patience=3),
+    "probe": Recipe(
+        epochs=200,
+        batch_size=64,
+        lr=1e-3,
+        weight_decay=1e-3,
+        schedule="cosine",
+        augment="none",
+        balance="weights",
+        patience=25,
+    ),
+    "mlp": Recipe(
+        epochs=200,
+        batch_size=64,
+        lr=1e-3,
+        weight_decay=1e-3,
+        schedule="cosine",
+        augment="none",
+        balance="weights",
+        patience=25,
+    ),
+    "partial": Recipe(
+        epochs=12,
+        batch_size=32,
+        lr=1e-3,
+        weight_decay=1e-2,
+        schedule="onecycle",
+        augment="none",
+        balance="weights",
+        patience=4,
+    ),
+    "finetune": Recipe(
+        epochs=8,
+        batch_size=32,
+        lr=1e-3,
+        weight_decay=1e-2,
+        schedule="onecycle",
+        augment="light",
+        balance="weights",
+        patience=3,
+    ),
 }
 
 
@@ -143,11 +194,11 @@ def list_models() -> list[str]:
 
 # ----------------------------------------------------------------------------- network
 
+
 def _autocast(precision: str):
     if precision == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
 
 
 class Preprocess(nn.Module):
@@ -185,8 +236,15 @@ class ClassifierNet(nn.Module):
         The last convolutional layer, for Grad-CAM.
     """
 
-    def __init__(self, spec: dict, preprocess: Preprocess, frozen: nn.Module, trainable: nn.Module,
-                 gradcam_layer: nn.Module | None = None, lr_groups: list[tuple[list[nn.Parameter], float]] | None = None):
+    def __init__(
+        self,
+        spec: dict,
+        preprocess: Preprocess,
+        frozen: nn.Module,
+        trainable: nn.Module,
+        gradcam_layer: nn.Module | None = None,
+        lr_groups: list[tuple[list[nn.Parameter], float]] | None = None,
+    ):
         super().__init__()
         self.spec = spec
         self.preprocess = preprocess
@@ -207,7 +265,7 @@ class ClassifierNet(nn.Module):
     def has_frozen_part(self) -> bool:
         return any(True for _ in self.frozen.parameters())
 
-    def train(self, mode: bool = True) -> "ClassifierNet":
+    def train(self, mode: bool = True) -> ClassifierNet:
         super().train(mode)
         self.frozen.eval()  # frozen BatchNorm keeps its running statistics
         return self
@@ -215,7 +273,7 @@ class ClassifierNet(nn.Module):
     frozen_precision = "fp32"
     trainable_precision = "fp32"
 
-    def set_precision(self, precision: str) -> "ClassifierNet":
+    def set_precision(self, precision: str) -> ClassifierNet:
         """``fp32``, ``bf16`` (autocast) or ``auto``: bf16 where it is measurably faster on
         this CPU - the frozen part (inference) and trainable parts without depthwise
         convolutions (whose bf16 backward is slower than fp32 on CPU) - if the CPU
@@ -300,9 +358,14 @@ def _build_seed(spec: dict) -> ClassifierNet:
         # a fifth pooling (adaptive, so any input size works) keeps the dense layers small
         pool = nn.AdaptiveMaxPool2d((4, 4))
         head = nn.Sequential(
-            pool, nn.Flatten(),
-            nn.Linear(256 * 16, 104), nn.ReLU(inplace=True), nn.Dropout(0.4),
-            nn.Linear(104, 64), nn.ReLU(inplace=True), nn.Dropout(0.4),
+            pool,
+            nn.Flatten(),
+            nn.Linear(256 * 16, 104),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.4),
+            nn.Linear(104, 64),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.4),
             nn.Linear(64, spec["n_outputs"]),
         )
     trainable = nn.Sequential(trunk, head)
@@ -339,8 +402,13 @@ class _BackboneFeatures(nn.Module):
 
 def _linear_head(width: int, n_outputs: int, hidden: int, dropout: float) -> nn.Module:
     if hidden:
-        return nn.Sequential(nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(inplace=True),
-                             nn.Dropout(dropout), nn.Linear(hidden, n_outputs))
+        return nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(width, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n_outputs),
+        )
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(width, n_outputs))
 
 
@@ -359,22 +427,30 @@ def _build_transfer(spec: dict, pretrained: bool) -> ClassifierNet:
         return ClassifierNet(spec, pre, _BackboneFeatures(backbone), head, gradcam_layer=_last_conv(backbone))
     if mode == "partial":
         if not all(hasattr(backbone, a) for a in ("stem", "stages", "head")):
-            raise ValueError(f"partial fine-tuning needs an EfficientNet-Lite backbone, not {spec['backbone']!r}; "
-                             "use finetune: or probe:")
+            raise ValueError(
+                f"partial fine-tuning needs an EfficientNet-Lite backbone, not {spec['backbone']!r}; "
+                "use finetune: or probe:"
+            )
         k = int(spec.get("train_blocks", DEFAULT_TRAIN_BLOCKS))
         n_stages = len(backbone.stages)
         if not 1 <= k <= n_stages:
             raise ValueError(f"train_blocks must be in 1..{n_stages}, got {k}")
         frozen = nn.Sequential(backbone.stem, *backbone.stages[: n_stages - k])
-        body = nn.Sequential(*backbone.stages[n_stages - k:], backbone.head)
+        body = nn.Sequential(*backbone.stages[n_stages - k :], backbone.head)
         head = _PooledHead(body, backbone.feature_dims["head"], n_out, spec.get("dropout", 0.2))
         return ClassifierNet(spec, pre, frozen, head, gradcam_layer=backbone.head.conv)
     if mode == "finetune":
         backbone.set_layers(None)
         head = _linear_head(backbone.feature_dim, n_out, 0, spec.get("dropout", 0.2))
         trainable = nn.Sequential(_BackboneFeatures(backbone), head)
-        return ClassifierNet(spec, pre, nn.Identity(), trainable, gradcam_layer=_last_conv(backbone),
-                             lr_groups=_discriminative_groups(backbone, head))
+        return ClassifierNet(
+            spec,
+            pre,
+            nn.Identity(),
+            trainable,
+            gradcam_layer=_last_conv(backbone),
+            lr_groups=_discriminative_groups(backbone, head),
+        )
     raise ValueError(f"unknown transfer mode {mode!r}")
 
 
@@ -391,7 +467,7 @@ def _discriminative_groups(backbone: nn.Module, head: nn.Module, decay: float = 
     if all(hasattr(backbone, a) for a in ("stem", "stages", "head")):
         ordered = [backbone.head, *reversed(list(backbone.stages)), backbone.stem]
         for depth, part in enumerate(ordered, start=1):
-            groups.append((list(part.parameters()), decay ** depth))
+            groups.append((list(part.parameters()), decay**depth))
     else:
         groups.append((list(backbone.parameters()), 0.1))
     return groups
@@ -400,9 +476,17 @@ def _discriminative_groups(backbone: nn.Module, head: nn.Module, decay: float = 
 # ----------------------------------------------------------------------------- entry points
 
 
-def make_spec(name: str | ModelName, n_outputs: int, image_size: int | tuple[int, int] | None = None, *,
-              mean=None, std=None, train_blocks: int | None = None, layers=None,
-              weights_path: str | None = None) -> dict:
+def make_spec(
+    name: str | ModelName,
+    n_outputs: int,
+    image_size: int | tuple[int, int] | None = None,
+    *,
+    mean=None,
+    std=None,
+    train_blocks: int | None = None,
+    layers=None,
+    weights_path: str | None = None,
+) -> dict:
     """The JSON-able description of a network, before it is built.
 
     ``mean``/``std`` are used by the seed CNNs (the training set's own statistics,
@@ -413,17 +497,33 @@ def make_spec(name: str | ModelName, n_outputs: int, image_size: int | tuple[int
     size = image_size or recipe.image_size
     hw = (size, size) if isinstance(size, int) else tuple(size)
     if parsed.backbone is None:
-        return {"model": str(parsed), "family": parsed.family, "n_outputs": n_outputs, "input_size": list(hw),
-                "in_channels": 3, "mean": list(mean or (0.5, 0.5, 0.5)), "std": list(std or (0.25, 0.25, 0.25))}
+        return {
+            "model": str(parsed),
+            "family": parsed.family,
+            "n_outputs": n_outputs,
+            "input_size": list(hw),
+            "in_channels": 3,
+            "mean": list(mean or (0.5, 0.5, 0.5)),
+            "std": list(std or (0.25, 0.25, 0.25)),
+        }
     from pixsort.features.backbones import get_pretrained_cfg
 
     if is_timm(parsed.backbone):
         cfg = _timm_cfg(parsed.backbone)
     else:
         cfg = get_pretrained_cfg(parsed.backbone)
-    spec = {"model": str(parsed), "family": parsed.family, "mode": parsed.family, "backbone": parsed.backbone,
-            "n_outputs": n_outputs, "input_size": list(hw) if image_size else list(cfg.input_size[1:]),
-            "in_channels": 3, "mean": list(cfg.mean), "std": list(cfg.std), "dropout": 0.2}
+    spec = {
+        "model": str(parsed),
+        "family": parsed.family,
+        "mode": parsed.family,
+        "backbone": parsed.backbone,
+        "n_outputs": n_outputs,
+        "input_size": list(hw) if image_size else list(cfg.input_size[1:]),
+        "in_channels": 3,
+        "mean": list(cfg.mean),
+        "std": list(cfg.std),
+        "dropout": 0.2,
+    }
     if parsed.family == "partial":
         spec["train_blocks"] = int(train_blocks or DEFAULT_TRAIN_BLOCKS)
     if layers is not None:

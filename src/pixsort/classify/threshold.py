@@ -69,8 +69,9 @@ def fixed_threshold(y_true, scores, threshold: float = 0.5) -> ThresholdChoice:
     return ThresholdChoice(float(threshold), "fixed", sens, spec)
 
 
-def choose_threshold(y_true, scores, method: str = "youden", target_sensitivity: float | None = None,
-                     fixed: float = 0.5) -> ThresholdChoice:
+def choose_threshold(
+    y_true, scores, method: str = "youden", target_sensitivity: float | None = None, fixed: float = 0.5
+) -> ThresholdChoice:
     """Dispatch: ``target_sensitivity`` given -> :func:`threshold_for_sensitivity`,
     else ``method`` (``youden`` or ``fixed``)."""
     if target_sensitivity is not None:

@@ -136,13 +136,20 @@ def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 @torch.inference_mode()
-def compute_features(net: ClassifierNet, images: np.ndarray, batch_size: int, channels_last: bool = True, progress=None, label: str = "Caching frozen features") -> torch.Tensor:
+def compute_features(
+    net: ClassifierNet,
+    images: np.ndarray,
+    batch_size: int,
+    channels_last: bool = True,
+    progress=None,
+    label: str = "Caching frozen features",
+) -> torch.Tensor:
     """Outputs of ``net``'s frozen part for uint8 images ``(N, H, W, C)`` (float32)."""
     net.eval()
     task = progress.add_task(label, total=len(images)) if progress is not None else None
     chunks = []
     for start in range(0, len(images), batch_size):
-        x = _channels_last(to_float(images[start:start + batch_size]), channels_last)
+        x = _channels_last(to_float(images[start : start + batch_size]), channels_last)
         chunks.append(net.features(x).contiguous())
         if task is not None:
             progress.advance(task, len(x))
@@ -152,13 +159,15 @@ def compute_features(net: ClassifierNet, images: np.ndarray, batch_size: int, ch
 
 
 @torch.inference_mode()
-def predict_logits(net: ClassifierNet, images: np.ndarray, batch_size: int = 64, channels_last: bool = True, tta: bool = False) -> torch.Tensor:
+def predict_logits(
+    net: ClassifierNet, images: np.ndarray, batch_size: int = 64, channels_last: bool = True, tta: bool = False
+) -> torch.Tensor:
     """Logits for uint8 images ``(N, H, W, C)``; ``tta`` averages the probabilities of
     the image and its mirror (returned as logits of the averaged probability)."""
     net.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        x = _channels_last(to_float(images[start:start + batch_size]), channels_last)
+        x = _channels_last(to_float(images[start : start + batch_size]), channels_last)
         logits = net(x)
         if tta:
             p = (logits_to_proba(logits) + logits_to_proba(net(torch.flip(x, dims=[3])))) / 2
@@ -193,8 +202,9 @@ def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
 def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     state = {}
     for pid, entries in meta["state"].items():
-        state[int(pid)] = {name: tensors[f"optimizer.{pid}.{name}"] if value == "tensor" else value
-                           for name, value in entries.items()}
+        state[int(pid)] = {
+            name: tensors[f"optimizer.{pid}.{name}"] if value == "tensor" else value for name, value in entries.items()
+        }
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
@@ -212,8 +222,9 @@ class Checkpointer:
         save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp))
         tmp.replace(self.folder / name)
 
-    def save(self, net: ClassifierNet, optimizer: torch.optim.Optimizer, state: dict, best_state: dict | None,
-             improved: bool) -> None:
+    def save(
+        self, net: ClassifierNet, optimizer: torch.optim.Optimizer, state: dict, best_state: dict | None, improved: bool
+    ) -> None:
         if self.folder is None:
             return
         opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
@@ -268,12 +279,33 @@ def fit_network(
     resume : continue from the checkpoint in ``checkpoint_dir`` if there is one
     """
     check_config(cfg)
-    return _fit_network(net, train_images, train_labels, val_images, val_labels, class_names, cfg,
-                        checkpoint_dir=checkpoint_dir, resume=resume, progress=progress)
+    return _fit_network(
+        net,
+        train_images,
+        train_labels,
+        val_images,
+        val_labels,
+        class_names,
+        cfg,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+        progress=progress,
+    )
 
 
-def _fit_network(net, train_images, train_labels, val_images, val_labels, class_names, cfg: TrainConfig, *,
-                 checkpoint_dir=None, resume=False, progress=True) -> TrainResult:
+def _fit_network(
+    net,
+    train_images,
+    train_labels,
+    val_images,
+    val_labels,
+    class_names,
+    cfg: TrainConfig,
+    *,
+    checkpoint_dir=None,
+    resume=False,
+    progress=True,
+) -> TrainResult:
     """:func:`fit_network` for a config already checked (``ImageClassifier.fit``)."""
     torch.manual_seed(cfg.random_state)
     n_classes = len(class_names)
@@ -291,21 +323,34 @@ def _fit_network(net, train_images, train_labels, val_images, val_labels, class_
     with Progress(progress) as bar:
         train_feats = val_feats = None
         if use_cache:
-            train_feats = compute_features(net, train_images, cfg.eval_batch_size, cfg.channels_last,
-                                           bar if progress else None, "Caching frozen features (train)")
-            val_feats = compute_features(net, val_images, cfg.eval_batch_size, cfg.channels_last,
-                                         bar if progress else None, "Caching frozen features (val)")
+            train_feats = compute_features(
+                net,
+                train_images,
+                cfg.eval_batch_size,
+                cfg.channels_last,
+                bar if progress else None,
+                "Caching frozen features (train)",
+            )
+            val_feats = compute_features(
+                net,
+                val_images,
+                cfg.eval_batch_size,
+                cfg.channels_last,
+                bar if progress else None,
+                "Caching frozen features (val)",
+            )
 
         weights = class_weights(train_labels, n_classes) if cfg.balance == "weights" else None
         if binary:
             pos_weight = None
             if weights is not None and weights[1] > 0:
                 pos_weight = torch.tensor([weights[1] / weights[0]], dtype=torch.float32)
-            loss_fn = lambda logits, y: F.binary_cross_entropy_with_logits(  # noqa: E731
-                logits[:, 0].float(), y.float(), pos_weight=pos_weight)
+            loss_fn = lambda logits, y: F.binary_cross_entropy_with_logits(
+                logits[:, 0].float(), y.float(), pos_weight=pos_weight
+            )
         else:
             w = torch.as_tensor(weights, dtype=torch.float32) if weights is not None else None
-            loss_fn = lambda logits, y: F.cross_entropy(logits.float(), y, weight=w)  # noqa: E731
+            loss_fn = lambda logits, y: F.cross_entropy(logits.float(), y, weight=w)
 
         optimizer = _make_optimizer(net, cfg)
         n = len(train_labels)
@@ -322,7 +367,7 @@ def _fit_network(net, train_images, train_labels, val_images, val_labels, class_
         loaded = ckpt.load(fingerprint) if resume else None
         if loaded is not None:
             state, last, best = loaded
-            net.trainable.load_state_dict({k[len("model."):]: v for k, v in last.items() if k.startswith("model.")})
+            net.trainable.load_state_dict({k[len("model.") :]: v for k, v in last.items() if k.startswith("model.")})
             optimizer.load_state_dict(_unflatten_optimizer(last, state["optimizer"]))
             history, start_epoch = state["history"], state["epoch"]
             best_score, best_epoch, stale = state["best_score"], state["best_epoch"], state["stale"]
@@ -345,7 +390,7 @@ def _fit_network(net, train_images, train_labels, val_images, val_labels, class_
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n)
             running, seen = 0.0, 0
             for b in range(steps_per_epoch):
-                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
                 if len(idx) == 0:
                     continue
                 step = epoch * steps_per_epoch + b
@@ -379,14 +424,33 @@ def _fit_network(net, train_images, train_labels, val_images, val_labels, class_
                 stale += 1
             seconds = time.perf_counter() - t0
             epoch_seconds.append(seconds)
-            row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": metrics["log_loss"],
-                   "val_accuracy": metrics["accuracy"], "val_balanced_accuracy": metrics["balanced_accuracy"],
-                   "val_roc_auc": metrics["roc_auc"], "lr": optimizer.param_groups[0]["lr"], "seconds": seconds}
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": running / max(seen, 1),
+                "val_loss": metrics["log_loss"],
+                "val_accuracy": metrics["accuracy"],
+                "val_balanced_accuracy": metrics["balanced_accuracy"],
+                "val_roc_auc": metrics["roc_auc"],
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": seconds,
+            }
             history.append(row)
             bar.print(_epoch_line(row, cfg.monitor, score, improved))
-            ckpt.save(net, optimizer, {"epoch": epoch + 1, "history": history, "best_score": best_score,
-                                       "best_epoch": best_epoch, "stale": stale, "fingerprint": fingerprint,
-                                       "config": cfg.to_dict()}, best_state, improved)
+            ckpt.save(
+                net,
+                optimizer,
+                {
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "best_score": best_score,
+                    "best_epoch": best_epoch,
+                    "stale": stale,
+                    "fingerprint": fingerprint,
+                    "config": cfg.to_dict(),
+                },
+                best_state,
+                improved,
+            )
             if cfg.patience is not None and stale >= cfg.patience:
                 stopped = "early_stopping"
                 break
@@ -396,19 +460,27 @@ def _fit_network(net, train_images, train_labels, val_images, val_labels, class_
                 break
 
     if best_state is not None:
-        net.trainable.load_state_dict({k[len("model."):]: v for k, v in best_state.items()})
+        net.trainable.load_state_dict({k[len("model.") :]: v for k, v in best_state.items()})
     if best_val_proba is None and len(val_labels):  # resumed with nothing left to train
         best_val_proba = _val_proba(net, val_images, val_feats if use_cache else None, cfg)
     net.eval()
-    return TrainResult(history, best_epoch, float(best_score), best_val_proba, stopped,
-                       time.perf_counter() - started, use_cache, resumed_from)
+    return TrainResult(
+        history,
+        best_epoch,
+        float(best_score),
+        best_val_proba,
+        stopped,
+        time.perf_counter() - started,
+        use_cache,
+        resumed_from,
+    )
 
 
 def _val_proba(net: ClassifierNet, images: np.ndarray, feats: torch.Tensor | None, cfg: TrainConfig) -> np.ndarray:
     net.eval()
     with torch.inference_mode():
         if feats is not None:
-            logits = torch.cat([net.head(feats[i:i + 256]) for i in range(0, len(feats), 256)])
+            logits = torch.cat([net.head(feats[i : i + 256]) for i in range(0, len(feats), 256)])
         else:
             logits = predict_logits(net, images, cfg.eval_batch_size, cfg.channels_last)
     return logits_to_proba(logits).double().numpy()
@@ -427,8 +499,10 @@ def _epoch_line(row: dict, monitor: str, score: float, improved: bool) -> str:
     auc = row["val_roc_auc"]
     mark = " [green]*best*[/]" if improved else ""
     auc_txt = f"  val_auc {auc:.4f}" if auc is not None else ""
-    return (f"epoch {row['epoch']:>3}  loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-            f"val_acc {row['val_accuracy']:.4f}{auc_txt}  ({row['seconds']:.0f}s){mark}")
+    return (
+        f"epoch {row['epoch']:>3}  loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+        f"val_acc {row['val_accuracy']:.4f}{auc_txt}  ({row['seconds']:.0f}s){mark}"
+    )
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -443,4 +517,3 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose from {OPTIMIZERS}")
     if cfg.precision not in PRECISIONS:
         raise ValueError(f"unknown precision {cfg.precision!r}; choose from {PRECISIONS}")
-

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Optional
 
 import typer
 
@@ -39,7 +38,7 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(
+    version: bool | None = typer.Option(
         None, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."
     ),
 ) -> None:

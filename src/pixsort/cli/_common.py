@@ -14,7 +14,7 @@ class UsageError(Exception):
     """A problem with what the user asked for: printed plainly, exit code 2."""
 
 
-def fail(message: str, code: int = 2) -> "typer.Exit":
+def fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
 

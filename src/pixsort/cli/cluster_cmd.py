@@ -4,7 +4,6 @@ new pictures in the clusters of a saved model)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,24 +16,29 @@ def register(app: typer.Typer) -> None:
 
 
 def cluster(
-    path: Path = typer.Argument(..., help="Folder of images (class folders are used only for --score), "
-                                          ".npz, .npy or CSV."),
+    path: Path = typer.Argument(
+        ..., help="Folder of images (class folders are used only for --score), .npz, .npy or CSV."
+    ),
     out: Path = typer.Option(..., "--out", help="Folder for clusters.csv, plots, the model and report.html."),
     features: str = typer.Option("efficientnet_lite1", help="Backbone name, timm:<model>, autoencoder or pixels."),
-    k: Optional[int] = typer.Option(None, "--k", help="Number of clusters; default: chosen by silhouette."),
+    k: int | None = typer.Option(None, "--k", help="Number of clusters; default: chosen by silhouette."),
     k_min: int = typer.Option(2, help="Smallest k tried."),
     k_max: int = typer.Option(10, help="Largest k tried."),
     method: str = typer.Option("kmeans", help="kmeans | agglomerative | hdbscan | spectral."),
-    head: Optional[str] = typer.Option(None, help="scan: refine with a nearest-neighbour clustering head."),
-    smoothing: int = typer.Option(10, help="Steps of neighbour smoothing of the embeddings before clustering "
-                                           "(0: off)."),
-    score: bool = typer.Option(False, "--score", help="Score against the class folders / labels "
-                                                      "(accuracy, NMI, ARI, purity)."),
-    size: Optional[int] = typer.Option(None, "--size", help="Decode size in px (default: what the features need)."),
+    head: str | None = typer.Option(None, help="scan: refine with a nearest-neighbour clustering head."),
+    smoothing: int = typer.Option(
+        10, help="Steps of neighbour smoothing of the embeddings before clustering (0: off)."
+    ),
+    score: bool = typer.Option(
+        False, "--score", help="Score against the class folders / labels (accuracy, NMI, ARI, purity)."
+    ),
+    size: int | None = typer.Option(None, "--size", help="Decode size in px (default: what the features need)."),
     view: str = typer.Option("tsne", help="2-D view of the scatter plots: tsne | umap | pca."),
     seed: int = typer.Option(0, help="Random seed (a seeded run is reproducible)."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Decoded-image and embedding cache."),
-    copy_to_folders: str = typer.Option("none", help="none | copy | link: one folder per cluster under out/by_cluster."),
+    cache_dir: Path | None = typer.Option(None, help="Decoded-image and embedding cache."),
+    copy_to_folders: str = typer.Option(
+        "none", help="none | copy | link: one folder per cluster under out/by_cluster."
+    ),
 ) -> None:
     """Cluster the pictures of PATH, choosing the number of clusters, and write a report."""
     existing_path(path)
@@ -45,10 +49,24 @@ def cluster(
     from pixsort.workflows import cluster_images
 
     try:
-        run = cluster_images(path, out, title=f"Clusters of {path.name}", view=view, copy_to_folders=copy_to_folders,
-                             score=score, cache_dir=cache_dir, features=features, image_size=size, method=method,
-                             n_clusters=k, k_min=k_min, k_max=k_max, head=head, smoothing=smoothing,
-                             random_state=seed)
+        run = cluster_images(
+            path,
+            out,
+            title=f"Clusters of {path.name}",
+            view=view,
+            copy_to_folders=copy_to_folders,
+            score=score,
+            cache_dir=cache_dir,
+            features=features,
+            image_size=size,
+            method=method,
+            n_clusters=k,
+            k_min=k_min,
+            k_max=k_max,
+            head=head,
+            smoothing=smoothing,
+            random_state=seed,
+        )
     except (ValueError, OSError, SourceError, NoUsableImages) as exc:
         raise fail(str(exc)) from None
     clusterer, result = run.clusterer, run.outputs
@@ -56,10 +74,17 @@ def cluster(
     console = Console()
     how = "chosen by silhouette" if clusterer.selection_ is not None else "given"
     internal = clusterer.scores_
-    console.print(f"[bold]{len(clusterer.labels_)} images[/] ({result.metrics['n_skipped']} skipped) -> "
-                  f"[bold]{clusterer.n_clusters_} clusters[/] ({how}); silhouette {internal['silhouette']:.3f}")
-    grid = Table("cluster", "size", "mean silhouette", "nearest to centre", *(
-        ["majority class"] if "majority_class" in result.summary else []))
+    console.print(
+        f"[bold]{len(clusterer.labels_)} images[/] ({result.metrics['n_skipped']} skipped) -> "
+        f"[bold]{clusterer.n_clusters_} clusters[/] ({how}); silhouette {internal['silhouette']:.3f}"
+    )
+    grid = Table(
+        "cluster",
+        "size",
+        "mean silhouette",
+        "nearest to centre",
+        *(["majority class"] if "majority_class" in result.summary else []),
+    )
     for row in result.summary.to_dict(orient="records"):
         cells = [str(row["cluster"]), str(row["size"]), f"{row['mean_silhouette']:.3f}", row["representatives"]]
         if "majority_class" in row:
@@ -68,8 +93,7 @@ def cluster(
     console.print(grid)
     if score and "accuracy" in result.metrics:
         m = result.metrics
-        console.print(f"accuracy {m['accuracy']:.3f}  NMI {m['nmi']:.3f}  ARI {m['ari']:.3f}  "
-                      f"purity {m['purity']:.3f}")
+        console.print(f"accuracy {m['accuracy']:.3f}  NMI {m['nmi']:.3f}  ARI {m['ari']:.3f}  purity {m['purity']:.3f}")
     elif score:
         console.print("[yellow]--score: no labels found (class folders or label files) to score against[/]")
     console.print(f"Report: {result.report}")
@@ -81,7 +105,7 @@ def assign(
     images: Path = typer.Argument(..., help="Image file, folder, .npz, .npy or CSV of images to place."),
     out: Path = typer.Option(Path("assignments.csv"), "--out", help="CSV: one row per image."),
     neighbors: int = typer.Option(3, help="Nearest training images listed per image."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Decoded-image cache."),
+    cache_dir: Path | None = typer.Option(None, help="Decoded-image cache."),
 ) -> None:
     """Place IMAGES in the clusters of MODEL, with their nearest training images."""
     existing_path(model)
@@ -102,8 +126,10 @@ def assign(
     placed = table[table["status"] == "assigned"]
     skipped = table[table["status"] == "skipped"]
     counts = placed["cluster"].value_counts().sort_index()
-    console.print(f"[bold]{len(placed)} images placed[/] in {clusterer.n_clusters_} clusters: "
-                  + ", ".join(f"{c}: {n}" for c, n in counts.items()))
+    console.print(
+        f"[bold]{len(placed)} images placed[/] in {clusterer.n_clusters_} clusters: "
+        + ", ".join(f"{c}: {n}" for c, n in counts.items())
+    )
     for row in skipped.itertuples(index=False):
         console.print(f"[yellow]skipped[/] {row.path}: {row.reason}")
     console.print(f"Assignments: {out}")

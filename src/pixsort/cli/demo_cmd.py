@@ -9,6 +9,7 @@ import typer
 
 from pixsort.cli._common import fail
 
+
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
 
@@ -33,9 +34,13 @@ def demo(
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
     m = result.metrics
-    console.print(f"[bold]{m['n_images']} digit images[/] -> [bold]{m['n_clusters']} clusters[/] "
-                  f"(k chosen by silhouette over {DEMO_K_RANGE[0]}..{DEMO_K_RANGE[1]})")
-    console.print(f"against the true digits: accuracy {m['accuracy']:.3f}  NMI {m['nmi']:.3f}  "
-                  f"ARI {m['ari']:.3f}  purity {m['purity']:.3f}")
+    console.print(
+        f"[bold]{m['n_images']} digit images[/] -> [bold]{m['n_clusters']} clusters[/] "
+        f"(k chosen by silhouette over {DEMO_K_RANGE[0]}..{DEMO_K_RANGE[1]})"
+    )
+    console.print(
+        f"against the true digits: accuracy {m['accuracy']:.3f}  NMI {m['nmi']:.3f}  "
+        f"ARI {m['ari']:.3f}  purity {m['purity']:.3f}"
+    )
     console.print(f"done in {time.perf_counter() - start:.0f} s")
     console.print(f"Report: {result.report}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,19 +17,18 @@ def register(app: typer.Typer) -> None:
 def inspect(
     path: Path = typer.Argument(..., help="Folder of class folders, flat folder, .npz/.npy or CSV."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object for scripts."),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help="Also write manifest.csv here."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Decoded-image cache (default ~/.cache/pixsort)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Decoding processes (default: all cores)."),
+    manifest: Path | None = typer.Option(None, "--manifest", help="Also write manifest.csv here."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-image cache (default ~/.cache/pixsort)."),
+    workers: int | None = typer.Option(None, "--workers", min=0, help="Decoding processes (default: all cores)."),
 ) -> None:
     """Count images per split and class; report modes, sizes, duplicates and skipped files."""
     from pixsort.data import SourceError
     from pixsort.workflows import inspect_source
 
     try:
-        result = inspect_source(path, manifest_csv=manifest, cache_dir=cache_dir, workers=workers,
-                                progress=not as_json)
+        result = inspect_source(path, manifest_csv=manifest, cache_dir=cache_dir, workers=workers, progress=not as_json)
     except SourceError as exc:
-        raise fail(str(exc))
+        raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -44,8 +42,10 @@ def _print(result) -> None:
 
     out = console.__class__()  # stdout console for the report itself
     info = result.to_dict()
-    out.print(f"[bold]{info['source']}[/]  ({info['kind']}, {info['items']} files: "
-              f"{info['loaded']} usable, {info['skipped']} skipped)")
+    out.print(
+        f"[bold]{info['source']}[/]  ({info['kind']}, {info['items']} files: "
+        f"{info['loaded']} usable, {info['skipped']} skipped)"
+    )
     counts = result.counts()
     table = Table("split", *map(str, counts.columns), "total", title="Usable images")
     for split, row in counts.iterrows():

@@ -40,8 +40,9 @@ def serve(
 
     existing_path(model)
     try:
-        settings = ServeSettings(max_upload_mb=max_upload_mb, api_key=api_key or None, max_batch=max_batch,
-                                 threads=threads)
+        settings = ServeSettings(
+            max_upload_mb=max_upload_mb, api_key=api_key or None, max_batch=max_batch, threads=threads
+        )
     except ValueError as exc:
         raise fail(str(exc)) from None
 

@@ -14,7 +14,7 @@ Conventions
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -112,8 +112,9 @@ def cluster_class_table(y_true, y_pred, class_names: Sequence[str] | None = None
     """
     table, clusters, classes = contingency(y_true, y_pred)
     names = [class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c) for c in classes]
-    frame = pd.DataFrame(table, columns=names, index=pd.Index(
-        ["noise" if c == NOISE else int(c) for c in clusters], name="cluster"))
+    frame = pd.DataFrame(
+        table, columns=names, index=pd.Index(["noise" if c == NOISE else int(c) for c in clusters], name="cluster")
+    )
     mapping = match_clusters(y_true, y_pred)
     totals = table.sum(axis=1)
     frame["total"] = totals

@@ -18,10 +18,10 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -107,10 +107,9 @@ class ContentHasher:
     def save(self) -> None:
         if self.path is None or not self._new:
             return
-        with _locked(self.path.with_suffix(".lock")):
-            with open(self.path, "a", encoding="utf-8") as handle:
-                for r in self._new:
-                    handle.write(json.dumps(r) + "\n")
+        with _locked(self.path.with_suffix(".lock")), open(self.path, "a", encoding="utf-8") as handle:
+            for r in self._new:
+                handle.write(json.dumps(r) + "\n")
         self._new.clear()
 
 

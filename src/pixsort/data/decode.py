@@ -21,14 +21,14 @@ import io
 import os
 import warnings
 from dataclasses import asdict, dataclass
-from typing import BinaryIO, Literal, Union
+from typing import BinaryIO, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 ResizePolicy = Literal["squash", "pad", "crop"]
 Channels = Literal["RGB", "L"]
-ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
+ImageSource = str | os.PathLike | bytes | BinaryIO
 
 RESIZE_POLICIES = ("squash", "pad", "crop")
 CHANNELS = ("RGB", "L")
@@ -115,7 +115,7 @@ class DecodeSettings:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DecodeSettings":
+    def from_dict(cls, d: dict) -> DecodeSettings:
         """The settings :meth:`to_dict` wrote (a JSON list size becomes a tuple)."""
         d = dict(d)
         if isinstance(d.get("size"), list):

@@ -33,10 +33,12 @@ class Inspection:
     def counts(self) -> pd.DataFrame:
         """Usable images per split (rows) and class (columns)."""
         ok = self.loaded
-        frame = pd.DataFrame({
-            "split": ok["split"].replace("", "(none)"),
-            "class": ok["label"].replace("", "(unlabeled)"),
-        })
+        frame = pd.DataFrame(
+            {
+                "split": ok["split"].replace("", "(none)"),
+                "class": ok["label"].replace("", "(unlabeled)"),
+            }
+        )
         return frame.groupby(["split", "class"]).size().unstack(fill_value=0)
 
     def modes(self) -> dict[str, int]:
@@ -47,8 +49,10 @@ class Inspection:
         if ok.empty:
             return {}
         return {
-            "min_width": int(ok["width"].min()), "max_width": int(ok["width"].max()),
-            "min_height": int(ok["height"].min()), "max_height": int(ok["height"].max()),
+            "min_width": int(ok["width"].min()),
+            "max_width": int(ok["width"].max()),
+            "min_height": int(ok["height"].min()),
+            "max_height": int(ok["height"].max()),
         }
 
     def duplicates(self) -> list[list[str]]:
@@ -70,13 +74,13 @@ class Inspection:
             "modes": {k: int(v) for k, v in self.modes().items()},
             "sizes": self.size_range(),
             "duplicates": self.duplicates(),
-            "skipped_files": [
-                {"path": r.path, "reason": r.reason} for r in self.skipped.itertuples(index=False)
-            ],
+            "skipped_files": [{"path": r.path, "reason": r.reason} for r in self.skipped.itertuples(index=False)],
         }
 
 
-def inspect_dataset(dataset: ImageDataset, *, cache_dir=None, workers: int | None = None, progress: bool = True) -> Inspection:
+def inspect_dataset(
+    dataset: ImageDataset, *, cache_dir=None, workers: int | None = None, progress: bool = True
+) -> Inspection:
     """Decode every item once (thumbnail-sized, cached) and summarise the source."""
     try:
         decoded = load_images(dataset, _PROBE, cache_dir=cache_dir, workers=workers, progress=progress)

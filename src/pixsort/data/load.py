@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
+from pixsort.base.progress import progress as progress_bar
+from pixsort.base.runtime import available_cores
 from pixsort.data.cache import CacheEntry, ContentHasher, DecodedStore, default_cache_dir, hash_array
 from pixsort.data.decode import DecodeSettings, SkipImage, decode_array, decode_image
 from pixsort.data.sources import ImageDataset
-from pixsort.base.progress import progress as progress_bar
-from pixsort.base.runtime import available_cores
 
 MANIFEST_COLUMNS = ["path", "label", "split", "status", "reason", "width", "height", "mode", "content_hash"]
 _WRITE_BATCH = 256
@@ -83,7 +83,7 @@ class DecodedImages:
     def skipped(self) -> pd.DataFrame:
         return self.manifest[self.manifest["status"] == "skipped"]
 
-    def select(self, mask_or_indices: np.ndarray) -> "DecodedImages":
+    def select(self, mask_or_indices: np.ndarray) -> DecodedImages:
         """A subset by boolean mask or positions (e.g. ``decoded.select(decoded.splits == "val")``)."""
         pos = np.asarray(mask_or_indices)
         if pos.dtype == bool:
@@ -268,8 +268,19 @@ def _manifest(
             entry = CacheEntry(-1, "decode_error", "no decode result")
         loaded = entry.row >= 0
         reason = "" if loaded else (f"{entry.reason}: {entry.detail}" if entry.detail else entry.reason)
-        rows.append((dataset.paths[i], names[i], dataset.splits[i], "loaded" if loaded else "skipped", reason,
-                     entry.width or None, entry.height or None, entry.mode, key or ""))
+        rows.append(
+            (
+                dataset.paths[i],
+                names[i],
+                dataset.splits[i],
+                "loaded" if loaded else "skipped",
+                reason,
+                entry.width or None,
+                entry.height or None,
+                entry.mode,
+                key or "",
+            )
+        )
     frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     return frame.astype({"width": "Int64", "height": "Int64"})
 

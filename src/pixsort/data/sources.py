@@ -17,17 +17,22 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 SPLIT_ALIASES = {
-    "train": "train", "training": "train",
-    "val": "val", "valid": "val", "validation": "val", "dev": "val",
-    "test": "test", "testing": "test",
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
 }
 PATH_COLUMNS = ("path", "filepath", "file_path", "file", "filename", "image", "image_path", "img")
 LABEL_COLUMNS = ("label", "class", "target", "category", "y")
@@ -84,7 +89,7 @@ class ImageDataset:
     def label_names(self) -> list[str]:
         return [self.class_names[i] if i >= 0 else "" for i in self.labels]
 
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "ImageDataset":
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ImageDataset:
         """A dataset of the given items, in the given order."""
         idx = np.asarray(indices, dtype=np.int64)
         store = None
@@ -100,15 +105,17 @@ class ImageDataset:
             store=store,
         )
 
-    def split(self, name: str) -> "ImageDataset":
+    def split(self, name: str) -> ImageDataset:
         return self.subset(np.flatnonzero(self.splits == name))
 
     def counts(self) -> pd.DataFrame:
         """Items per split and class (a pivot table, ``unlabeled`` for no label)."""
-        frame = pd.DataFrame({
-            "split": [s or "(none)" for s in self.splits],
-            "class": [n or "(unlabeled)" for n in self.label_names()],
-        })
+        frame = pd.DataFrame(
+            {
+                "split": [s or "(none)" for s in self.splits],
+                "class": [n or "(unlabeled)" for n in self.label_names()],
+            }
+        )
         return frame.groupby(["split", "class"]).size().unstack(fill_value=0)
 
 
@@ -246,7 +253,9 @@ def _from_arrays(
                     raise SourceError(f"{file}: no image arrays (keys: {', '.join(keys)})")
                 for k in image_keys:
                     prefix = k[: -len("_images")] if k.endswith("_images") else ""
-                    label_key = f"{prefix}_labels" if prefix else next((c for c in ("labels", "y", "Y") if c in keys), None)
+                    label_key = (
+                        f"{prefix}_labels" if prefix else next((c for c in ("labels", "y", "Y") if c in keys), None)
+                    )
                     y = npz[label_key] if label_key in keys else None
                     add(f"{file}:{k}", npz[k], SPLIT_ALIASES.get(prefix.lower(), ""), y)
         else:

@@ -75,7 +75,7 @@ class EncodedTable:
     duplicate_ids: pd.Series = field(default_factory=lambda: pd.Series(dtype=int))
     empty_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     attributes: pd.DataFrame | None = None
-    join: "JoinReport | None" = None
+    join: JoinReport | None = None
     source: str = ""
 
     @property

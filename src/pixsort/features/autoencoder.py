@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -43,8 +43,14 @@ class ConvAutoencoder(nn.Module):
         super().__init__()
         layers, prev = [], in_channels
         for ch in channels:
-            layers += [nn.Conv2d(prev, ch, 3, stride=2, padding=1), nn.BatchNorm2d(ch), nn.ReLU(inplace=True),
-                       nn.Conv2d(ch, ch, 3, padding=1), nn.BatchNorm2d(ch), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(prev, ch, 3, stride=2, padding=1),
+                nn.BatchNorm2d(ch),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(ch, ch, 3, padding=1),
+                nn.BatchNorm2d(ch),
+                nn.ReLU(inplace=True),
+            ]
             prev = ch
         self.encoder = nn.Sequential(*layers)
         self.grid = image_size // 2 ** len(channels)
@@ -53,8 +59,14 @@ class ConvAutoencoder(nn.Module):
         self.from_latent = nn.Linear(latent_dim, flat)
         dec, rev = [], list(channels[::-1]) + [channels[0]]
         for a, b in zip(rev[:-1], rev[1:]):
-            dec += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.BatchNorm2d(b), nn.ReLU(inplace=True),
-                    nn.Conv2d(b, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
+            dec += [
+                nn.ConvTranspose2d(a, b, 4, stride=2, padding=1),
+                nn.BatchNorm2d(b),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(b, b, 3, padding=1),
+                nn.BatchNorm2d(b),
+                nn.ReLU(inplace=True),
+            ]
         dec += [nn.Conv2d(channels[0], in_channels, 3, padding=1), nn.Sigmoid()]
         self.decoder = nn.Sequential(*dec)
         self.top_channels = prev
@@ -102,9 +114,18 @@ class AutoencoderExtractor(ImageExtractor):
         plus whatever ``eval_callback`` returned at that epoch (e.g. accuracy).
     """
 
-    def __init__(self, latent_dim: int = 64, image_size: int = 32, channels: tuple[int, ...] = (32, 64, 128),
-                 epochs: int = 20, batch_size: int = 128, learning_rate: float = 2e-3, flip: bool = True,
-                 random_state: int = 0, progress: bool = True):
+    def __init__(
+        self,
+        latent_dim: int = 64,
+        image_size: int = 32,
+        channels: tuple[int, ...] = (32, 64, 128),
+        epochs: int = 20,
+        batch_size: int = 128,
+        learning_rate: float = 2e-3,
+        flip: bool = True,
+        random_state: int = 0,
+        progress: bool = True,
+    ):
         self.latent_dim = latent_dim
         self.image_size = image_size
         self.channels = tuple(channels)
@@ -161,12 +182,18 @@ class AutoencoderExtractor(ImageExtractor):
     def _to_tensor(self, images: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
         if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              antialias=x.shape[-1] > self.image_size, align_corners=False)
+            x = F.interpolate(
+                x,
+                size=(self.image_size, self.image_size),
+                mode="bilinear",
+                antialias=x.shape[-1] > self.image_size,
+                align_corners=False,
+            )
         return x
 
-    def fit(self, images: np.ndarray, y=None, eval_callback: EvalCallback | None = None,
-            eval_every: int = 5) -> "AutoencoderExtractor":
+    def fit(
+        self, images: np.ndarray, y=None, eval_callback: EvalCallback | None = None, eval_every: int = 5
+    ) -> AutoencoderExtractor:
         """Train on uint8 images (n, H, W, C).
 
         ``eval_callback(epoch, latents)`` is called every ``eval_every`` epochs and
@@ -181,8 +208,9 @@ class AutoencoderExtractor(ImageExtractor):
         gen = torch.Generator().manual_seed(self.random_state)
         opt = torch.optim.Adam(self.model_.parameters(), lr=self.learning_rate)
         steps_per_epoch = math.ceil(len(data) / self.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.learning_rate, total_steps=self.epochs * steps_per_epoch,
-                                                    pct_start=0.15)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=self.learning_rate, total_steps=self.epochs * steps_per_epoch, pct_start=0.15
+        )
         self.history_: list[dict] = []
         with Progress(self.progress) as bar:
             task = bar.add_task("Training autoencoder", self.epochs)
@@ -191,8 +219,9 @@ class AutoencoderExtractor(ImageExtractor):
                 if eval_callback is not None and (epoch % eval_every == 0 or epoch == self.epochs):
                     entry.update(eval_callback(epoch, self._encode_tensor(data)))
                 self.history_.append(entry)
-                info = "  ".join(f"{k} {v:.4f}" for k, v in entry.items() if k not in ("epoch", "seconds")
-                                 and isinstance(v, float))
+                info = "  ".join(
+                    f"{k} {v:.4f}" for k, v in entry.items() if k not in ("epoch", "seconds") and isinstance(v, float)
+                )
                 bar.advance(task, 1, info=info)
         self.model_.eval()
         return self
@@ -203,7 +232,7 @@ class AutoencoderExtractor(ImageExtractor):
         start, total, seen = time.perf_counter(), 0.0, 0
         order = torch.randperm(len(data), generator=gen)
         for i in range(0, len(data), self.batch_size):
-            x = data[order[i:i + self.batch_size]]
+            x = data[order[i : i + self.batch_size]]
             if self.flip:
                 flip = torch.rand(len(x), generator=gen) < 0.5
                 x = torch.where(flip[:, None, None, None], x.flip(3), x)
@@ -222,7 +251,7 @@ class AutoencoderExtractor(ImageExtractor):
     @torch.inference_mode()
     def _encode_tensor(self, data: torch.Tensor) -> np.ndarray:
         self.model_.eval()
-        out = [self.model_.encode(data[i:i + 512]) for i in range(0, len(data), 512)]
+        out = [self.model_.encode(data[i : i + 512]) for i in range(0, len(data), 512)]
         return torch.cat(out).numpy().astype(np.float32)
 
     def transform(self, images, keys=None, cache_dir=None) -> np.ndarray:
@@ -232,7 +261,7 @@ class AutoencoderExtractor(ImageExtractor):
 
     def _extract(self, images: np.ndarray) -> np.ndarray:
         images = _match_channels(images, self.in_channels_)
-        out = [self._encode_tensor(self._to_tensor(images[i:i + 1024])) for i in range(0, len(images), 1024)]
+        out = [self._encode_tensor(self._to_tensor(images[i : i + 1024])) for i in range(0, len(images), 1024)]
         return np.concatenate(out) if out else np.zeros((0, self.latent_dim), np.float32)
 
     def fit_transform(self, images, y=None, keys=None, cache_dir=None, **fit_kwargs) -> np.ndarray:
@@ -245,7 +274,7 @@ class AutoencoderExtractor(ImageExtractor):
         x = self._to_tensor(_match_channels(check_images(images), self.in_channels_))
         self.model_.eval()
         _, recon = self.model_(x)
-        to_u8 = lambda t: (t.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).numpy())  # noqa: E731
+        to_u8 = lambda t: t.clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).numpy()
         return to_u8(x), to_u8(recon)
 
     # -- persistence ---------------------------------------------------------------
@@ -254,7 +283,7 @@ class AutoencoderExtractor(ImageExtractor):
         self._check_fitted()
         return {k: v.detach().clone() for k, v in self.model_.state_dict().items()}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> "AutoencoderExtractor":
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> AutoencoderExtractor:
         """Load weights saved by :meth:`state_dict` (the input channels are read from them)."""
         self._validate_params()
         self._build(int(state["encoder.0.weight"].shape[1]))

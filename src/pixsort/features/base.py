@@ -64,7 +64,9 @@ class ImageExtractor(TransformerMixin, BaseEstimator, ABC):
         check_images(images)
         return self
 
-    def transform(self, images, keys: Sequence[str] | None = None, cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+    def transform(
+        self, images, keys: Sequence[str] | None = None, cache_dir: str | os.PathLike | None = None
+    ) -> np.ndarray:
         """Features of ``images``.
 
         Parameters
@@ -116,7 +118,12 @@ class ImageExtractor(TransformerMixin, BaseEstimator, ABC):
         for i, (key, vec) in enumerate(zip(keys, found)):
             if vec is None and key not in todo:
                 todo[key] = i
-        log.info("embedding cache %s: %d of %d images cached", cache.dir, len(keys) - sum(v is None for v in found), len(keys))
+        log.info(
+            "embedding cache %s: %d of %d images cached",
+            cache.dir,
+            len(keys) - sum(v is None for v in found),
+            len(keys),
+        )
         if not keys:
             return self._extract(images)  # empty batch: the extractor knows its (0, D)
         computed: dict[str, np.ndarray] = {}

@@ -137,7 +137,11 @@ class PretrainedExtractor(ImageExtractor):
             get_pretrained_cfg(self.backbone)  # ValueError listing the known names
             if self.backbone in LITE_VARIANTS:  # layer names known without building the network
                 resolve_layers(self.layers, LITE_FEATURE_NAMES)
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, (int, np.integer))
+            or self.batch_size < 1
+        ):
             raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
@@ -219,8 +223,14 @@ class PretrainedExtractor(ImageExtractor):
             for start in range(0, n, bs):
                 batch = images[start : start + bs]
                 x = to_float_batch(
-                    batch, plan.size, cfg.mean, cfg.std, interpolation=cfg.interpolation,
-                    crop_pct=self.crop_pct, channels_last=plan.channels_last, dtype=plan.dtype,
+                    batch,
+                    plan.size,
+                    cfg.mean,
+                    cfg.std,
+                    interpolation=cfg.interpolation,
+                    crop_pct=self.crop_pct,
+                    channels_last=plan.channels_last,
+                    dtype=plan.dtype,
                 )
                 out[start : start + len(batch)] = net.forward_features(x).float().numpy()
                 bar.advance(len(batch))

@@ -15,19 +15,34 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from pixsort.data import DecodeSettings, default_cache_dir
 from pixsort.data.cache import hash_array
+from pixsort.features.backbones import get_pretrained_cfg, list_backbones
 from pixsort.features.base import CONFIG_FORMAT, EXTRACTORS, ImageExtractor
-from pixsort.features.names import parse_feature_name
+from pixsort.features.names import SPECIAL_FEATURES, FeatureName, parse_feature_name
 
 PIXEL_SIZE = 32  # raw pixels only make sense for small images: 32x32x3 = 3072 dims
 CHUNK = 2048  # images embedded per call: bounds the float copies of large decoded sizes
+
+
+def check_feature_name(name: str) -> FeatureName:
+    """:func:`~pixsort.features.names.parse_feature_name`, and a registered backbone for
+    a backbone name (ValueError listing the known names and a close match)."""
+    parsed = parse_feature_name(name)
+    if parsed.kind == "backbone":
+        get_pretrained_cfg(name)
+    return parsed
+
+
+def list_features() -> list[str]:
+    """Feature names usable here (``timm:<model>`` works too where timm imports)."""
+    return [*list_backbones(), *SPECIAL_FEATURES]
 
 
 @dataclass(frozen=True)
@@ -42,7 +57,7 @@ class FeatureSpec:
     random_state: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_kind", parse_feature_name(self.name).kind)
+        object.__setattr__(self, "_kind", check_feature_name(self.name).kind)
         unknown = set(self.autoencoder) - AUTOENCODER_PARAMS
         if unknown:
             raise ValueError(f"unknown autoencoder settings {sorted(unknown)}; known: {sorted(AUTOENCODER_PARAMS)}")
@@ -64,7 +79,9 @@ class FeatureSpec:
         return self._kind == "timm"
 
 
-AUTOENCODER_PARAMS = frozenset({"latent_dim", "image_size", "channels", "epochs", "batch_size", "learning_rate", "flip"})
+AUTOENCODER_PARAMS = frozenset(
+    {"latent_dim", "image_size", "channels", "epochs", "batch_size", "learning_rate", "flip"}
+)
 
 
 def default_decode_settings(spec: FeatureSpec, image_size: int | None = None) -> DecodeSettings:
@@ -78,8 +95,6 @@ def default_decode_settings(spec: FeatureSpec, image_size: int | None = None) ->
         return DecodeSettings(size=int(spec.autoencoder.get("image_size", 32)))
     if spec.is_timm:
         return DecodeSettings(size=224)
-    from pixsort.features.backbones import get_pretrained_cfg
-
     _, h, w = get_pretrained_cfg(spec.name).input_size
     return DecodeSettings(size=(h, w))
 
@@ -100,8 +115,9 @@ def build_extractor(spec: FeatureSpec, progress: bool = True, config: dict | Non
         return PixelExtractor(size=PIXEL_SIZE if size is None else size)
     from pixsort.features.embed import PretrainedExtractor
 
-    return PretrainedExtractor(backbone=spec.name, layers=spec.layers, batch_size=spec.batch_size,
-                               progress="auto" if progress else False)
+    return PretrainedExtractor(
+        backbone=spec.name, layers=spec.layers, batch_size=spec.batch_size, progress="auto" if progress else False
+    )
 
 
 def extractor_from_config(config: dict, expected: type[ImageExtractor] = ImageExtractor) -> ImageExtractor:
@@ -111,8 +127,8 @@ def extractor_from_config(config: dict, expected: type[ImageExtractor] = ImageEx
     if config.get("format", CONFIG_FORMAT) > CONFIG_FORMAT:
         raise ValueError(f"extractor config format {config['format']} is newer than this pixsort understands")
     # the built-in extractors register themselves when their modules are imported
-    import pixsort.features.autoencoder  # noqa: F401
-    import pixsort.features.embed  # noqa: F401
+    import pixsort.features.autoencoder
+    import pixsort.features.embed
     import pixsort.features.pixels  # noqa: F401
 
     kind = config["type"]
@@ -134,10 +150,18 @@ def image_keys(images: np.ndarray) -> list[str]:
     return [hash_array(im) for im in images]
 
 
-def extract_features(extractor, spec: FeatureSpec, images: np.ndarray, keys: list[str] | None,
-                     cache_root: str | os.PathLike | None, decode: DecodeSettings | None = None, *,
-                     fit: bool = False, progress: bool = True,
-                     eval_callback: Callable[[int, np.ndarray], dict] | None = None) -> np.ndarray:
+def extract_features(
+    extractor,
+    spec: FeatureSpec,
+    images: np.ndarray,
+    keys: list[str] | None,
+    cache_root: str | os.PathLike | None,
+    decode: DecodeSettings | None = None,
+    *,
+    fit: bool = False,
+    progress: bool = True,
+    eval_callback: Callable[[int, np.ndarray], dict] | None = None,
+) -> np.ndarray:
     """Raw features (n, D) float32 of uint8 ``images`` (n, H, W, C).
 
     ``fit`` trains the autoencoder first.  With ``keys`` (content hashes), pretrained
@@ -170,11 +194,11 @@ def extract_features(extractor, spec: FeatureSpec, images: np.ndarray, keys: lis
 def _chunked(run, images: np.ndarray, keys: list[str] | None, flip: bool = False) -> np.ndarray:
     parts = []
     for s in range(0, len(images), CHUNK):
-        batch = images[s:s + CHUNK]
+        batch = images[s : s + CHUNK]
         if flip:
             # with keys, a view: only cache misses are gathered (copied) for the network
             batch = batch[:, :, ::-1] if keys is not None else np.ascontiguousarray(batch[:, :, ::-1])
-        parts.append(run(batch, None if keys is None else keys[s:s + CHUNK]))
+        parts.append(run(batch, None if keys is None else keys[s : s + CHUNK]))
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 
@@ -183,5 +207,14 @@ def _decode_digest(decode: DecodeSettings | None) -> str:
     return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
-__all__ = ["AUTOENCODER_PARAMS", "FeatureSpec", "build_extractor", "default_decode_settings", "extract_features",
-           "extractor_from_config", "image_keys"]
+__all__ = [
+    "AUTOENCODER_PARAMS",
+    "FeatureSpec",
+    "build_extractor",
+    "check_feature_name",
+    "default_decode_settings",
+    "extract_features",
+    "extractor_from_config",
+    "image_keys",
+    "list_features",
+]

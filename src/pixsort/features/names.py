@@ -43,27 +43,18 @@ class FeatureName:
 
 
 def parse_feature_name(name: str) -> FeatureName:
-    """Check a feature name and say what kind it is (ValueError listing the known names)."""
+    """Say what kind a feature name is, from its spelling alone (no registry lookup:
+    :func:`pixsort.features.extract.check_feature_name` also checks that a backbone
+    name is registered)."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"features must be a name, got {name!r}")
     if name in SPECIAL_FEATURES:
         return FeatureName(name, name)
     if is_timm(name):
-        if not name[len(TIMM_PREFIX):]:
+        if not name[len(TIMM_PREFIX) :]:
             raise ValueError(f"{name!r} names no timm model; write {TIMM_PREFIX}<model_name>")
         return FeatureName(name, "timm")
-    from pixsort.features.backbones import get_pretrained_cfg
-
-    get_pretrained_cfg(name)  # ValueError with the known names and a close match
     return FeatureName(name, "backbone")
 
 
-def list_features() -> list[str]:
-    """Feature names usable here (``timm:<model>`` works too where timm imports)."""
-    from pixsort.features.backbones import list_backbones
-
-    return [*list_backbones(), *SPECIAL_FEATURES]
-
-
-__all__ = ["SPECIAL_FEATURES", "TIMM_PREFIX", "FeatureName", "is_timm", "list_features", "parse_feature_name",
-           "split_prefix"]
+__all__ = ["SPECIAL_FEATURES", "TIMM_PREFIX", "FeatureName", "is_timm", "parse_feature_name", "split_prefix"]

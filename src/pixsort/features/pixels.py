@@ -41,7 +41,11 @@ class PixelExtractor(ImageExtractor):
         normalize_size(self.size)
         if self.color not in ("rgb", "grey"):
             raise ValueError(f"color must be 'rgb' or 'grey', got {self.color!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, (int, np.integer))
+            or self.batch_size < 1
+        ):
             raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
 
     @property
@@ -54,7 +58,9 @@ class PixelExtractor(ImageExtractor):
         chunks = []
         with torch.inference_mode():
             for start in range(0, max(len(images), 1), self.batch_size):
-                x = to_float_batch(images[start : start + self.batch_size], size, rgb=self.color == "rgb", channels_last=True)
+                x = to_float_batch(
+                    images[start : start + self.batch_size], size, rgb=self.color == "rgb", channels_last=True
+                )
                 if self.color == "grey" and x.shape[1] == 3:
                     x = (x * _LUMA).sum(dim=1, keepdim=True)
                 # channels_last memory is (N, H, W, C): flattening it gives the (h, w, c) layout

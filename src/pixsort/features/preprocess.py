@@ -24,7 +24,11 @@ def normalize_size(size, name: str = "size") -> tuple[int, int] | None:
         return None
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
         size = (int(size), int(size))
-    if not (isinstance(size, Sequence) and len(size) == 2 and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)):
+    if not (
+        isinstance(size, Sequence)
+        and len(size) == 2
+        and all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in size)
+    ):
         raise TypeError(f"{name} must be None, an int or a (height, width) pair of ints, got {size!r}")
     if min(size) < 1:
         raise ValueError(f"{name} must be positive, got {size!r}")

@@ -57,8 +57,15 @@ class EmbeddingReducer:
     explained_variance_ratio_ : ndarray (n_components_,)
     """
 
-    def __init__(self, n_components: float | int | None = 0.9, whiten: bool = True, normalize: bool = True,
-                 renormalize: bool = True, max_components: int | None = None, block_sizes=None):
+    def __init__(
+        self,
+        n_components: float | int | None = 0.9,
+        whiten: bool = True,
+        normalize: bool = True,
+        renormalize: bool = True,
+        max_components: int | None = None,
+        block_sizes=None,
+    ):
         self.n_components = n_components
         self.whiten = whiten
         self.normalize = normalize
@@ -82,11 +89,16 @@ class EmbeddingReducer:
             raise ValueError(f"block_sizes must be positive widths, got {self.block_sizes}")
 
     def get_params(self) -> dict:
-        return {"n_components": self.n_components, "whiten": self.whiten, "normalize": self.normalize,
-                "renormalize": self.renormalize, "max_components": self.max_components,
-                "block_sizes": self.block_sizes}
+        return {
+            "n_components": self.n_components,
+            "whiten": self.whiten,
+            "normalize": self.normalize,
+            "renormalize": self.renormalize,
+            "max_components": self.max_components,
+            "block_sizes": self.block_sizes,
+        }
 
-    def fit(self, X: np.ndarray) -> "EmbeddingReducer":
+    def fit(self, X: np.ndarray) -> EmbeddingReducer:
         """Learn the projection from ``X`` (n_samples, n_features)."""
         self._validate()
         X = self._prepare(X)
@@ -171,18 +183,21 @@ class EmbeddingReducer:
             if sum(self.block_sizes) != X.shape[1]:
                 raise ValueError(f"block_sizes {self.block_sizes} do not add up to {X.shape[1]} features")
             ends = np.cumsum(self.block_sizes)
-            X = np.concatenate([l2_normalize(X[:, e - b:e]) for b, e in zip(self.block_sizes, ends)], axis=1)
+            X = np.concatenate([l2_normalize(X[:, e - b : e]) for b, e in zip(self.block_sizes, ends)], axis=1)
         return l2_normalize(X) if self.normalize else X
 
     # -- persistence: plain arrays, for safetensors ------------------------------------
 
     def get_arrays(self) -> dict[str, np.ndarray]:
-        return {"mean": self.mean_, "components": self.components_,
-                "explained_variance": self.explained_variance_,
-                "explained_variance_ratio": self.explained_variance_ratio_}
+        return {
+            "mean": self.mean_,
+            "components": self.components_,
+            "explained_variance": self.explained_variance_,
+            "explained_variance_ratio": self.explained_variance_ratio_,
+        }
 
     @classmethod
-    def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]) -> "EmbeddingReducer":
+    def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]) -> EmbeddingReducer:
         red = cls(**params)
         red.mean_ = np.asarray(arrays["mean"], dtype=np.float32)
         red.components_ = np.asarray(arrays["components"], dtype=np.float32)
@@ -194,8 +209,14 @@ class EmbeddingReducer:
         return red
 
 
-def embed_2d(X: np.ndarray, method: str = "tsne", random_state: int = 0, perplexity: float = 30.0,
-             n_neighbors: int = 15, n_jobs: int | None = None) -> np.ndarray:
+def embed_2d(
+    X: np.ndarray,
+    method: str = "tsne",
+    random_state: int = 0,
+    perplexity: float = 30.0,
+    n_neighbors: int = 15,
+    n_jobs: int | None = None,
+) -> np.ndarray:
     """A 2-D view of ``X`` (n, d) -> (n, 2) float32, for scatter plots.
 
     ``tsne`` uses openTSNE (FFT-accelerated, PCA initialised) when installed, else
@@ -210,8 +231,9 @@ def embed_2d(X: np.ndarray, method: str = "tsne", random_state: int = 0, perplex
     if n < 3:
         return np.zeros((n, 2), dtype=np.float32)
     if method == "pca" or X.shape[1] > 50:
-        pre = EmbeddingReducer(n_components=min(50, X.shape[1], n), whiten=False, normalize=False,
-                               renormalize=False).fit_transform(X)
+        pre = EmbeddingReducer(
+            n_components=min(50, X.shape[1], n), whiten=False, normalize=False, renormalize=False
+        ).fit_transform(X)
         if method == "pca":
             return pre[:, :2].astype(np.float32) if pre.shape[1] >= 2 else np.pad(pre, ((0, 0), (0, 1)))
         X = pre
@@ -219,8 +241,12 @@ def embed_2d(X: np.ndarray, method: str = "tsne", random_state: int = 0, perplex
     if method == "umap":
         import umap
 
-        model = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, n - 1), random_state=random_state,
-                          n_jobs=1 if random_state is not None else n_jobs)
+        model = umap.UMAP(
+            n_components=2,
+            n_neighbors=min(n_neighbors, n - 1),
+            random_state=random_state,
+            n_jobs=1 if random_state is not None else n_jobs,
+        )
         return model.fit_transform(X).astype(np.float32)
     perplexity = float(min(perplexity, max(1.0, (n - 1) / 3.0)))
     try:
@@ -228,10 +254,19 @@ def embed_2d(X: np.ndarray, method: str = "tsne", random_state: int = 0, perplex
     except ImportError:
         from sklearn.manifold import TSNE
 
-        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=random_state,
-                    n_jobs=n_jobs).fit_transform(X).astype(np.float32)
-    model = OpenTSNE(n_components=2, perplexity=perplexity, initialization="pca", random_state=random_state,
-                     n_jobs=n_jobs, verbose=False)
+        return (
+            TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=random_state, n_jobs=n_jobs)
+            .fit_transform(X)
+            .astype(np.float32)
+        )
+    model = OpenTSNE(
+        n_components=2,
+        perplexity=perplexity,
+        initialization="pca",
+        random_state=random_state,
+        n_jobs=n_jobs,
+        verbose=False,
+    )
     return np.asarray(model.fit(X), dtype=np.float32)
 
 

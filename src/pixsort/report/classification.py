@@ -31,30 +31,44 @@ _PLOTS = (
 )
 
 
-def write_classification_report(path: str | os.PathLike, *, title: str, metrics: dict, clf,
-                                files: dict[str, Path], predictions: pd.DataFrame) -> Path:
+def write_classification_report(
+    path: str | os.PathLike, *, title: str, metrics: dict, clf, files: dict[str, Path], predictions: pd.DataFrame
+) -> Path:
     """Write ``report.html`` beside the plots in ``files`` (referenced relatively)."""
     path = Path(path)
     spec = getattr(clf, "spec_", {}) or {}
     rep = HtmlReport(title, subtitle=f"model {spec.get('model', '?')}, classes: {', '.join(clf.classes_)}")
     rep.section("Summary")
-    summary = {"images": metrics.get("n_images"), "accuracy": metrics.get("accuracy"),
-               "balanced accuracy": metrics.get("balanced_accuracy"), "ROC-AUC": metrics.get("roc_auc"),
-               "PR-AUC": metrics.get("pr_auc"), "ECE": metrics.get("ece")}
+    summary = {
+        "images": metrics.get("n_images"),
+        "accuracy": metrics.get("accuracy"),
+        "balanced accuracy": metrics.get("balanced_accuracy"),
+        "ROC-AUC": metrics.get("roc_auc"),
+        "PR-AUC": metrics.get("pr_auc"),
+        "ECE": metrics.get("ece"),
+    }
     if "sensitivity" in metrics:
-        summary.update({"sensitivity": metrics.get("sensitivity"), "specificity": metrics.get("specificity"),
-                        "threshold": metrics.get("threshold")})
+        summary.update(
+            {
+                "sensitivity": metrics.get("sensitivity"),
+                "specificity": metrics.get("specificity"),
+                "threshold": metrics.get("threshold"),
+            }
+        )
     if metrics.get("n_skipped"):
         summary["skipped files"] = metrics["n_skipped"]
     rep.key_values({k: ("n/a" if v is None else v) for k, v in summary.items()})
     info = metrics.get("threshold_info") or {}
     if clf.threshold_ is not None:
-        how = {"sensitivity": f"the highest threshold reaching sensitivity >= {info.get('target_sensitivity')} "
-                              "on the validation split",
-               "youden": "Youden's J (sensitivity + specificity - 1) maximised on the validation split",
-               "fixed": "a fixed value"}.get(info.get("method"), str(info.get("method")))
-        rep.paragraph(f"Decision: '{clf.classes_[1]}' when its probability is >= {clf.threshold_:.4f}, chosen by {how}.",
-                      "note")
+        how = {
+            "sensitivity": f"the highest threshold reaching sensitivity >= {info.get('target_sensitivity')} "
+            "on the validation split",
+            "youden": "Youden's J (sensitivity + specificity - 1) maximised on the validation split",
+            "fixed": "a fixed value",
+        }.get(info.get("method"), str(info.get("method")))
+        rep.paragraph(
+            f"Decision: '{clf.classes_[1]}' when its probability is >= {clf.threshold_:.4f}, chosen by {how}.", "note"
+        )
     per_class = metrics.get("per_class")
     if per_class:
         rep.section("Per class")
@@ -65,10 +79,16 @@ def write_classification_report(path: str | os.PathLike, *, title: str, metrics:
     training = getattr(clf, "training_", None)
     if training:
         rep.section("Training")
-        rep.key_values({"best epoch": training.get("best_epoch"), "stopped": training.get("stopped"),
-                        "train images": training.get("n_train"), "validation images": training.get("n_val"),
-                        "parameters": getattr(clf, "n_parameters_", None),
-                        "fit seconds": round(float(getattr(clf, "fit_seconds_", 0) or 0), 1)})
+        rep.key_values(
+            {
+                "best epoch": training.get("best_epoch"),
+                "stopped": training.get("stopped"),
+                "train images": training.get("n_train"),
+                "validation images": training.get("n_val"),
+                "parameters": getattr(clf, "n_parameters_", None),
+                "fit seconds": round(float(getattr(clf, "fit_seconds_", 0) or 0), 1),
+            }
+        )
         cfg = getattr(clf, "train_config_", {}) or {}
         shown = {k: v for k, v in cfg.items() if k != "augment"}
         rep.table(pd.DataFrame([shown]).T.rename(columns={0: "value"}).astype(str), caption="Training settings")
@@ -79,8 +99,16 @@ def write_classification_report(path: str | os.PathLike, *, title: str, metrics:
     return rep.write(path)
 
 
-def write_evaluation(evaluation: Evaluation, clf, images: np.ndarray, out_dir: str | os.PathLike, *, title: str,
-                     history: list[dict] | None = None, report: bool = True) -> Evaluation:
+def write_evaluation(
+    evaluation: Evaluation,
+    clf,
+    images: np.ndarray,
+    out_dir: str | os.PathLike,
+    *,
+    title: str,
+    history: list[dict] | None = None,
+    report: bool = True,
+) -> Evaluation:
     """Write an :class:`~pixsort.classify.evaluation.Evaluation` of ``clf`` into ``out_dir``:
     plots, ``metrics.json``, ``predictions.csv`` and ``report.html``; returns it with
     ``files`` filled in.  ``images`` are the evaluated uint8 images (for the grids)."""
@@ -91,18 +119,22 @@ def write_evaluation(evaluation: Evaluation, clf, images: np.ndarray, out_dir: s
     if len(evaluation.labels):
         y, p = evaluation.labels, evaluation.proba
         files["confusion"] = plot_confusion(metrics["confusion_matrix"], classes, plot_dir / "confusion.png")
-        for key, fn in (("roc", lambda: plot_roc(y, p, classes, plot_dir / "roc.png", clf.threshold_)),
-                        ("pr", lambda: plot_pr(y, p, classes, plot_dir / "pr.png"))):
+        for key, fn in (
+            ("roc", lambda: plot_roc(y, p, classes, plot_dir / "roc.png", clf.threshold_)),
+            ("pr", lambda: plot_pr(y, p, classes, plot_dir / "pr.png")),
+        ):
             made = fn()
             if made is not None:
                 files[key] = made
         files["reliability"] = plot_reliability(y, p, plot_dir / "reliability.png")
         if len(evaluation.worst):
-            files["worst"] = image_grid(gather(images, evaluation.worst), evaluation.worst_titles,
-                                        plot_dir / "worst.png")
+            files["worst"] = image_grid(
+                gather(images, evaluation.worst), evaluation.worst_titles, plot_dir / "worst.png"
+            )
         if evaluation.explained is not None:
-            files["gradcam"] = image_grid(evaluation.explained, evaluation.explained_titles, plot_dir / "gradcam.png",
-                                          cols=4)
+            files["gradcam"] = image_grid(
+                evaluation.explained, evaluation.explained_titles, plot_dir / "gradcam.png", cols=4
+            )
     if history:
         made = plot_history(history, plot_dir / "curves.png")
         if made is not None:
@@ -110,8 +142,9 @@ def write_evaluation(evaluation: Evaluation, clf, images: np.ndarray, out_dir: s
     files["metrics"] = write_json(metrics, out / "metrics.json")
     files["predictions"] = write_csv(evaluation.predictions, out / "predictions.csv")
     if report:
-        files["report"] = write_classification_report(out / "report.html", title=title, metrics=metrics, clf=clf,
-                                                       files=files, predictions=evaluation.predictions)
+        files["report"] = write_classification_report(
+            out / "report.html", title=title, metrics=metrics, clf=clf, files=files, predictions=evaluation.predictions
+        )
     return evaluation
 
 
@@ -146,8 +179,15 @@ def plot_confusion(cm, class_names: list[str], path: Path, title: str = "Confusi
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(k):
         for j in range(k):
-            ax.text(j, i, f"{cm[i, j]}\n{norm[i, j]:.0%}", ha="center", va="center",
-                    color="white" if norm[i, j] > 0.6 else "black", fontsize=9)
+            ax.text(
+                j,
+                i,
+                f"{cm[i, j]}\n{norm[i, j]:.0%}",
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.6 else "black",
+                fontsize=9,
+            )
     names = [plain_text(c) for c in class_names]
     ax.set_xticks(range(k), names, rotation=30, ha="right"), ax.set_yticks(range(k), names)
     ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
@@ -161,7 +201,7 @@ def plot_roc(y_true, proba, class_names: list[str], path: Path, threshold: float
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     drawn = False
-    for c in ([1] if len(class_names) == 2 else range(len(class_names))):
+    for c in [1] if len(class_names) == 2 else range(len(class_names)):
         if len(np.unique(y == c)) < 2:
             continue
         fpr, tpr, thr = roc_curve(y == c, proba[:, c])
@@ -184,7 +224,7 @@ def plot_pr(y_true, proba, class_names: list[str], path: Path) -> Path | None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     drawn = False
-    for c in ([1] if len(class_names) == 2 else range(len(class_names))):
+    for c in [1] if len(class_names) == 2 else range(len(class_names)):
         if len(np.unique(y == c)) < 2:
             continue
         prec, rec, _ = precision_recall_curve(y == c, proba[:, c])
@@ -229,5 +269,13 @@ def image_grid(images: np.ndarray, titles: list[str], path: Path, cols: int = 6)
     return save_figure(fig, path)
 
 
-__all__ = ["image_grid", "plot_confusion", "plot_history", "plot_pr", "plot_reliability", "plot_roc",
-           "write_classification_report", "write_evaluation"]
+__all__ = [
+    "image_grid",
+    "plot_confusion",
+    "plot_history",
+    "plot_pr",
+    "plot_reliability",
+    "plot_roc",
+    "write_classification_report",
+    "write_evaluation",
+]

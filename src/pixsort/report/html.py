@@ -19,7 +19,8 @@ color:#1d2330;padding:0 1rem;line-height:1.45}
 h1{font-size:1.7rem;margin-bottom:.2rem} h2{border-bottom:1px solid #dde;padding-bottom:.2rem;margin-top:2.2rem}
 .sub{color:#667;margin-top:0} .kv{display:flex;flex-wrap:wrap;gap:.6rem;margin:.8rem 0}
 .kv div{background:#f3f5fa;border-radius:6px;padding:.45rem .8rem} .kv b{display:block;font-size:1.15rem}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem} td,th{border:1px solid #dde;padding:.25rem .55rem;text-align:right}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
+td,th{border:1px solid #dde;padding:.25rem .55rem;text-align:right}
 th{background:#f3f5fa} td:first-child,th:first-child{text-align:left}
 figure{margin:.8rem 0;display:inline-block;vertical-align:top;max-width:100%}
 figure img{max-width:100%;border:1px solid #eee} figcaption{color:#556;font-size:.85rem}
@@ -45,25 +46,23 @@ class HtmlReport:
     subtitle: str = ""
     _parts: list[str] = field(default_factory=list)
 
-    def section(self, heading: str, text: str = "") -> "HtmlReport":
+    def section(self, heading: str, text: str = "") -> HtmlReport:
         self._parts.append(f"<h2>{html.escape(heading)}</h2>")
         if text:
             self.paragraph(text)
         return self
 
-    def paragraph(self, text: str, css_class: str = "") -> "HtmlReport":
+    def paragraph(self, text: str, css_class: str = "") -> HtmlReport:
         cls = f' class="{css_class}"' if css_class else ""
         self._parts.append(f"<p{cls}>{html.escape(text)}</p>")
         return self
 
-    def key_values(self, values: dict[str, object]) -> "HtmlReport":
-        cells = "".join(
-            f"<div>{html.escape(str(k))}<b>{html.escape(_fmt(v))}</b></div>" for k, v in values.items()
-        )
+    def key_values(self, values: dict[str, object]) -> HtmlReport:
+        cells = "".join(f"<div>{html.escape(str(k))}<b>{html.escape(_fmt(v))}</b></div>" for k, v in values.items())
         self._parts.append(f'<div class="kv">{cells}</div>')
         return self
 
-    def table(self, frame: pd.DataFrame, caption: str = "", index: bool = True, max_rows: int = 200) -> "HtmlReport":
+    def table(self, frame: pd.DataFrame, caption: str = "", index: bool = True, max_rows: int = 200) -> HtmlReport:
         shown = frame.head(max_rows)
         body = shown.to_html(index=index, border=0, float_format=lambda x: f"{x:.4g}", escape=True)
         if caption:
@@ -73,15 +72,14 @@ class HtmlReport:
             self.paragraph(f"… {len(frame) - max_rows} more rows in the CSV.", "note")
         return self
 
-    def image(self, path: str | os.PathLike, caption: str = "", width: int | None = None) -> "HtmlReport":
+    def image(self, path: str | os.PathLike, caption: str = "", width: int | None = None) -> HtmlReport:
         style = f' style="width:{width}px"' if width else ""
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-        self._parts.append(
-            f'<figure><img src="{html.escape(Path(path).as_posix())}" alt="{html.escape(caption)}"{style}>{cap}</figure>'
-        )
+        src, alt = html.escape(Path(path).as_posix()), html.escape(caption)
+        self._parts.append(f'<figure><img src="{src}" alt="{alt}"{style}>{cap}</figure>')
         return self
 
-    def raw_html(self, fragment: str) -> "HtmlReport":
+    def raw_html(self, fragment: str) -> HtmlReport:
         """Insert trusted HTML produced by pixsort itself (never user text)."""
         self._parts.append(fragment)
         return self

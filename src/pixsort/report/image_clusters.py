@@ -58,11 +58,21 @@ class ClusterOutputs:
 # -- entry points ------------------------------------------------------------------------
 
 
-def write_cluster_outputs(clusterer, images, out: str | os.PathLike, *, view: tuple[np.ndarray, np.ndarray],
-                          view_name: str = "tsne", title: str | None = None, n_montage: int = 8,
-                          copy_to_folders: str = "none", model_dir: Path | None = None, score: bool = True,
-                          reconstructions: tuple[np.ndarray, np.ndarray] | None = None,
-                          random_state: int | None = None) -> ClusterOutputs:
+def write_cluster_outputs(
+    clusterer,
+    images,
+    out: str | os.PathLike,
+    *,
+    view: tuple[np.ndarray, np.ndarray],
+    view_name: str = "tsne",
+    title: str | None = None,
+    n_montage: int = 8,
+    copy_to_folders: str = "none",
+    model_dir: Path | None = None,
+    score: bool = True,
+    reconstructions: tuple[np.ndarray, np.ndarray] | None = None,
+    random_state: int | None = None,
+) -> ClusterOutputs:
     """Write the outputs of a fitted clusterer into the folder ``out``.
 
     Parameters
@@ -110,14 +120,18 @@ def write_cluster_outputs(clusterer, images, out: str | os.PathLike, *, view: tu
         files["score_vs_k"] = plot_score_vs_k(selection, folder / "score_vs_k.png")
         for cand in selection.candidates:
             if np.isfinite(cand.silhouette):
-                silhouette_plots[cand.k] = plot_silhouette(cand, selection.sample_index,
-                                                           folder / "silhouette" / f"k{cand.k}.png")
-    montages = {c: write_montage(clusterer, pixels, c, folder / "montages" / f"cluster_{c}.png", n_montage, seed)
-                for c in range(clusterer.n_clusters_)}
+                silhouette_plots[cand.k] = plot_silhouette(
+                    cand, selection.sample_index, folder / "silhouette" / f"k{cand.k}.png"
+                )
+    montages = {
+        c: write_montage(clusterer, pixels, c, folder / "montages" / f"cluster_{c}.png", n_montage, seed)
+        for c in range(clusterer.n_clusters_)
+    }
     idx, xy = view
     files["scatter"] = plot_scatter(xy, clusterer.labels_[idx], folder / "scatter.png", view_name)
-    files["scatter_thumbnails"] = write_thumbnail_scatter(xy, pixels[idx], clusterer.labels_[idx],
-                                                          folder / "scatter_thumbnails.png", seed)
+    files["scatter_thumbnails"] = write_thumbnail_scatter(
+        xy, pixels[idx], clusterer.labels_[idx], folder / "scatter_thumbnails.png", seed
+    )
     history = getattr(clusterer.extractor_, "history_", None)
     if history and reconstructions is not None:  # the autoencoder trained on these images
         files["autoencoder_history"] = write_csv(pd.DataFrame(history), folder / "autoencoder_history.csv")
@@ -127,8 +141,20 @@ def write_cluster_outputs(clusterer, images, out: str | os.PathLike, *, view: tu
     if copy_to_folders != "none":
         files["by_cluster"] = copy_into_cluster_folders(assignments, folder / "by_cluster", copy_to_folders)
 
-    report = _write_html(clusterer, folder, title, metrics, summary, table, selection, silhouette_plots,
-                         montages, files, view_name, model_dir)
+    report = _write_html(
+        clusterer,
+        folder,
+        title,
+        metrics,
+        summary,
+        table,
+        selection,
+        silhouette_plots,
+        montages,
+        files,
+        view_name,
+        model_dir,
+    )
     return ClusterOutputs(folder, report, files["clusters"], files["manifest"], metrics, model_dir, summary, files)
 
 
@@ -152,8 +178,9 @@ def cluster_metrics(clusterer, score: bool = True) -> dict:
         "internal": dict(clusterer.scores_),
         "params": clusterer.model_params(),
         "n_dimensions": int(clusterer.embeddings_.shape[1]),
-        "smoothing_neighbors_used": (int(clusterer.smoother_.n_neighbors)
-                                     if getattr(clusterer, "smoother_", None) is not None else 0),
+        "smoothing_neighbors_used": (
+            int(clusterer.smoother_.n_neighbors) if getattr(clusterer, "smoother_", None) is not None else 0
+        ),
     }
     selection = getattr(clusterer, "selection_", None)
     if selection is not None:
@@ -213,8 +240,9 @@ def plot_score_vs_k(selection, path: Path) -> Path:
     plt = pyplot()
     table = selection.table()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for ax, (col, better) in zip(axes, [("silhouette", "higher"), ("davies_bouldin", "lower"),
-                                        ("calinski_harabasz", "higher")]):
+    for ax, (col, better) in zip(
+        axes, [("silhouette", "higher"), ("davies_bouldin", "lower"), ("calinski_harabasz", "higher")]
+    ):
         ax.plot(table["k"], table[col], "o-", color="#3465a4")
         chosen = table[table["chosen"]]
         ax.plot(chosen["k"], chosen[col], "o", color="#cc0000", ms=10, label=f"chosen k={selection.best_k}")
@@ -267,8 +295,16 @@ def plot_scatter(xy: np.ndarray, labels: np.ndarray, path: Path, view: str) -> P
         if m.any():
             ax.scatter(xy[m, 0], xy[m, 1], s=size, color=colors[c], label=str(c))
             cx, cy = np.median(xy[m], axis=0)
-            ax.text(cx, cy, str(c), fontsize=11, weight="bold", ha="center", va="center",
-                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.7, "lw": 0})
+            ax.text(
+                cx,
+                cy,
+                str(c),
+                fontsize=11,
+                weight="bold",
+                ha="center",
+                va="center",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.7, "lw": 0},
+            )
     ax.set_title(f"{view.upper() if view != 'tsne' else 't-SNE'} view of the clustering space")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -277,15 +313,24 @@ def plot_scatter(xy: np.ndarray, labels: np.ndarray, path: Path, view: str) -> P
     return save_figure(fig, path)
 
 
-def write_thumbnail_scatter(xy: np.ndarray, images: np.ndarray, labels: np.ndarray, path: Path,
-                            random_state: int, n_thumbs: int = SCATTER_THUMBS) -> Path:
+def write_thumbnail_scatter(
+    xy: np.ndarray,
+    images: np.ndarray,
+    labels: np.ndarray,
+    path: Path,
+    random_state: int,
+    n_thumbs: int = SCATTER_THUMBS,
+) -> Path:
     """The 2-D view with a seeded sample of the images drawn at their positions,
     framed in their cluster's colour."""
     from PIL import Image
 
     n = len(xy)
-    pick = np.arange(n) if n <= n_thumbs else np.sort(
-        np.random.default_rng(random_state).choice(n, n_thumbs, replace=False))
+    pick = (
+        np.arange(n)
+        if n <= n_thumbs
+        else np.sort(np.random.default_rng(random_state).choice(n, n_thumbs, replace=False))
+    )
     side = 40 if n_thumbs >= 200 else 56
     canvas = Image.new("RGB", (SCATTER_CANVAS, SCATTER_CANVAS), "white")
     lo = xy.min(axis=0)
@@ -408,54 +453,87 @@ def _nanmean(values: np.ndarray) -> float:
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
-
 # -- HTML --------------------------------------------------------------------------------
 
 
-def _write_html(clusterer, folder: Path, title, metrics, summary, table, selection, silhouette_plots,
-                montages, files, view, model_dir) -> Path:
+def _write_html(
+    clusterer,
+    folder: Path,
+    title,
+    metrics,
+    summary,
+    table,
+    selection,
+    silhouette_plots,
+    montages,
+    files,
+    view,
+    model_dir,
+) -> Path:
     def rel(p: Path) -> str:
         return Path(os.path.relpath(p, folder)).as_posix()
 
-    how = (f"k = {clusterer.n_clusters_} chosen by silhouette over {selection.table()['k'].min()}.."
-           f"{selection.table()['k'].max()}" if selection is not None else f"k = {clusterer.n_clusters_}")
-    rep = HtmlReport(title or "Image clusters",
-                     subtitle=f"{clusterer.features} features, {clusterer.method}; {how}")
+    how = (
+        f"k = {clusterer.n_clusters_} chosen by silhouette over {selection.table()['k'].min()}.."
+        f"{selection.table()['k'].max()}"
+        if selection is not None
+        else f"k = {clusterer.n_clusters_}"
+    )
+    rep = HtmlReport(title or "Image clusters", subtitle=f"{clusterer.features} features, {clusterer.method}; {how}")
     rep.section("Summary")
-    kv = {"images": metrics["n_images"], "skipped files": metrics["n_skipped"], "clusters": metrics["n_clusters"],
-          "silhouette": metrics["internal"].get("silhouette"),
-          "Davies-Bouldin": metrics["internal"].get("davies_bouldin"),
-          "Calinski-Harabasz": metrics["internal"].get("calinski_harabasz")}
+    kv = {
+        "images": metrics["n_images"],
+        "skipped files": metrics["n_skipped"],
+        "clusters": metrics["n_clusters"],
+        "silhouette": metrics["internal"].get("silhouette"),
+        "Davies-Bouldin": metrics["internal"].get("davies_bouldin"),
+        "Calinski-Harabasz": metrics["internal"].get("calinski_harabasz"),
+    }
     if "accuracy" in metrics:
-        kv.update({"accuracy (Hungarian)": metrics["accuracy"], "NMI": metrics["nmi"], "ARI": metrics["ari"],
-                   "purity": metrics["purity"]})
+        kv.update(
+            {
+                "accuracy (Hungarian)": metrics["accuracy"],
+                "NMI": metrics["nmi"],
+                "ARI": metrics["ari"],
+                "purity": metrics["purity"],
+            }
+        )
     rep.key_values({k: ("n/a" if v is None else v) for k, v in kv.items()})
-    rep.paragraph("Files: clusters.csv (one row per image), manifest.csv (every input, skipped ones with "
-                  "their reason), metrics.json" + (", model/ (for pixsort assign)" if model_dir else "") + ".",
-                  "note")
+    rep.paragraph(
+        "Files: clusters.csv (one row per image), manifest.csv (every input, skipped ones with "
+        "their reason), metrics.json" + (", model/ (for pixsort assign)" if model_dir else "") + ".",
+        "note",
+    )
     rep.section("Clusters", "Each cluster's size, how tight it is, and the images nearest its centre.")
     rep.table(summary, index=False)
     if table is not None:
-        rep.section("Clusters against the known classes",
-                    "Counts per cluster and class; matched_class is the one-to-one (Hungarian) match "
-                    "that accuracy is computed from.")
+        rep.section(
+            "Clusters against the known classes",
+            "Counts per cluster and class; matched_class is the one-to-one (Hungarian) match "
+            "that accuracy is computed from.",
+        )
         rep.table(table)
     if selection is not None:
-        rep.section("Choosing k",
-                    "Each candidate k was clustered and scored; the highest mean silhouette wins "
-                    "(ties go to the smaller k).")
+        rep.section(
+            "Choosing k",
+            "Each candidate k was clustered and scored; the highest mean silhouette wins (ties go to the smaller k).",
+        )
         rep.image(rel(files["score_vs_k"]), caption="Scores against k")
         rep.table(selection.table(), index=False)
         for k, p in silhouette_plots.items():
-            rep.image(rel(p), caption=f"Silhouette plot, k = {k}" + (" (chosen)" if k == selection.best_k else ""),
-                      width=380)
+            rep.image(
+                rel(p), caption=f"Silhouette plot, k = {k}" + (" (chosen)" if k == selection.best_k else ""), width=380
+            )
     rep.section("Members of each cluster", "Top row: the images nearest the centre; bottom: random members.")
     for c, p in montages.items():
         rep.image(rel(p), caption=f"cluster {c} ({int((clusterer.labels_ == c).sum())} images)")
     if "reconstructions" in files:
-        rep.section("The autoencoder", "Trained on these images; its latent vectors are the features. "
-                    "Loss per epoch and, where labels are known, k-means accuracy / NMI every few epochs "
-                    "(autoencoder_history.csv).")
+        rep.section(
+            "The autoencoder",
+            "Trained on these images; its latent vectors are the features. "
+            "Loss per epoch and, where labels are known, k-means accuracy / NMI every few epochs "
+            "(autoencoder_history.csv).",
+        )
         rep.image(rel(files["autoencoder_curves"]), caption="Training curves", width=700)
         rep.image(rel(files["reconstructions"]), caption="Originals (top) and reconstructions (bottom)", width=700)
     rep.section("Map of the clustering space", f"2-D {view} view; neighbouring points are similar images.")
@@ -468,5 +546,12 @@ def _write_html(clusterer, folder: Path, title, metrics, summary, table, selecti
     return rep.write(folder / "report.html")
 
 
-__all__ = ["COPY_MODES", "ClusterOutputs", "cluster_metrics", "cluster_summary", "copy_into_cluster_folders",
-           "write_assignments", "write_cluster_outputs"]
+__all__ = [
+    "COPY_MODES",
+    "ClusterOutputs",
+    "cluster_metrics",
+    "cluster_summary",
+    "copy_into_cluster_folders",
+    "write_assignments",
+    "write_cluster_outputs",
+]

@@ -84,8 +84,16 @@ def write_table_outputs(
         files.append(plot_dendrogram(clusterer.linkage_matrix_, clusterer.n_clusters_, out / "dendrogram.png"))
 
     images = {path.name for path in files if path.suffix == ".png"}
-    report = _html_report(table, clusterer, described.summary, described.descriptions, described.attributes,
-                          comparison, describe_method(clusterer), images)
+    report = _html_report(
+        table,
+        clusterer,
+        described.summary,
+        described.descriptions,
+        described.attributes,
+        comparison,
+        describe_method(clusterer),
+        images,
+    )
     files.append(report.write(out / "report.html"))
     return TableRunResult(out, out / "report.html", described.summary, described.descriptions, files)
 
@@ -167,8 +175,14 @@ def plot_k_scores(k_search: pd.DataFrame, chosen_k: int, path: str | os.PathLike
     ax.plot(k_search["k"], k_search["silhouette"], color="#4a6fa5", lw=1)
     ok = k_search["eligible"]
     ax.scatter(k_search.loc[ok, "k"], k_search.loc[ok, "silhouette"], color="#4a6fa5", zorder=3, label="eligible")
-    ax.scatter(k_search.loc[~ok, "k"], k_search.loc[~ok, "silhouette"], facecolor="white", edgecolor="#4a6fa5",
-               zorder=3, label="a cluster too small")
+    ax.scatter(
+        k_search.loc[~ok, "k"],
+        k_search.loc[~ok, "silhouette"],
+        facecolor="white",
+        edgecolor="#4a6fa5",
+        zorder=3,
+        label="a cluster too small",
+    )
     ax.axvline(chosen_k, color="#c33", lw=0.8, ls="--")
     ax.set_xlabel("k")
     ax.set_ylabel("silhouette")
@@ -177,8 +191,9 @@ def plot_k_scores(k_search: pd.DataFrame, chosen_k: int, path: str | os.PathLike
     return save_figure(fig, path)
 
 
-def plot_map(clusterer, view: tuple[np.ndarray, np.ndarray, str], path: str | os.PathLike, *,
-             names: dict[int, str] | None = None) -> Path:
+def plot_map(
+    clusterer, view: tuple[np.ndarray, np.ndarray, str], path: str | os.PathLike, *, names: dict[int, str] | None = None
+) -> Path:
     """The rows at their 2-D ``view`` coordinates (rows, xy, how), coloured by cluster.
     ``names`` (row position -> text) labels a few points, e.g. each cluster's medoid."""
     plt = pyplot()
@@ -209,8 +224,10 @@ def plot_map(clusterer, view: tuple[np.ndarray, np.ndarray, str], path: str | os
 
 def _html_report(table, clusterer, summary, descriptions, attributes, comparison, method_name, images) -> HtmlReport:
     source = Path(table.source).name or "table"
-    how_k = "given" if clusterer.n_clusters is not None else (
-        "found by HDBSCAN" if clusterer.method_ == "hdbscan" else "chosen by silhouette"
+    how_k = (
+        "given"
+        if clusterer.n_clusters is not None
+        else ("found by HDBSCAN" if clusterer.method_ == "hdbscan" else "chosen by silhouette")
     )
     report = HtmlReport(f"Clusters of {source}", subtitle=f"{method_name}; k = {clusterer.n_clusters_} ({how_k})")
     report.key_values(
@@ -232,10 +249,17 @@ def _html_report(table, clusterer, summary, descriptions, attributes, comparison
         report.paragraph(line)
     for note in clusterer.notes_:
         report.paragraph(note, "note")
-    report.table(summary, caption="Per cluster: central members (medoid first) and the features that set it apart "
-                 "(share in the cluster vs overall; q < 0.05, Benjamini-Hochberg).", index=False)
-    for name, caption in [("prevalence_heatmap.png", "Share of members with each defining feature"),
-                          ("map_2d.png", "2-D view"), ("dendrogram.png", "Hierarchy")]:
+    report.table(
+        summary,
+        caption="Per cluster: central members (medoid first) and the features that set it apart "
+        "(share in the cluster vs overall; q < 0.05, Benjamini-Hochberg).",
+        index=False,
+    )
+    for name, caption in [
+        ("prevalence_heatmap.png", "Share of members with each defining feature"),
+        ("map_2d.png", "2-D view"),
+        ("dendrogram.png", "Hierarchy"),
+    ]:
         if name in images:
             report.image(name, caption=caption)
 
@@ -251,18 +275,29 @@ def _html_report(table, clusterer, summary, descriptions, attributes, comparison
     report.table(clusterer.k_search_, index=False)
 
     if attributes:
-        report.section("Joined attributes by cluster", "Shares of each cluster's members (rows sum to 1); "
-                       "the test asks whether the attribute differs between clusters.")
+        report.section(
+            "Joined attributes by cluster",
+            "Shares of each cluster's members (rows sum to 1); "
+            "the test asks whether the attribute differs between clusters.",
+        )
         for attribute in sorted(attributes, key=lambda a: (np.isnan(a.p_value), a.p_value)):
             caption = f"{attribute.name}: {attribute.test} p = {attribute.p_value:.3g}"
             report.table(attribute.shares(), caption=caption)
 
     if comparison is not None:
-        report.section("Method comparison", "Silhouettes under different distances are not comparable with each "
-                       "other; silhouette_jaccard scores every method's clusters under one distance.")
+        report.section(
+            "Method comparison",
+            "Silhouettes under different distances are not comparable with each "
+            "other; silhouette_jaccard scores every method's clusters under one distance.",
+        )
         report.table(comparison, index=False)
     report.section("Files")
-    report.paragraph("clusters.csv (every row with its cluster), profiles.csv (every cluster x feature test), "
-                     "cluster_summary.csv, k_scores.csv" + (", attributes_by_cluster.csv" if attributes else "")
-                     + (", methods.csv" if comparison is not None else "") + ".", "note")
+    report.paragraph(
+        "clusters.csv (every row with its cluster), profiles.csv (every cluster x feature test), "
+        "cluster_summary.csv, k_scores.csv"
+        + (", attributes_by_cluster.csv" if attributes else "")
+        + (", methods.csv" if comparison is not None else "")
+        + ".",
+        "note",
+    )
     return report

@@ -37,7 +37,6 @@ from starlette.middleware import Middleware
 
 from pixsort import __version__
 from pixsort.data import DecodeSettings
-from pixsort.workflows import load_model
 from pixsort.serve.batching import MicroBatcher
 from pixsort.serve.predictors import make_predictor
 from pixsort.serve.schemas import (
@@ -52,6 +51,7 @@ from pixsort.serve.security import API_KEY_HEADER, require_key
 from pixsort.serve.settings import ServeSettings
 from pixsort.serve.thumbnails import ThumbnailUnavailable, TrainingThumbnails
 from pixsort.serve.uploads import BodySizeLimit, DecodedUpload, UploadRejected, decode_upload, too_large_body
+from pixsort.workflows import load_model
 
 _MAX_FILENAME = 255
 _MAX_FORM_FIELDS = 16

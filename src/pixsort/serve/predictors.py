@@ -17,7 +17,7 @@ import numpy as np
 from pixsort.data import DecodeSettings
 
 
-def make_predictor(model, kind: str | None = None, n_neighbors: int = 5) -> "ClassifierPredictor | ClustererPredictor":
+def make_predictor(model, kind: str | None = None, n_neighbors: int = 5) -> ClassifierPredictor | ClustererPredictor:
     """The predictor for ``model``: ``kind`` is "classifier" or "clusterer", read from
     the fitted model's attributes when not given (``classes_``, ``n_clusters_``)."""
     if kind is None:

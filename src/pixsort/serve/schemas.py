@@ -86,8 +86,11 @@ UPLOAD_ERRORS: dict = {
     400: {"model": ErrorBody, "description": "Malformed multipart body or too many files."},
     413: {"model": ErrorBody, "description": "The request body is over the upload limit."},
     415: {"model": ErrorBody, "description": "A file is not an image in an accepted format (judged by content)."},
-    422: {"model": ErrorBody, "description": "An image that cannot be used: empty, truncated, too many pixels "
-          "(decompression bomb), too elongated; or no file sent."},
+    422: {
+        "model": ErrorBody,
+        "description": "An image that cannot be used: empty, truncated, too many pixels "
+        "(decompression bomb), too elongated; or no file sent.",
+    },
 }
 THUMBNAIL_RESPONSES: dict = {
     **AUTH_ERRORS,

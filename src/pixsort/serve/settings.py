@@ -69,7 +69,7 @@ class ServeSettings:
     def auth_required(self) -> bool:
         return self.api_key is not None
 
-    def replace(self, **changes) -> "ServeSettings":
+    def replace(self, **changes) -> ServeSettings:
         """A copy with ``changes`` applied (and checked); unknown names are a TypeError."""
         return dataclasses.replace(self, **changes) if changes else self
 

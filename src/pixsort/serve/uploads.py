@@ -17,7 +17,6 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-
 from starlette.exceptions import HTTPException
 
 from pixsort.data import DecodeSettings, SkipImage, decode_image

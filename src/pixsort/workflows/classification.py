@@ -47,10 +47,18 @@ def _native_size(dataset) -> tuple[int, int] | None:
     return None
 
 
-def train_classifier(data: str | os.PathLike, out_dir: str | os.PathLike, model: str = "seed-cnn", *,
-                     validation_fraction: float = 0.15, group_pattern: str | None = None,
-                     cache_dir: str | os.PathLike | None = None, workers: int | None = None,
-                     progress: bool = True, **params) -> TrainOutcome:
+def train_classifier(
+    data: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    model: str = "seed-cnn",
+    *,
+    validation_fraction: float = 0.15,
+    group_pattern: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    **params,
+) -> TrainOutcome:
     """Train ``model`` on the labelled images of ``data``; see the module docstring.
 
     ``params`` go to :class:`ImageClassifier` (epochs, balance, target_sensitivity...).
@@ -77,9 +85,16 @@ def train_classifier(data: str | os.PathLike, out_dir: str | os.PathLike, model:
         raise SourceError(f"{data}: need usable images in both train and validation (got {len(train)} / {len(val)})")
     clf.fit(train.images, train.labels, val.images, val.labels, classes=decoded.class_names, decode_settings=settings)
     model_dir = clf.save(out / "model")
-    extra = {"split": "validation", "model_dir": str(model_dir), "decode_seconds": decode_seconds,
-             "fit_seconds": clf.fit_seconds_, "n_train": len(train), "n_val": len(val),
-             "decode": settings.to_dict(), "training": clf.training_}
+    extra = {
+        "split": "validation",
+        "model_dir": str(model_dir),
+        "decode_seconds": decode_seconds,
+        "fit_seconds": clf.fit_seconds_,
+        "n_train": len(train),
+        "n_val": len(val),
+        "decode": settings.to_dict(),
+        "training": clf.training_,
+    }
     manifest = decoded.manifest
     evaluation = evaluate(clf, val.images, val.labels, val.paths, clf.val_proba_, manifest=manifest, extra=extra)
     write_evaluation(evaluation, clf, val.images, out, title=f"{model} on {data}: validation", history=clf.history_)
@@ -95,10 +110,17 @@ def _load(model: str | os.PathLike | ImageClassifier) -> ImageClassifier:
     return ImageClassifier.load(model_folder(model))
 
 
-def evaluate_classifier(model: str | os.PathLike | ImageClassifier, data: str | os.PathLike,
-                        out_dir: str | os.PathLike, *, split: str = "auto", tta: bool | None = None,
-                        cache_dir: str | os.PathLike | None = None, workers: int | None = None,
-                        progress: bool = True) -> Evaluation:
+def evaluate_classifier(
+    model: str | os.PathLike | ImageClassifier,
+    data: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    split: str = "auto",
+    tta: bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Evaluation:
     """Evaluate a saved model on the labelled images of ``data``.
 
     ``split``: ``auto`` (``test`` if the source has one, else every item), ``all``,
@@ -120,16 +142,26 @@ def evaluate_classifier(model: str | os.PathLike | ImageClassifier, data: str | 
     t0 = time.perf_counter()
     proba = clf.predict_proba(decoded.images)
     seconds = time.perf_counter() - t0
-    extra = {"split": split, "data": str(data), "inference_seconds": seconds,
-             "images_per_second": len(decoded) / seconds if seconds > 0 else None}
+    extra = {
+        "split": split,
+        "data": str(data),
+        "inference_seconds": seconds,
+        "images_per_second": len(decoded) / seconds if seconds > 0 else None,
+    }
     evaluation = evaluate(clf, decoded.images, labels, decoded.paths, proba, manifest=decoded.manifest, extra=extra)
     return write_evaluation(evaluation, clf, decoded.images, out_dir, title=f"Evaluation on {data} ({split})")
 
 
-def predict_images(model: str | os.PathLike | ImageClassifier, images: str | os.PathLike,
-                   out_csv: str | os.PathLike | None = None, *, tta: bool | None = None,
-                   cache_dir: str | os.PathLike | None = None, workers: int | None = None,
-                   progress: bool = True) -> pd.DataFrame:
+def predict_images(
+    model: str | os.PathLike | ImageClassifier,
+    images: str | os.PathLike,
+    out_csv: str | os.PathLike | None = None,
+    *,
+    tta: bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Predict every image of a source (file, folder, CSV, arrays).
 
     Returns (and writes to ``out_csv``) one row per item: ``path``, ``status``
@@ -144,15 +176,17 @@ def predict_images(model: str | os.PathLike | ImageClassifier, images: str | os.
     try:
         decoded = load_images(dataset, clf.decode_settings, cache_dir=cache_dir, workers=workers, progress=progress)
     except NoUsableImages as exc:  # every item is reported as skipped
-        frame = with_skipped(predictions_frame([], np.zeros((0, len(clf.classes_))), clf.classes_, clf.threshold_),
-                             exc.manifest)
+        frame = with_skipped(
+            predictions_frame([], np.zeros((0, len(clf.classes_))), clf.classes_, clf.threshold_), exc.manifest
+        )
     else:
         labels = None
         if dataset.has_labels and set(dataset.class_names) <= set(clf.classes_):
             labels = _labels_in_model_order(decoded, clf)
         proba = clf.predict_proba(decoded.images)
-        frame = with_skipped(predictions_frame(decoded.paths, proba, clf.classes_, clf.threshold_, labels),
-                             decoded.manifest)
+        frame = with_skipped(
+            predictions_frame(decoded.paths, proba, clf.classes_, clf.threshold_, labels), decoded.manifest
+        )
     if out_csv is not None:
         write_csv(frame, out_csv)
     return frame
@@ -160,8 +194,10 @@ def predict_images(model: str | os.PathLike | ImageClassifier, images: str | os.
 
 def _check_classes(dataset, clf: ImageClassifier) -> None:
     if not dataset.has_labels:
-        raise SourceError("evaluation needs labels (class folders, labelled arrays or a label column); "
-                          "use predict for unlabelled images")
+        raise SourceError(
+            "evaluation needs labels (class folders, labelled arrays or a label column); "
+            "use predict for unlabelled images"
+        )
     unknown = sorted(set(dataset.class_names) - set(clf.classes_))
     if unknown:
         raise SourceError(f"the data has classes the model does not know: {unknown} (model: {clf.classes_})")
@@ -170,5 +206,4 @@ def _check_classes(dataset, clf: ImageClassifier) -> None:
 def _labels_in_model_order(decoded, clf: ImageClassifier) -> np.ndarray:
     """Dataset label indices -> the model's class indices (-1 stays unknown)."""
     lookup = {name: clf.classes_.index(name) for name in decoded.class_names if name in clf.classes_}
-    return np.array([lookup.get(decoded.class_names[i], -1) if i >= 0 else -1 for i in decoded.labels],
-                    dtype=np.int64)
+    return np.array([lookup.get(decoded.class_names[i], -1) if i >= 0 else -1 for i in decoded.labels], dtype=np.int64)

@@ -44,9 +44,19 @@ def run_demo(out: str | os.PathLike, *, random_state: int = 0, view: str = "tsne
     score against the true digits, and write the outputs into ``out/clusters``."""
     out = Path(out)
     root = write_digits(out / "digits")
-    return cluster_images(root, out / "clusters", view=view, score=True, title="Demo: hand-written digits",
-                          cache_dir=out / "cache", features=DEMO_FEATURES, image_size=DEMO_SIZE,
-                          k_min=DEMO_K_RANGE[0], k_max=DEMO_K_RANGE[1], random_state=random_state)
+    return cluster_images(
+        root,
+        out / "clusters",
+        view=view,
+        score=True,
+        title="Demo: hand-written digits",
+        cache_dir=out / "cache",
+        features=DEMO_FEATURES,
+        image_size=DEMO_SIZE,
+        k_min=DEMO_K_RANGE[0],
+        k_max=DEMO_K_RANGE[1],
+        random_state=random_state,
+    )
 
 
 __all__ = ["DEMO_K_RANGE", "N_DIGITS", "run_demo", "write_digits"]

@@ -31,9 +31,19 @@ class ClusterRun:
         return self.outputs.metrics
 
 
-def cluster_images(data, out: str | os.PathLike, *, labels: np.ndarray | None = None, view: str = "tsne",
-                   copy_to_folders: str = "none", score: bool = True, title: str | None = None,
-                   cache_dir: str | os.PathLike | None = None, progress: bool = True, **params) -> ClusterRun:
+def cluster_images(
+    data,
+    out: str | os.PathLike,
+    *,
+    labels: np.ndarray | None = None,
+    view: str = "tsne",
+    copy_to_folders: str = "none",
+    score: bool = True,
+    title: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    **params,
+) -> ClusterRun:
     """Cluster the images of ``data`` and write every output into ``out``.
 
     ``data`` is a source path (folder, .npz, .npy, CSV), decoded images
@@ -60,15 +70,30 @@ def cluster_images(data, out: str | os.PathLike, *, labels: np.ndarray | None = 
         pick = np.sort(rng.choice(len(decoded), size=min(N_RECONSTRUCTIONS, len(decoded)), replace=False))
         reconstructions = clusterer.extractor_.reconstruct(np.asarray(getattr(decoded, "images", decoded)[pick]))
     model_dir = clusterer.save(Path(out) / "model")
-    outputs = write_cluster_outputs(clusterer, decoded, out, view=coordinates, view_name=view, title=title,
-                                    copy_to_folders=copy_to_folders, model_dir=model_dir, score=score,
-                                    reconstructions=reconstructions)
+    outputs = write_cluster_outputs(
+        clusterer,
+        decoded,
+        out,
+        view=coordinates,
+        view_name=view,
+        title=title,
+        copy_to_folders=copy_to_folders,
+        model_dir=model_dir,
+        score=score,
+        reconstructions=reconstructions,
+    )
     return ClusterRun(clusterer, decoded, outputs)
 
 
-def assign_images(model: str | os.PathLike | ImageClusterer, source: str | os.PathLike,
-                  out_csv: str | os.PathLike | None = None, *, n_neighbors: int = 3,
-                  cache_dir: str | os.PathLike | None = None, progress: bool = True) -> pd.DataFrame:
+def assign_images(
+    model: str | os.PathLike | ImageClusterer,
+    source: str | os.PathLike,
+    out_csv: str | os.PathLike | None = None,
+    *,
+    n_neighbors: int = 3,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Place the images of ``source`` (folder, file, .npz, .csv ...) in the clusters of
     a fitted ``model`` (or the folder it was saved in), decoded with its settings.
 
@@ -88,15 +113,17 @@ def assign_images(model: str | os.PathLike | ImageClusterer, source: str | os.Pa
         clusters = placed.clusters
         centre_dist = placed.distances[np.arange(len(clusters)), np.clip(clusters, 0, None)]
         train = clusterer.train_paths_
-        frame = pd.DataFrame({
-            "path": decoded.paths,
-            "status": "assigned",
-            "reason": "",
-            "cluster": clusters,
-            "distance_to_centre": np.round(centre_dist, 6),
-            "nearest_paths": [";".join(train[j] for j in row) for row in placed.neighbor_indices],
-            "nearest_distances": [";".join(f"{d:.4f}" for d in row) for row in placed.neighbor_distances],
-        })
+        frame = pd.DataFrame(
+            {
+                "path": decoded.paths,
+                "status": "assigned",
+                "reason": "",
+                "cluster": clusters,
+                "distance_to_centre": np.round(centre_dist, 6),
+                "nearest_paths": [";".join(train[j] for j in row) for row in placed.neighbor_indices],
+                "nearest_distances": [";".join(f"{d:.4f}" for d in row) for row in placed.neighbor_distances],
+            }
+        )
         if clusterer.cluster_names_:
             frame.insert(4, "cluster_name", [clusterer.cluster_names_[c] if c >= 0 else "" for c in clusters])
         skipped = _skipped_rows(decoded.manifest)
@@ -109,9 +136,14 @@ def assign_images(model: str | os.PathLike | ImageClusterer, source: str | os.Pa
 
 def _skipped_rows(manifest: pd.DataFrame) -> pd.DataFrame:
     rows = manifest[manifest["status"] != "loaded"]
-    return pd.DataFrame({"path": rows["path"].astype(str).tolist(), "status": "skipped",
-                         "reason": rows["reason"].astype(str).tolist(),
-                         "cluster": pd.array([pd.NA] * len(rows), dtype="Int64")})
+    return pd.DataFrame(
+        {
+            "path": rows["path"].astype(str).tolist(),
+            "status": "skipped",
+            "reason": rows["reason"].astype(str).tolist(),
+            "cluster": pd.array([pd.NA] * len(rows), dtype="Int64"),
+        }
+    )
 
 
 __all__ = ["ClusterRun", "assign_images", "cluster_images"]

@@ -9,9 +9,14 @@ from pixsort.data.inspect import Inspection, inspect_dataset
 from pixsort.report.files import write_csv
 
 
-def inspect_source(path: str | os.PathLike, *, manifest_csv: str | os.PathLike | None = None,
-                   cache_dir: str | os.PathLike | None = None, workers: int | None = None,
-                   progress: bool = True) -> Inspection:
+def inspect_source(
+    path: str | os.PathLike,
+    *,
+    manifest_csv: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Inspection:
     """Decode every item of ``path`` once (thumbnail-sized, cached) and summarise it;
     with ``manifest_csv``, also write the manifest (one row per file) there."""
     result = inspect_dataset(open_dataset(path), cache_dir=cache_dir, workers=workers, progress=progress)

@@ -30,9 +30,18 @@ class TableRun:
         return describe_method(self.clusterer)
 
 
-def cluster_table(csv: str | os.PathLike, id_column: str, out: str | os.PathLike, *,
-                  join: str | os.PathLike | None = None, on: str | None = None, missing: str | None = None,
-                  compare: bool = False, noun: str = "rows", **params) -> TableRun:
+def cluster_table(
+    csv: str | os.PathLike,
+    id_column: str,
+    out: str | os.PathLike,
+    *,
+    join: str | os.PathLike | None = None,
+    on: str | None = None,
+    missing: str | None = None,
+    compare: bool = False,
+    noun: str = "rows",
+    **params,
+) -> TableRun:
     """Read ``csv`` (one ``id_column``, the rest features), cluster its rows, describe
     the clusters (with the columns of ``join`` matched ``on`` a key), write every
     output into ``out``.
@@ -49,8 +58,9 @@ def cluster_table(csv: str | os.PathLike, id_column: str, out: str | os.PathLike
         common = {k: params[k] for k in ("random_state", "stability_runs") if k in params}
         comparison = compare_methods(table.features, **common)
     described = profile_clusters(table, clusterer, noun)
-    outputs = write_table_outputs(table, clusterer, described, out, view=map_coordinates(clusterer),
-                                  comparison=comparison)
+    outputs = write_table_outputs(
+        table, clusterer, described, out, view=map_coordinates(clusterer), comparison=comparison
+    )
     return TableRun(table, clusterer, comparison, outputs)
 
 

@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from pixsort.base.errors import check_fitted
@@ -174,13 +173,29 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         "progress": ["boolean"],
     }
 
-    def __init__(self, features: str = "efficientnet_lite1", layers="auto", tta: bool = True,
-                 image_size: int | None = None, n_components: float | int | None = 0.9, whiten: bool = True,
-                 smoothing: int = 10, smoothing_neighbors: int = 20, method: str = "kmeans",
-                 n_clusters: int | None = None, k_min: int = 2, k_max: int = 10, head: str | None = None,
-                 n_representatives: int = 5, silhouette_sample: int = 4000, random_state: int = 0,
-                 batch_size: int = 64, cache_dir: str | os.PathLike | None = None, autoencoder: dict | None = None,
-                 progress: bool = True):
+    def __init__(
+        self,
+        features: str = "efficientnet_lite1",
+        layers="auto",
+        tta: bool = True,
+        image_size: int | None = None,
+        n_components: float | int | None = 0.9,
+        whiten: bool = True,
+        smoothing: int = 10,
+        smoothing_neighbors: int = 20,
+        method: str = "kmeans",
+        n_clusters: int | None = None,
+        k_min: int = 2,
+        k_max: int = 10,
+        head: str | None = None,
+        n_representatives: int = 5,
+        silhouette_sample: int = 4000,
+        random_state: int = 0,
+        batch_size: int = 64,
+        cache_dir: str | os.PathLike | None = None,
+        autoencoder: dict | None = None,
+        progress: bool = True,
+    ):
         self.features = features
         self.layers = layers
         self.tta = tta
@@ -220,8 +235,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         if layers == "auto":
             builtin = self.features not in ("autoencoder", "pixels") and not str(self.features).startswith("timm:")
             layers = 2 if builtin else None
-        return FeatureSpec(self.features, layers, self.tta, self.batch_size, self.autoencoder or {},
-                           self.random_state)
+        return FeatureSpec(self.features, layers, self.tta, self.batch_size, self.autoencoder or {}, self.random_state)
 
     @property
     def decode_settings(self) -> DecodeSettings:
@@ -237,7 +251,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
 
     # -- fitting -------------------------------------------------------------------
 
-    def fit(self, X: Any, y: np.ndarray | None = None, *, labels=None) -> "ImageClusterer":
+    def fit(self, X: Any, y: np.ndarray | None = None, *, labels=None) -> ImageClusterer:
         """Cluster ``X``.
 
         Parameters
@@ -261,13 +275,23 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         self.extractor_ = build_extractor(spec, progress=self.progress, size=decode.size)
         eval_callback = self._autoencoder_eval(data.labels) if spec.is_autoencoder else None
         keys = data.keys if data.keys is not None else image_keys(data.images)
-        raw = extract_features(self.extractor_, spec, data.images, keys, self.cache_dir, decode,
-                               fit=True, progress=self.progress, eval_callback=eval_callback)
+        raw = extract_features(
+            self.extractor_,
+            spec,
+            data.images,
+            keys,
+            self.cache_dir,
+            decode,
+            fit=True,
+            progress=self.progress,
+            eval_callback=eval_callback,
+        )
         timings["features"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        self.reducer_ = EmbeddingReducer(self.n_components, whiten=self.whiten,
-                                         block_sizes=_feature_blocks(self.extractor_, raw.shape[1]))
+        self.reducer_ = EmbeddingReducer(
+            self.n_components, whiten=self.whiten, block_sizes=_feature_blocks(self.extractor_, raw.shape[1])
+        )
         Z = self.reducer_.fit_transform(raw)
         timings["reduce"] = time.perf_counter() - t
 
@@ -309,22 +333,33 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         if isinstance(X, ImageDataset):
             X = load_images(X, planned, cache_dir=self.cache_dir, progress=self.progress)
         if isinstance(X, DecodedImages):
-            return TrainingImages(X.images, X.paths, list(X.keys), np.asarray(X.labels, dtype=np.int64),
-                                  list(X.class_names), X.manifest), X.settings
+            return TrainingImages(
+                X.images, X.paths, list(X.keys), np.asarray(X.labels, dtype=np.int64), list(X.class_names), X.manifest
+            ), X.settings
         images = np.asarray(X)
         if images.ndim != 4 or images.dtype != np.uint8:
-            raise ValueError(f"expected a path, ImageDataset, DecodedImages or uint8 images (n, H, W, C); "
-                             f"got {type(X).__name__} {getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}")
+            raise ValueError(
+                f"expected a path, ImageDataset, DecodedImages or uint8 images (n, H, W, C); "
+                f"got {type(X).__name__} {getattr(images, 'dtype', '')} {getattr(images, 'shape', '')}"
+            )
         n = len(images)
         lab = np.full(n, -1, dtype=np.int64) if y is None else np.asarray(y, dtype=np.int64).ravel()
         if len(lab) != n:
             raise ValueError(f"y has {len(lab)} labels for {n} images")
-        decode = DecodeSettings(size=tuple(images.shape[1:3]), channels="L" if images.shape[-1] == 1 else "RGB",
-                                resize=planned.resize)
+        decode = DecodeSettings(
+            size=tuple(images.shape[1:3]), channels="L" if images.shape[-1] == 1 else "RGB", resize=planned.resize
+        )
         paths = [f"array[{i}]" for i in range(n)]
         classes = [str(c) for c in range(int(lab.max()) + 1)] if (lab >= 0).any() else []
-        manifest = pd.DataFrame({"path": paths, "label": [str(v) if v >= 0 else "" for v in lab], "split": "",
-                                 "status": "loaded", "reason": ""})
+        manifest = pd.DataFrame(
+            {
+                "path": paths,
+                "label": [str(v) if v >= 0 else "" for v in lab],
+                "split": "",
+                "status": "loaded",
+                "reason": "",
+            }
+        )
         return TrainingImages(images, paths, None, lab, classes, manifest), decode
 
     def _partition(self, Z: np.ndarray) -> tuple[Partition, KSelection | None]:
@@ -338,11 +373,20 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         ks = list(range(k_min, k_max + 1))
         # k-means restarts: a few per candidate while comparing, the full ten for the chosen k
         quick = {"n_init": 3} if self.method == "kmeans" else {}
-        selection = select_k(Z, ks, lambda k: partition(Z, self.method, k, self.random_state, **quick),
-                             sample_size=self.silhouette_sample, random_state=self.random_state)
+        selection = select_k(
+            Z,
+            ks,
+            lambda k: partition(Z, self.method, k, self.random_state, **quick),
+            sample_size=self.silhouette_sample,
+            random_state=self.random_state,
+        )
         if quick:
-            best = score_partition(Z, partition(Z, self.method, selection.best_k, self.random_state),
-                                   selection.sample_index, selection.best_k)
+            best = score_partition(
+                Z,
+                partition(Z, self.method, selection.best_k, self.random_state),
+                selection.sample_index,
+                selection.best_k,
+            )
             selection.candidates = [best if c.k == best.k else c for c in selection.candidates]
         return selection.best.partition, selection
 
@@ -361,9 +405,13 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         self.representative_ = _representatives(self.distances_, part.labels, self.n_representatives)
         sample = silhouette_sample_index(len(Z), self.silhouette_sample, self.random_state)
         final = score_partition(Z, part, sample)
-        self.scores_ = {"silhouette": final.silhouette, "davies_bouldin": final.davies_bouldin,
-                        "calinski_harabasz": final.calinski_harabasz, "n_clusters": self.n_clusters_,
-                        "n_noise": int((part.labels < 0).sum())}
+        self.scores_ = {
+            "silhouette": final.silhouette,
+            "davies_bouldin": final.davies_bouldin,
+            "calinski_harabasz": final.calinski_harabasz,
+            "n_clusters": self.n_clusters_,
+            "n_noise": int((part.labels < 0).sum()),
+        }
 
     def _autoencoder_eval(self, labels: np.ndarray):
         """Accuracy of k-means on the latents every few epochs, when labels are known."""
@@ -417,7 +465,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         """Nearest training images: (distances (n, m), indices (n, m)) into ``train_paths_``."""
         return self._nearest_train(self.embed(images), n_neighbors)
 
-    def assign(self, images: np.ndarray, n_neighbors: int = 5) -> "ClusterAssignment":
+    def assign(self, images: np.ndarray, n_neighbors: int = 5) -> ClusterAssignment:
         """``predict``, ``transform`` and ``kneighbors`` from one embedding of ``images``.
 
         Embedding is the costly step (a backbone pass, twice with TTA), so serving and
@@ -456,13 +504,15 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         """One row per training image: path, cluster, distance to centre, silhouette,
         representative flag (and the known label, when there is one)."""
         self._check_fitted()
-        frame = pd.DataFrame({
-            "path": self.train_paths_,
-            "cluster": self.labels_,
-            "distance_to_centre": np.round(self.distances_, 6),
-            "silhouette": np.round(self.silhouette_values_, 6),
-            "representative": self.representative_,
-        })
+        frame = pd.DataFrame(
+            {
+                "path": self.train_paths_,
+                "cluster": self.labels_,
+                "distance_to_centre": np.round(self.distances_, 6),
+                "silhouette": np.round(self.silhouette_values_, 6),
+                "representative": self.representative_,
+            }
+        )
         if (self.train_labels_ >= 0).any():
             names = self.class_names_
             frame["label"] = [names[v] if 0 <= v < len(names) else "" for v in self.train_labels_]
@@ -474,9 +524,15 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         """Write ``model.json`` + ``weights.safetensors`` into the folder ``path``."""
         self._check_fitted()
         arrays = {f"reducer.{k}": v for k, v in self.reducer_.get_arrays().items()}
-        arrays.update({"centers": self.cluster_centers_, "train_embeddings": self.embeddings_,
-                       "train_labels": self.labels_, "train_distances": self.distances_.astype(np.float32),
-                       "train_class_labels": self.train_labels_})
+        arrays.update(
+            {
+                "centers": self.cluster_centers_,
+                "train_embeddings": self.embeddings_,
+                "train_labels": self.labels_,
+                "train_distances": self.distances_.astype(np.float32),
+                "train_class_labels": self.train_labels_,
+            }
+        )
         if self.head_ is not None:
             arrays.update({f"head.{k}": v for k, v in self.head_.get_arrays().items()})
         if self.smoother_ is not None:  # its smoothed rows are train_embeddings
@@ -487,7 +543,8 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
             arrays["selection.labels"] = np.stack([c.partition.labels for c in self.selection_.candidates])
             arrays["selection.sample_index"] = self.selection_.sample_index.astype(np.int64)
             arrays["selection.silhouettes"] = np.stack(
-                [c.silhouette_values for c in self.selection_.candidates]).astype(np.float32)
+                [c.silhouette_values for c in self.selection_.candidates]
+            ).astype(np.float32)
         extractor_state = getattr(self.extractor_, "state_dict", None)
         if callable(extractor_state) and self.feature_spec_.is_autoencoder:
             arrays.update({f"extractor.{k}": v.numpy() for k, v in extractor_state().items()})
@@ -508,7 +565,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         return write_model_folder(path, "clusterer", meta, arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, meta: dict | None = None) -> "ImageClusterer":
+    def load(cls, path: str | os.PathLike, *, meta: dict | None = None) -> ImageClusterer:
         """Rebuild a clusterer saved by :meth:`save` (no pickle involved); ``meta``
         is its ``model.json`` when already read."""
         import torch
@@ -521,19 +578,25 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         model.feature_spec_, model.decode_settings_ = spec, DecodeSettings.from_dict(meta["decode"])
         model.extractor_ = build_extractor(spec, progress=False, config=meta["extractor"])
         if spec.is_autoencoder:
-            state = {k[len("extractor."):]: torch.from_numpy(v.copy()) for k, v in arrays.items()
-                     if k.startswith("extractor.")}
+            state = {
+                k[len("extractor.") :]: torch.from_numpy(v.copy())
+                for k, v in arrays.items()
+                if k.startswith("extractor.")
+            }
             model.extractor_.load_state_dict(state)
         model.reducer_ = EmbeddingReducer.from_arrays(
-            meta["reducer"], {k[len("reducer."):]: v for k, v in arrays.items() if k.startswith("reducer.")})
+            meta["reducer"], {k[len("reducer.") :]: v for k, v in arrays.items() if k.startswith("reducer.")}
+        )
         model.head_ = None
         if meta.get("head"):
             model.head_ = ClusteringHead.from_arrays(
-                meta["head"], {k[len("head."):]: v for k, v in arrays.items() if k.startswith("head.")})
+                meta["head"], {k[len("head.") :]: v for k, v in arrays.items() if k.startswith("head.")}
+            )
         model.smoother_ = None
         if meta.get("smoother"):
             model.smoother_ = NeighbourSmoothing.from_arrays(
-                meta["smoother"], {"reference": arrays["smoother.reference"], "smoothed": arrays["train_embeddings"]})
+                meta["smoother"], {"reference": arrays["smoother.reference"], "smoothed": arrays["train_embeddings"]}
+            )
         model.cluster_centers_ = arrays["centers"]
         model.embeddings_ = arrays["train_embeddings"]
         model.labels_ = arrays["train_labels"].astype(np.int64)
@@ -606,18 +669,18 @@ def _reorder_head(head: ClusteringHead, Z: np.ndarray, part: Partition) -> Clust
         olds = np.unique(raw[part.labels == new])
         mapping[new] = olds[0]
     unused = [o for o in range(k) if o not in set(mapping[: part.n_clusters])]
-    mapping[part.n_clusters:] = unused[: k - part.n_clusters]
+    mapping[part.n_clusters :] = unused[: k - part.n_clusters]
     head.weight_ = head.weight_[mapping]
     head.bias_ = head.bias_[mapping]
     if part.n_clusters < k:  # outputs no training image chose can never win
-        head.bias_[part.n_clusters:] = -1e9
+        head.bias_[part.n_clusters :] = -1e9
     return head
 
 
 def _feature_blocks(extractor, width: int) -> list[int] | None:
     """Widths of the backbone layers concatenated in the raw features (None: one block)."""
     try:
-        blocks = list(getattr(extractor, "feature_blocks"))
+        blocks = list(extractor.feature_blocks)
     except (AttributeError, KeyError):  # not a backbone extractor (pixels, autoencoder) or no layer info
         return None
     return blocks if len(blocks) > 1 and sum(blocks) == width else None
@@ -632,15 +695,22 @@ def _selection_from_arrays(table: dict | None, arrays: dict, Z: np.ndarray) -> K
         labels = arrays["selection.labels"][i].astype(np.int64)
         n_found = int(labels.max()) + 1 if (labels >= 0).any() else 0
         part = Partition(labels, cluster_means(Z, labels, n_found))
-        candidates.append(KCandidate(int(k), part, float(table["silhouette"][i]), float(table["davies_bouldin"][i]),
-                                     float(table["calinski_harabasz"][i]), arrays["selection.silhouettes"][i]))
+        candidates.append(
+            KCandidate(
+                int(k),
+                part,
+                float(table["silhouette"][i]),
+                float(table["davies_bouldin"][i]),
+                float(table["calinski_harabasz"][i]),
+                arrays["selection.silhouettes"][i],
+            )
+        )
     best_k = int(np.asarray(table["k"])[np.asarray(table["chosen"], dtype=bool)][0])
     return KSelection(candidates, best_k, arrays["selection.sample_index"])
 
 
 def _tuple_or_value(v):
     return tuple(v) if isinstance(v, list) else v
-
 
 
 __all__ = ["ClusterAssignment", "ImageClusterer"]

@@ -51,9 +51,18 @@ class ClusteringHead:
     history_ : list of dict -- per epoch: consistency, entropy, loss (kept head)
     """
 
-    def __init__(self, n_clusters: int, n_neighbors: int = 20, epochs: int = 40, batch_size: int = 256,
-                 learning_rate: float = 1e-3, weight_decay: float = 1e-4, entropy_weight: float = 5.0,
-                 n_heads: int = 5, random_state: int = 0):
+    def __init__(
+        self,
+        n_clusters: int,
+        n_neighbors: int = 20,
+        epochs: int = 40,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        entropy_weight: float = 5.0,
+        n_heads: int = 5,
+        random_state: int = 0,
+    ):
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors
         self.epochs = epochs
@@ -69,10 +78,22 @@ class ClusteringHead:
             raise ValueError("n_neighbors, epochs and n_heads must be >= 1 and batch_size >= 2")
 
     def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in ("n_clusters", "n_neighbors", "epochs", "batch_size", "learning_rate",
-                                              "weight_decay", "entropy_weight", "n_heads", "random_state")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "n_clusters",
+                "n_neighbors",
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "weight_decay",
+                "entropy_weight",
+                "n_heads",
+                "random_state",
+            )
+        }
 
-    def fit(self, Z: np.ndarray, neighbors: np.ndarray | None = None) -> "ClusteringHead":
+    def fit(self, Z: np.ndarray, neighbors: np.ndarray | None = None) -> ClusteringHead:
         """Train on embeddings ``Z`` (n, d); ``neighbors`` (n, m) may be passed if known."""
         tune_cpu()
         Z = np.ascontiguousarray(Z, dtype=np.float32)
@@ -93,7 +114,7 @@ class ClusteringHead:
             sums = torch.zeros(3, H)
             batches = 0
             for s in range(0, n, self.batch_size):
-                a = order[s:s + self.batch_size]
+                a = order[s : s + self.batch_size]
                 if len(a) < 2:
                     continue
                 pick = torch.randint(N.shape[1], (len(a),), generator=gen)
@@ -114,8 +135,10 @@ class ClusteringHead:
         self.weight_ = layer.weight.detach().view(H, K, d)[best].numpy().copy()
         self.bias_ = layer.bias.detach().view(H, K)[best].numpy().copy()
         self.loss_ = float(total[best])
-        self.history_ = [{"consistency": float(h[0, best]), "entropy": float(h[1, best]), "loss": float(h[2, best])}
-                         for h in self.history_]
+        self.history_ = [
+            {"consistency": float(h[0, best]), "entropy": float(h[1, best]), "loss": float(h[2, best])}
+            for h in self.history_
+        ]
         return self
 
     def _losses(self, layer: torch.nn.Linear, xa: torch.Tensor, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,7 +168,7 @@ class ClusteringHead:
         return {"weight": self.weight_, "bias": self.bias_}
 
     @classmethod
-    def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]) -> "ClusteringHead":
+    def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]) -> ClusteringHead:
         head = cls(**params)
         head.weight_ = np.asarray(arrays["weight"], dtype=np.float32)
         head.bias_ = np.asarray(arrays["bias"], dtype=np.float32)

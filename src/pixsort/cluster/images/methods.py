@@ -67,8 +67,15 @@ def kmeans(X: np.ndarray, k: int, random_state: int = 0, n_init: int = 10, backe
     if use_faiss:
         import faiss
 
-        km = faiss.Kmeans(X.shape[1], k, niter=50, nredo=n_init, seed=int(random_state) + 1, verbose=False,
-                          max_points_per_centroid=max(256, len(X) // k + 1))
+        km = faiss.Kmeans(
+            X.shape[1],
+            k,
+            niter=50,
+            nredo=n_init,
+            seed=int(random_state) + 1,
+            verbose=False,
+            max_points_per_centroid=max(256, len(X) // k + 1),
+        )
         km.train(X)
         _, labels = km.index.search(X, 1)
         labels = labels[:, 0]
@@ -112,8 +119,13 @@ def spectral(X: np.ndarray, k: int, random_state: int = 0, n_neighbors: int = 15
     """Spectral clustering on a symmetric k-nearest-neighbour graph."""
     from sklearn.cluster import SpectralClustering
 
-    model = SpectralClustering(n_clusters=k, affinity="nearest_neighbors", n_neighbors=n_neighbors,
-                               assign_labels="cluster_qr", random_state=random_state)
+    model = SpectralClustering(
+        n_clusters=k,
+        affinity="nearest_neighbors",
+        n_neighbors=n_neighbors,
+        assign_labels="cluster_qr",
+        random_state=random_state,
+    )
     return canonical_partition(X, model.fit_predict(X))
 
 
@@ -140,5 +152,15 @@ def _has_faiss() -> bool:
     return True
 
 
-__all__ = ["METHODS", "NEEDS_K", "Partition", "agglomerative", "canonical_partition", "cluster_means",
-           "hdbscan", "kmeans", "partition", "spectral"]
+__all__ = [
+    "METHODS",
+    "NEEDS_K",
+    "Partition",
+    "agglomerative",
+    "canonical_partition",
+    "cluster_means",
+    "hdbscan",
+    "kmeans",
+    "partition",
+    "spectral",
+]

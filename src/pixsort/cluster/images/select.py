@@ -9,8 +9,8 @@ linear and use every point.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -59,13 +59,15 @@ class KSelection:
     def table(self) -> pd.DataFrame:
         """One row per candidate k: silhouette (higher is better), Davies-Bouldin
         (lower is better), Calinski-Harabasz (higher is better), chosen flag."""
-        return pd.DataFrame({
-            "k": [c.k for c in self.candidates],
-            "silhouette": [c.silhouette for c in self.candidates],
-            "davies_bouldin": [c.davies_bouldin for c in self.candidates],
-            "calinski_harabasz": [c.calinski_harabasz for c in self.candidates],
-            "chosen": [c.k == self.best_k for c in self.candidates],
-        })
+        return pd.DataFrame(
+            {
+                "k": [c.k for c in self.candidates],
+                "silhouette": [c.silhouette for c in self.candidates],
+                "davies_bouldin": [c.davies_bouldin for c in self.candidates],
+                "calinski_harabasz": [c.calinski_harabasz for c in self.candidates],
+                "chosen": [c.k == self.best_k for c in self.candidates],
+            }
+        )
 
 
 def score_partition(X: np.ndarray, part: Partition, sample_index: np.ndarray, k: int | None = None) -> KCandidate:
@@ -116,7 +118,7 @@ def select_k(
 
     Ties (equal silhouette) go to the smaller k.
     """
-    ks = sorted(set(int(k) for k in k_values))
+    ks = sorted({int(k) for k in k_values})
     if not ks:
         raise ValueError("no candidate k given")
     if ks[0] < 2 or ks[-1] >= len(X):

@@ -27,8 +27,9 @@ from pixsort.features.reduce import l2_normalize
 DUPLICATE_SQ_DISTANCE = 1e-4  # squared distance of unit rows below which two images count as the same
 
 
-def nearest_rows(queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool = False,
-                 block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def nearest_rows(
+    queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool = False, block: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest rows of ``reference`` to each query row by inner product
     (unit rows: cosine), exact, in float64 blocks so near-duplicates order correctly.
 
@@ -43,14 +44,14 @@ def nearest_rows(queries: np.ndarray, reference: np.ndarray, k: int, exclude_sel
     sims = np.empty((len(Q), k))
     idx = np.empty((len(Q), k), dtype=np.int64)
     for s in range(0, len(Q), block):
-        S = Q[s:s + block] @ R.T
+        S = Q[s : s + block] @ R.T
         if exclude_self:
             S[np.arange(len(S)), np.arange(s, s + len(S))] = -np.inf
         part = np.argpartition(-S, k - 1, axis=1)[:, :k]
         vals = np.take_along_axis(S, part, axis=1)
         order = np.lexsort((part, -vals), axis=1)
-        idx[s:s + block] = np.take_along_axis(part, order, axis=1)
-        sims[s:s + block] = np.take_along_axis(vals, order, axis=1)
+        idx[s : s + block] = np.take_along_axis(part, order, axis=1)
+        sims[s : s + block] = np.take_along_axis(vals, order, axis=1)
     return sims, idx
 
 
@@ -119,7 +120,7 @@ class NeighbourSmoothing:
         return S
 
     @classmethod
-    def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]) -> "NeighbourSmoothing":
+    def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]) -> NeighbourSmoothing:
         sm = cls(**params)
         sm.reference_ = np.asarray(arrays["reference"], dtype=np.float32)
         sm.smoothed_ = np.asarray(arrays["smoothed"], dtype=np.float32)

@@ -10,8 +10,9 @@ VIEW_METHODS = ("tsne", "umap", "pca")
 MAX_VIEW_POINTS = 5000  # a t-SNE of more points takes minutes on 2 cores and shows nothing more
 
 
-def view_coordinates(embeddings: np.ndarray, method: str = "tsne", random_state: int = 0,
-                     max_points: int = MAX_VIEW_POINTS) -> tuple[np.ndarray, np.ndarray]:
+def view_coordinates(
+    embeddings: np.ndarray, method: str = "tsne", random_state: int = 0, max_points: int = MAX_VIEW_POINTS
+) -> tuple[np.ndarray, np.ndarray]:
     """(positions shown, their 2-D coordinates (m, 2)); a seeded sample above ``max_points``."""
     if method not in VIEW_METHODS:
         raise ValueError(f"view must be one of {', '.join(VIEW_METHODS)}, got {method!r}")

@@ -192,7 +192,7 @@ class TableClusterer(ClusterMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, X, y=None) -> "TableClusterer":
+    def fit(self, X, y=None) -> TableClusterer:
         """Cluster the rows of ``X`` (array or DataFrame of shape (n_rows, n_features))."""
         validate_params(self)
         self._check_combinations()
@@ -200,7 +200,7 @@ class TableClusterer(ClusterMixin, BaseEstimator):
         with threadpool_limits(limits=1 if len(data) < _SINGLE_THREAD_BELOW else None):
             return self._fit(data)
 
-    def _fit(self, data: np.ndarray) -> "TableClusterer":
+    def _fit(self, data: np.ndarray) -> TableClusterer:
         self._resolve(data)
         self.notes_: list[str] = []
         self.embedding_ = self._fit_space(data)

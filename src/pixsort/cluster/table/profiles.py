@@ -8,8 +8,8 @@ cluster (HDBSCAN noise, rows with no true feature); those rows are left out, so
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd

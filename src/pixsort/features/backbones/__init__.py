@@ -8,9 +8,9 @@
 (1280, (3, 224, 224))
 """
 
+from . import efficientnet_lite  # noqa: F401  (registers efficientnet_lite0/1/2)
 from .base import Backbone, BackboneUnavailable, PretrainedCfg, resolve_layers
 from .registry import TIMM_PREFIX, create_backbone, get_pretrained_cfg, list_backbones, register_backbone
-from . import efficientnet_lite  # noqa: F401  (registers efficientnet_lite0/1/2)
 
 __all__ = [
     "TIMM_PREFIX",

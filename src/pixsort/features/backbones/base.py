@@ -167,7 +167,7 @@ class Backbone(nn.Module, ABC):
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits ``(N, num_classes)`` for a normalised batch ``(N, 3, H, W)``."""
 
-    def prepare_for_inference(self) -> "Backbone":
+    def prepare_for_inference(self) -> Backbone:
         """Switch to eval mode and apply exact inference-only rewrites (e.g. folding
         BatchNorm into convolutions).  Training afterwards is not supported."""
         return self.eval()

@@ -117,7 +117,9 @@ class SameConv2d(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1):
         if kernel_size % 2 != 1 or stride not in (1, 2):
             raise ValueError(f"SameConv2d needs an odd kernel and stride 1 or 2, got k={kernel_size}, s={stride}")
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, groups=groups, bias=False)
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, groups=groups, bias=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.kernel_size[0]
@@ -199,8 +201,10 @@ class EfficientNetLite(Backbone):
         self.stem = ConvBNAct(3, STEM_CHANNELS, 3, stride=2)
         stages, in_ch = [], STEM_CHANNELS
         for st in _scaled_stages(v.width, v.depth):
-            blocks = [MBConv(in_ch if b == 0 else st.channels, st.channels, st.kernel, st.stride if b == 0 else 1, st.expand)
-                      for b in range(st.repeats)]
+            blocks = [
+                MBConv(in_ch if b == 0 else st.channels, st.channels, st.kernel, st.stride if b == 0 else 1, st.expand)
+                for b in range(st.repeats)
+            ]
             stages.append(nn.Sequential(*blocks))
             in_ch = st.channels
         self.stages = nn.ModuleList(stages)
@@ -236,7 +240,7 @@ class EfficientNetLite(Backbone):
         pooled = self._pooled_features(x, ("head",))[0]
         return self.classifier(self.dropout(pooled))
 
-    def prepare_for_inference(self) -> "EfficientNetLite":
+    def prepare_for_inference(self) -> EfficientNetLite:
         """Eval mode with BatchNorm folded into the convolutions (exact up to float
         rounding; removes one elementwise pass per convolution)."""
         self.eval()
@@ -248,6 +252,7 @@ class EfficientNetLite(Backbone):
 
 # ----------------------------------------------------------------------------- weights
 
+
 def _remap_lukemelas_keys(state_dict: dict[str, torch.Tensor], stage_repeats: list[int]) -> dict[str, torch.Tensor]:
     """Map ``EfficientNet-PyTorch`` key names onto ``EfficientNetLite`` module names.
 
@@ -255,9 +260,21 @@ def _remap_lukemelas_keys(state_dict: dict[str, torch.Tensor], stage_repeats: li
     (``stages.3.1``).  ``num_batches_tracked`` buffers are kept: they are harmless.
     """
     flat_to_stage = [(s, b) for s, n in enumerate(stage_repeats) for b in range(n)]
-    top = {"_conv_stem": "stem.conv", "_bn0": "stem.bn", "_conv_head": "head.conv", "_bn1": "head.bn", "_fc": "classifier"}
-    block = {"_expand_conv": "expand.conv", "_bn0": "expand.bn", "_depthwise_conv": "dw.conv",
-             "_bn1": "dw.bn", "_project_conv": "project.conv", "_bn2": "project.bn"}
+    top = {
+        "_conv_stem": "stem.conv",
+        "_bn0": "stem.bn",
+        "_conv_head": "head.conv",
+        "_bn1": "head.bn",
+        "_fc": "classifier",
+    }
+    block = {
+        "_expand_conv": "expand.conv",
+        "_bn0": "expand.bn",
+        "_depthwise_conv": "dw.conv",
+        "_bn1": "dw.bn",
+        "_project_conv": "project.conv",
+        "_bn2": "project.bn",
+    }
     out = {}
     for key, value in state_dict.items():
         m = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key)

@@ -122,7 +122,7 @@ def create_backbone(
     if isinstance(name, str) and name.startswith(TIMM_PREFIX):
         from .timm_backbone import create_timm_backbone  # timm is optional; import only when asked
 
-        backbone = create_timm_backbone(name[len(TIMM_PREFIX):], pretrained, path)
+        backbone = create_timm_backbone(name[len(TIMM_PREFIX) :], pretrained, path)
     else:
         entry = _entry(name)
         backbone = entry.factory(entry.pretrained_cfg, pretrained, path)

@@ -13,7 +13,7 @@ The estimators and use cases are importable from the top level lazily, so
 
 from __future__ import annotations
 
-import importlib
+from pixsort.base.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -35,10 +35,5 @@ _LAZY = {
     "cluster_table": "pixsort.workflows",
 }
 
-__all__ = ["__version__", *_LAZY]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'pixsort' has no attribute {name!r}")
+__getattr__, _names = lazy_exports(__name__, _LAZY)
+__all__ = ["__version__", *_names]

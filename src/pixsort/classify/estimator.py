@@ -39,8 +39,7 @@ from pixsort.classify.training import (
     OPTIMIZERS,
     SCHEDULES,
     TrainConfig,
-    _fit_network,
-    check_config,
+    fit_network,
     logits_to_proba,
     predict_logits,
 )
@@ -214,9 +213,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         validate_params(self)
         parse_model_name(self.model)
         get_augment(self.augment)  # raises for an unknown preset
-        cfg = self._train_config()
-        check_config(cfg)
-        return cfg
+        return self._train_config()
 
     @property
     def _name(self):
@@ -341,7 +338,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         )
         torch.manual_seed(self.random_state)
         net = build_network(self.spec_, pretrained=self.pretrained)
-        result = _fit_network(
+        result = fit_network(
             net,
             X_train,
             y_train,

@@ -40,7 +40,7 @@ Names understood by :func:`parse_model_name`:
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -73,73 +73,26 @@ class Recipe:
     image_size: int = 224
 
 
+# the published baseline, faithfully: no balancing, no augmentation, fixed lr, all 20 epochs
+_SEED_RECIPE = Recipe(epochs=20, batch_size=16, lr=1e-3, optimizer="adam", weight_decay=0.0, schedule="constant",
+                      augment="none", balance="none", patience=None, image_size=128)  # fmt: skip
+# cached embeddings: an epoch costs milliseconds, so train long and stop on validation
+_FROZEN_RECIPE = Recipe(epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-3, schedule="cosine", augment="none",
+                        balance="weights", patience=25)  # fmt: skip
+
+# the last stages and the head train on cached feature maps of the frozen ones
+_PARTIAL_RECIPE = Recipe(epochs=12, batch_size=32, lr=1e-3, weight_decay=1e-2, schedule="onecycle", augment="none",
+                         balance="weights", patience=4)  # fmt: skip
+_FINETUNE_RECIPE = Recipe(epochs=8, batch_size=32, lr=1e-3, weight_decay=1e-2, schedule="onecycle", augment="light",
+                          balance="weights", patience=3)  # fmt: skip
+
 RECIPES = {
-    # faithful to the published baseline: no balancing, no augmentation, fixed lr, all 20 epochs
-    "seed-cnn": Recipe(
-        epochs=20,
-        batch_size=16,
-        lr=1e-3,
-        optimizer="adam",
-        weight_decay=0.0,
-        schedule="constant",
-        augment="none",
-        balance="none",
-        patience=None,
-        image_size=128,
-    ),
-    "seed-cnn-dropout": Recipe(
-        epochs=20,
-        batch_size=16,
-        lr=1e-3,
-        optimizer="adam",
-        weight_decay=0.0,
-        schedule="constant",
-        augment="none",
-        balance="oversample",
-        patience=None,
-        image_size=128,
-    ),
-    # cached embeddings: an epoch costs milliseconds, so train long and stop on validation
-    "probe": Recipe(
-        epochs=200,
-        batch_size=64,
-        lr=1e-3,
-        weight_decay=1e-3,
-        schedule="cosine",
-        augment="none",
-        balance="weights",
-        patience=25,
-    ),
-    "mlp": Recipe(
-        epochs=200,
-        batch_size=64,
-        lr=1e-3,
-        weight_decay=1e-3,
-        schedule="cosine",
-        augment="none",
-        balance="weights",
-        patience=25,
-    ),
-    "partial": Recipe(
-        epochs=12,
-        batch_size=32,
-        lr=1e-3,
-        weight_decay=1e-2,
-        schedule="onecycle",
-        augment="none",
-        balance="weights",
-        patience=4,
-    ),
-    "finetune": Recipe(
-        epochs=8,
-        batch_size=32,
-        lr=1e-3,
-        weight_decay=1e-2,
-        schedule="onecycle",
-        augment="light",
-        balance="weights",
-        patience=3,
-    ),
+    "seed-cnn": _SEED_RECIPE,
+    "seed-cnn-dropout": replace(_SEED_RECIPE, balance="oversample"),  # the second published variant
+    "probe": _FROZEN_RECIPE,
+    "mlp": _FROZEN_RECIPE,
+    "partial": _PARTIAL_RECIPE,
+    "finetune": _FINETUNE_RECIPE,
 }
 
 

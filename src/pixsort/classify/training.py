@@ -65,6 +65,9 @@ class TrainConfig:
     max_seconds: float | None = None
     eval_batch_size: int = 64
 
+    def __post_init__(self) -> None:
+        check_config(self)  # a config is valid from the moment it exists
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["augment"] = self.augment.to_dict()
@@ -274,39 +277,10 @@ def fit_network(
     ----------
     train_images, val_images : uint8 (N, H, W, C)
     train_labels, val_labels : int (N,), indices into ``class_names``
-    cfg : TrainConfig
+    cfg : TrainConfig (checked when it was made)
     checkpoint_dir : folder for ``last``/``best`` checkpoints (None: keep in memory only)
     resume : continue from the checkpoint in ``checkpoint_dir`` if there is one
     """
-    check_config(cfg)
-    return _fit_network(
-        net,
-        train_images,
-        train_labels,
-        val_images,
-        val_labels,
-        class_names,
-        cfg,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-        progress=progress,
-    )
-
-
-def _fit_network(
-    net,
-    train_images,
-    train_labels,
-    val_images,
-    val_labels,
-    class_names,
-    cfg: TrainConfig,
-    *,
-    checkpoint_dir=None,
-    resume=False,
-    progress=True,
-) -> TrainResult:
-    """:func:`fit_network` for a config already checked (``ImageClassifier.fit``)."""
     torch.manual_seed(cfg.random_state)
     n_classes = len(class_names)
     binary = n_classes == 2

@@ -17,7 +17,7 @@ Names are imported lazily so ``import pixsort.features`` does not load torch.
 
 from __future__ import annotations
 
-import importlib
+from pixsort.base.lazy import lazy_exports
 
 _LAZY = {
     "ImageExtractor": "pixsort.features.base",
@@ -34,10 +34,4 @@ _LAZY = {
     "BackboneUnavailable": "pixsort.features.backbones",
 }
 
-__all__ = list(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'pixsort.features' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pixsort.base.errors import check_fitted
 from pixsort.base.runtime import available_cores
 
 VIEW_METHODS = ("tsne", "umap", "pca")
@@ -157,8 +158,7 @@ class EmbeddingReducer:
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Project rows of ``X`` (n, n_features_in_) -> (n, n_components_) float32."""
-        if not hasattr(self, "n_components_"):
-            raise RuntimeError("EmbeddingReducer is not fitted; call fit first")
+        check_fitted(self, "n_components_")
         X = self._prepare(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"expected {self.n_features_in_} features, got {X.shape[1]}")

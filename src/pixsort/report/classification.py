@@ -194,25 +194,26 @@ def plot_confusion(cm, class_names: list[str], path: Path, title: str = "Confusi
     return save_figure(fig, path)
 
 
+def _curve_classes(y: np.ndarray, n_classes: int) -> list[int]:
+    """The classes a ROC or PR curve is drawn for (the positive one of two classes,
+    each of more), among those both present and absent in ``y``."""
+    return [c for c in ([1] if n_classes == 2 else range(n_classes)) if len(np.unique(y == c)) == 2]
+
+
 def plot_roc(y_true, proba, class_names: list[str], path: Path, threshold: float | None = None) -> Path | None:
     """ROC curve(s): the positive class for two classes (with the operating point),
     one-vs-rest per class otherwise."""
     y = np.asarray(y_true)
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    drawn = False
-    for c in [1] if len(class_names) == 2 else range(len(class_names)):
-        if len(np.unique(y == c)) < 2:
-            continue
-        fpr, tpr, thr = roc_curve(y == c, proba[:, c])
+    classes = _curve_classes(y, len(class_names))
+    if not classes:
+        return None
+    fig, ax = pyplot().subplots(figsize=(4.6, 4.2))
+    for c in classes:
+        fpr, tpr, _ = roc_curve(y == c, proba[:, c])
         ax.plot(fpr, tpr, label=plain_text(class_names[c]))
-        drawn = True
         if threshold is not None and len(class_names) == 2:
             pred = proba[:, 1] >= threshold
             ax.plot([pred[y == 0].mean()], [pred[y == 1].mean()], "ko", label=f"threshold {threshold:.3f}")
-    if not drawn:
-        plt.close(fig)
-        return None
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set_xlabel("1 - specificity (false positive rate)"), ax.set_ylabel("sensitivity (true positive rate)")
     ax.set_title("ROC"), ax.legend(fontsize=8), ax.grid(alpha=0.3)
@@ -221,18 +222,13 @@ def plot_roc(y_true, proba, class_names: list[str], path: Path, threshold: float
 
 def plot_pr(y_true, proba, class_names: list[str], path: Path) -> Path | None:
     y = np.asarray(y_true)
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    drawn = False
-    for c in [1] if len(class_names) == 2 else range(len(class_names)):
-        if len(np.unique(y == c)) < 2:
-            continue
+    classes = _curve_classes(y, len(class_names))
+    if not classes:
+        return None
+    fig, ax = pyplot().subplots(figsize=(4.6, 4.2))
+    for c in classes:
         prec, rec, _ = precision_recall_curve(y == c, proba[:, c])
         ax.plot(rec, prec, label=plain_text(class_names[c]))
-        drawn = True
-    if not drawn:
-        plt.close(fig)
-        return None
     ax.set_xlabel("recall"), ax.set_ylabel("precision"), ax.set_title("Precision-recall")
     ax.legend(fontsize=8), ax.grid(alpha=0.3)
     return save_figure(fig, path)

@@ -141,20 +141,9 @@ def write_cluster_outputs(
     if copy_to_folders != "none":
         files["by_cluster"] = copy_into_cluster_folders(assignments, folder / "by_cluster", copy_to_folders)
 
-    report = _write_html(
-        clusterer,
-        folder,
-        title,
-        metrics,
-        summary,
-        table,
-        selection,
-        silhouette_plots,
-        montages,
-        files,
-        view_name,
-        model_dir,
-    )
+    report = _write_html(clusterer, folder, title=title, metrics=metrics, summary=summary, table=table,
+                         silhouette_plots=silhouette_plots, montages=montages, files=files, view=view_name,
+                         model_dir=model_dir)  # fmt: skip
     return ClusterOutputs(folder, report, files["clusters"], files["manifest"], metrics, model_dir, summary, files)
 
 
@@ -456,22 +445,12 @@ def _nanmean(values: np.ndarray) -> float:
 # -- HTML --------------------------------------------------------------------------------
 
 
-def _write_html(
-    clusterer,
-    folder: Path,
-    title,
-    metrics,
-    summary,
-    table,
-    selection,
-    silhouette_plots,
-    montages,
-    files,
-    view,
-    model_dir,
-) -> Path:
+def _write_html(clusterer, folder: Path, *, title, metrics, summary, table, silhouette_plots, montages, files, view,
+                model_dir) -> Path:  # fmt: skip
     def rel(p: Path) -> str:
         return Path(os.path.relpath(p, folder)).as_posix()
+
+    selection = clusterer.selection_
 
     how = (
         f"k = {clusterer.n_clusters_} chosen by silhouette over {selection.table()['k'].min()}.."

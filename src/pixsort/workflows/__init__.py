@@ -15,7 +15,7 @@ Names are imported on use so that ``import pixsort.workflows`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
+from pixsort.base.lazy import lazy_exports
 
 _LAZY = {
     "cluster_images": "pixsort.workflows.images",
@@ -32,10 +32,4 @@ _LAZY = {
     "load_model": "pixsort.workflows.models",
 }
 
-__all__ = list(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'pixsort.workflows' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _LAZY)

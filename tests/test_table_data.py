@@ -50,7 +50,10 @@ def test_numeric_and_categorical_columns_are_encoded_by_type(tmp_path):
     assert table.features["height"].tolist() == [180.0, 180.0, 170.0, 190.0]
     assert table.features[["side=bad", "side=good"]].to_numpy().tolist() == [[0, 1], [1, 0], [0, 1], [0, 0]]
     assert table.feature_kinds.to_dict() == {
-        "height": "numeric", "side=bad": "binary", "side=good": "binary", "flies": "binary"
+        "height": "numeric",
+        "side=bad": "binary",
+        "side=good": "binary",
+        "flies": "binary",
     }
     assert not table.is_binary
     assert table.missing.to_dict() == {"height": 1, "side": 1}

@@ -23,8 +23,11 @@ def hero_files(tmp_path_factory) -> tuple[Path, Path]:
     """A small powers table in the shape of the real one (CRLF, BOM, TRUE/FALSE), with a
     duplicated name and a hero without powers, plus an information table to join."""
     rng = np.random.default_rng(0)
-    groups = {"brick": ["Strength", "Durability", "Stamina"], "psychic": ["Telepathy", "Telekinesis", "Flight"],
-              "soldier": ["Marksmanship", "Stealth", "Weapons"]}
+    groups = {
+        "brick": ["Strength", "Durability", "Stamina"],
+        "psychic": ["Telepathy", "Telekinesis", "Flight"],
+        "soldier": ["Marksmanship", "Stealth", "Weapons"],
+    }
     powers = [p for group in groups.values() for p in group]
     lines = ["hero_names," + ",".join(powers)]
     info = [",name,Publisher,Alignment,Weight"]
@@ -51,11 +54,35 @@ def run(*args: str):
 def test_cluster_table_writes_every_output(hero_files, tmp_path):
     csv, info = hero_files
     out = tmp_path / "out"
-    result = run(csv, "--id", "hero_names", "--out", out, "--join", info, "--on", "name",
-                 "--k-max", "5", "--stability-runs", "2", "--noun", "heroes")
+    result = run(
+        csv,
+        "--id",
+        "hero_names",
+        "--out",
+        out,
+        "--join",
+        info,
+        "--on",
+        "name",
+        "--k-max",
+        "5",
+        "--stability-runs",
+        "2",
+        "--noun",
+        "heroes",
+    )
     assert result.exit_code == 0, result.output
-    for name in ["clusters.csv", "profiles.csv", "clusters_summary.csv", "k_scores.csv", "attributes_by_cluster.csv",
-                 "prevalence_heatmap.png", "map_2d.png", "k_scores.png", "report.html"]:
+    for name in [
+        "clusters.csv",
+        "profiles.csv",
+        "clusters_summary.csv",
+        "k_scores.csv",
+        "attributes_by_cluster.csv",
+        "prevalence_heatmap.png",
+        "map_2d.png",
+        "k_scores.png",
+        "report.html",
+    ]:
         assert (out / name).stat().st_size > 0, name
     assert "Report:" in result.output and "report.html" in result.output.replace("\n", "")  # rich wraps long paths
 
@@ -81,8 +108,21 @@ def test_cluster_table_writes_every_output(hero_files, tmp_path):
 
 def test_agglomerative_adds_a_dendrogram(hero_files, tmp_path):
     csv, _ = hero_files
-    result = run(csv, "--id", "hero_names", "--out", tmp_path, "--method", "agglomerative", "--metric", "hamming",
-                 "--k", "3", "--stability-runs", "0")
+    result = run(
+        csv,
+        "--id",
+        "hero_names",
+        "--out",
+        tmp_path,
+        "--method",
+        "agglomerative",
+        "--metric",
+        "hamming",
+        "--k",
+        "3",
+        "--stability-runs",
+        "0",
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "dendrogram.png").stat().st_size > 0
     assert not (tmp_path / "k_scores.png").exists()  # k was given
@@ -124,8 +164,21 @@ def test_principal_coordinates_recover_euclidean_layouts():
 
 @pytest.mark.skipif(not SUPERHERO.is_dir(), reason=f"superhero data not found at {SUPERHERO}")
 def test_superheroes_end_to_end(tmp_path):
-    result = run(SUPERHERO / "super_hero_powers.csv", "--id", "hero_names", "--out", tmp_path,
-                 "--join", SUPERHERO / "heroes_information.csv", "--on", "name", "--k", "4", "--stability-runs", "0")
+    result = run(
+        SUPERHERO / "super_hero_powers.csv",
+        "--id",
+        "hero_names",
+        "--out",
+        tmp_path,
+        "--join",
+        SUPERHERO / "heroes_information.csv",
+        "--on",
+        "name",
+        "--k",
+        "4",
+        "--stability-runs",
+        "0",
+    )
     assert result.exit_code == 0, result.output
     clusters = pd.read_csv(tmp_path / "clusters.csv")
     assert len(clusters) == 667 and (clusters["cluster"] >= 0).all()
@@ -162,8 +215,19 @@ def test_hdbscan_that_finds_nothing_still_reports(tmp_path):
     csv = tmp_path / "noise.csv"
     rows = [f"r{i}," + ",".join("TRUE" if v else "FALSE" for v in row) for i, row in enumerate(noise)]
     csv.write_text("\n".join(["id," + ",".join(f"f{j}" for j in range(8)), *rows]))
-    result = run(csv, "--id", "id", "--out", tmp_path / "out", "--method", "hdbscan", "--min-cluster-size", "30",
-                 "--stability-runs", "0")
+    result = run(
+        csv,
+        "--id",
+        "id",
+        "--out",
+        tmp_path / "out",
+        "--method",
+        "hdbscan",
+        "--min-cluster-size",
+        "30",
+        "--stability-runs",
+        "0",
+    )
     assert result.exit_code == 0, result.output
     clusters = pd.read_csv(tmp_path / "out" / "clusters.csv")
     assert (clusters["status"] == "noise").all() and len(clusters) == 40

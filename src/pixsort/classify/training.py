@@ -283,7 +283,6 @@ def fit_network(
     """
     torch.manual_seed(cfg.random_state)
     n_classes = len(class_names)
-    binary = n_classes == 2
     y_train = torch.as_tensor(np.asarray(train_labels), dtype=torch.long)
     y_val = np.asarray(val_labels, dtype=np.int64)
     started = time.perf_counter()
@@ -314,22 +313,9 @@ def fit_network(
                 "Caching frozen features (val)",
             )
 
-        weights = class_weights(train_labels, n_classes) if cfg.balance == "weights" else None
-        if binary:
-            pos_weight = None
-            if weights is not None and weights[1] > 0:
-                pos_weight = torch.tensor([weights[1] / weights[0]], dtype=torch.float32)
-            loss_fn = lambda logits, y: F.binary_cross_entropy_with_logits(
-                logits[:, 0].float(), y.float(), pos_weight=pos_weight
-            )
-        else:
-            w = torch.as_tensor(weights, dtype=torch.float32) if weights is not None else None
-            loss_fn = lambda logits, y: F.cross_entropy(logits.float(), y, weight=w)
-
+        loss_fn = _loss_function(train_labels, n_classes, cfg.balance)
         optimizer = _make_optimizer(net, cfg)
-        n = len(train_labels)
-        steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
-        total_steps = steps_per_epoch * cfg.epochs
+        total_steps = max(1, math.ceil(len(train_labels) / cfg.batch_size)) * cfg.epochs
         sample_weights = None
         if cfg.balance == "sampler":
             sample_weights = torch.as_tensor(class_weights(train_labels, n_classes)[train_labels], dtype=torch.float64)
@@ -354,40 +340,11 @@ def fit_network(
         epoch_seconds: list[float] = []
         for epoch in range(start_epoch, start_epoch if patience_spent else cfg.epochs):
             t0 = time.perf_counter()
-            gen = _epoch_generator(cfg.random_state, epoch)
-            torch.manual_seed(cfg.random_state * 1_000_003 + epoch)  # dropout
-            if sample_weights is not None:
-                order = torch.multinomial(sample_weights, n, replacement=True, generator=gen)
-            else:
-                order = torch.randperm(n, generator=gen)
-            net.train()
-            task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n)
-            running, seen = 0.0, 0
-            for b in range(steps_per_epoch):
-                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                if len(idx) == 0:
-                    continue
-                step = epoch * steps_per_epoch + b
-                for g in optimizer.param_groups:
-                    g["lr"] = cfg.lr * g.get("lr_scale", 1.0) * lr_factor(cfg.schedule, step, total_steps)
-                if use_cache:
-                    logits = net.head(train_feats[idx])
-                else:
-                    idx = torch.sort(idx).values  # ascending reads are faster on a memmap
-                    x = to_float(train_images[idx.numpy()])
-                    x = _channels_last(augment_batch(x, cfg.augment, gen), cfg.channels_last)
-                    logits = net(x)
-                loss = loss_fn(logits, y_train[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                running += loss.item() * len(idx)
-                seen += len(idx)
-                bar.advance(task, len(idx), info=f"loss {running / seen:.4f}")
-            bar.remove_task(task)
+            train_loss = _train_epoch(net, optimizer, loss_fn, cfg, epoch, train_images, train_feats, y_train,
+                                      sample_weights, total_steps, bar)  # fmt: skip
 
             val_proba = _val_proba(net, val_images, val_feats, cfg)
-            metrics = classification_metrics(y_val, val_proba, class_names, threshold=0.5 if binary else None)
+            metrics = classification_metrics(y_val, val_proba, class_names, threshold=0.5 if n_classes == 2 else None)
             score = monitor_value(metrics, cfg.monitor)
             improved = score > best_score + 1e-6
             if improved:
@@ -400,7 +357,7 @@ def fit_network(
             epoch_seconds.append(seconds)
             row = {
                 "epoch": epoch + 1,
-                "train_loss": running / max(seen, 1),
+                "train_loss": train_loss,
                 "val_loss": metrics["log_loss"],
                 "val_accuracy": metrics["accuracy"],
                 "val_balanced_accuracy": metrics["balanced_accuracy"],
@@ -410,21 +367,10 @@ def fit_network(
             }
             history.append(row)
             bar.print(_epoch_line(row, cfg.monitor, score, improved))
-            ckpt.save(
-                net,
-                optimizer,
-                {
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "best_score": best_score,
-                    "best_epoch": best_epoch,
-                    "stale": stale,
-                    "fingerprint": fingerprint,
-                    "config": cfg.to_dict(),
-                },
-                best_state,
-                improved,
-            )
+            progress_state = {"epoch": epoch + 1, "history": history, "best_score": best_score,
+                              "best_epoch": best_epoch, "stale": stale, "fingerprint": fingerprint,
+                              "config": cfg.to_dict()}  # fmt: skip
+            ckpt.save(net, optimizer, progress_state, best_state, improved)
             if cfg.patience is not None and stale >= cfg.patience:
                 stopped = "early_stopping"
                 break
@@ -438,16 +384,69 @@ def fit_network(
     if best_val_proba is None and len(val_labels):  # resumed with nothing left to train
         best_val_proba = _val_proba(net, val_images, val_feats if use_cache else None, cfg)
     net.eval()
+    seconds = time.perf_counter() - started
     return TrainResult(
-        history,
-        best_epoch,
-        float(best_score),
-        best_val_proba,
-        stopped,
-        time.perf_counter() - started,
-        use_cache,
-        resumed_from,
+        history, best_epoch, float(best_score), best_val_proba, stopped, seconds, use_cache, resumed_from
     )
+
+
+def _loss_function(train_labels: np.ndarray, n_classes: int, balance: str):
+    """``loss(logits, y)``: binary cross-entropy on one logit for two classes (with the
+    positive class weighted by ``pos_weight`` when balancing by weights), else
+    cross-entropy, class-weighted when balancing by weights."""
+    weights = class_weights(train_labels, n_classes) if balance == "weights" else None
+    if n_classes == 2:
+        pos_weight = None
+        if weights is not None and weights[1] > 0:
+            pos_weight = torch.tensor([weights[1] / weights[0]], dtype=torch.float32)
+        return lambda logits, y: F.binary_cross_entropy_with_logits(logits[:, 0].float(), y.float(),
+                                                                    pos_weight=pos_weight)  # fmt: skip
+    w = torch.as_tensor(weights, dtype=torch.float32) if weights is not None else None
+    return lambda logits, y: F.cross_entropy(logits.float(), y, weight=w)
+
+
+def _train_epoch(net, optimizer, loss_fn, cfg: TrainConfig, epoch: int, train_images: np.ndarray,
+                 train_feats: torch.Tensor | None, y_train: torch.Tensor, sample_weights: torch.Tensor | None,
+                 total_steps: int, bar: Progress) -> float:  # fmt: skip
+    """One pass over the training set in this epoch's seeded order (sampled with
+    replacement when balancing by sampler); returns the mean training loss.
+
+    With ``train_feats`` (the frozen part's cached outputs) only the trainable part
+    runs; otherwise images are augmented and go through the whole network."""
+    n = len(y_train)
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    gen = _epoch_generator(cfg.random_state, epoch)
+    torch.manual_seed(cfg.random_state * 1_000_003 + epoch)  # dropout
+    if sample_weights is not None:
+        order = torch.multinomial(sample_weights, n, replacement=True, generator=gen)
+    else:
+        order = torch.randperm(n, generator=gen)
+    net.train()
+    task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=n)
+    running, seen = 0.0, 0
+    for b in range(steps_per_epoch):
+        idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        if len(idx) == 0:
+            continue
+        step = epoch * steps_per_epoch + b
+        for g in optimizer.param_groups:
+            g["lr"] = cfg.lr * g.get("lr_scale", 1.0) * lr_factor(cfg.schedule, step, total_steps)
+        if train_feats is not None:
+            logits = net.head(train_feats[idx])
+        else:
+            idx = torch.sort(idx).values  # ascending reads are faster on a memmap
+            x = to_float(train_images[idx.numpy()])
+            x = _channels_last(augment_batch(x, cfg.augment, gen), cfg.channels_last)
+            logits = net(x)
+        loss = loss_fn(logits, y_train[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running += loss.item() * len(idx)
+        seen += len(idx)
+        bar.advance(task, len(idx), info=f"loss {running / seen:.4f}")
+    bar.remove_task(task)
+    return running / max(seen, 1)
 
 
 def _val_proba(net: ClassifierNet, images: np.ndarray, feats: torch.Tensor | None, cfg: TrainConfig) -> np.ndarray:

@@ -17,7 +17,7 @@ Presets (``AUGMENT_PRESETS``):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -195,7 +195,3 @@ def oversample_minority(
     if not new_images:
         return images[:0], labels[:0]
     return np.concatenate(new_images), np.concatenate(new_labels)
-
-
-def with_overrides(cfg: AugmentConfig, **changes) -> AugmentConfig:
-    return replace(cfg, **changes)

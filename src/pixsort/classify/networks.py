@@ -500,10 +500,6 @@ def build_network(spec: dict, pretrained: bool = True) -> ClassifierNet:
     return _build_transfer(spec, pretrained)
 
 
-def is_binary(n_classes: int) -> bool:
-    return n_classes == 2
-
-
 def n_outputs_for(n_classes: int) -> int:
     if n_classes < 2:
         raise ValueError(f"need at least 2 classes, got {n_classes}")

@@ -1,5 +1,5 @@
 """The ``pixsort`` command line.  Each command lives in its own module and holds no
-logic: it parses options, calls the library, and prints.  Heavy imports (torch,
+logic: it parses options, calls one :mod:`pixsort.workflows` function, and prints.  Heavy imports (torch,
 sklearn) happen inside the commands so ``pixsort --help`` stays instant."""
 
 from __future__ import annotations

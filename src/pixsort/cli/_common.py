@@ -10,10 +10,6 @@ from rich.console import Console
 console = Console(stderr=True)
 
 
-class UsageError(Exception):
-    """A problem with what the user asked for: printed plainly, exit code 2."""
-
-
 def fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)

@@ -43,8 +43,9 @@ PREPROCESS_VERSION = 2
 # So channels_last always, and bf16 where the CPU has native bf16 (2-2.4x);
 # casting the weights equals autocast in speed and output, and is simpler.
 # bf16 embeddings differ from fp32 by 3-8 % (relative L2), cosine >= 0.989.
-# Without native bf16 (not measured: no such CPU here) oneDNN emulates bf16 on
-# plain AVX512, which is known to be slower than fp32, so "auto" picks fp32.
+# Without native bf16 oneDNN emulates bf16 (on AVX512) or cannot run it fast at all
+# (AVX2 only), so "auto" picks fp32 there.  The bf16-vs-fp32 ratio on such a CPU has
+# not been measured yet: the sessions that ran these benchmarks had AMX.
 
 
 def _resolve_dtype(precision: str) -> torch.dtype:

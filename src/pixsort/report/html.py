@@ -79,11 +79,6 @@ class HtmlReport:
         self._parts.append(f'<figure><img src="{src}" alt="{alt}"{style}>{cap}</figure>')
         return self
 
-    def raw_html(self, fragment: str) -> HtmlReport:
-        """Insert trusted HTML produced by pixsort itself (never user text)."""
-        self._parts.append(fragment)
-        return self
-
     def render(self) -> str:
         sub = f'<p class="sub">{html.escape(self.subtitle)}</p>' if self.subtitle else ""
         return (

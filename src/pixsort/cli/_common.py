@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a path in a message stays whole, so it can be copied
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -122,3 +122,55 @@ def test_timm_models_when_timm_is_installed():
     spec = make_spec("timm:resnet18", 1, image_size=64)
     net = build_network(spec, pretrained=False)
     assert net(torch.rand(2, 3, 64, 64)).shape == (2, 1)
+
+
+def test_xray_preset_changes_exposure_sharpness_and_noise_but_not_the_side():
+    from pixsort.classify.augment import AugmentConfig
+
+    x = torch.zeros(8, 1, 32, 32)
+    x[:, :, :, :8] = 0.8  # a bright band on the left of every image
+    gen = torch.Generator().manual_seed(0)
+    out = augment_batch(x, get_augment("xray"), gen)
+    assert out.shape == x.shape and 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+    left, right = out[..., :, :10].mean(dim=(1, 2, 3)), out[..., :, 22:].mean(dim=(1, 2, 3))
+    assert (left > right).all()  # no flips: the bright side stays on the left
+    gamma = augment_batch(torch.full((64, 1, 4, 4), 0.5), AugmentConfig(gamma=0.3), torch.Generator().manual_seed(1))
+    values = gamma[:, 0, 0, 0]
+    assert float(values.min()) >= 0.5**1.3 - 1e-6 and float(values.max()) <= 0.5 ** (1 / 1.3) + 1e-6
+    assert float(values.std()) > 0.02  # every image its own gamma
+    edge = torch.zeros(4, 1, 16, 16)
+    edge[..., 8:] = 1.0
+    blurred = augment_batch(edge, AugmentConfig(blur=1.0, blur_sigma=1.5), torch.Generator().manual_seed(2))
+    assert (blurred[..., 7] > 0.01).all() and (blurred[..., 7] < 0.99).all()  # the edge is softened
+    assert torch.equal(blurred[..., 0], edge[..., 0])  # far from the edge nothing changes
+    noisy = augment_batch(torch.full((4, 1, 16, 16), 0.5), AugmentConfig(noise=1.0), torch.Generator().manual_seed(3))
+    assert 0.001 < float(noisy.std()) < 0.05
+    assert not get_augment("xray").is_identity and AugmentConfig(blur_sigma=2.0).is_identity
+
+
+def test_label_smoothing_and_mixup_change_the_loss_and_stay_seeded():
+    from pixsort.classify.training import _loss_function
+
+    y = torch.tensor([0, 1, 1, 0])
+    logits = torch.tensor([[-4.0], [4.0], [3.0], [-3.0]])
+    plain = _loss_function(np.array([0, 1]), 2, "none")(logits, y)
+    smooth = _loss_function(np.array([0, 1]), 2, "none", smoothing=0.2)(logits, y)
+    target = y.float() * 0.8 + 0.1
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], target)
+    assert torch.isclose(smooth, expected) and smooth > plain  # confident logits pay for smoothed targets
+
+    from synthetic import two_class_arrays
+
+    from pixsort.classify.estimator import ImageClassifier
+
+    xt, yt, xv, yv = two_class_arrays(n_train=(30, 30), n_val=(10, 10))
+
+    def fit(**kw):
+        return ImageClassifier("seed-cnn", epochs=2, image_size=28, batch_size=16, progress=False, **kw).fit(
+            xt, yt, xv, yv
+        )
+
+    a, b, plain_fit = fit(mixup=0.4, label_smoothing=0.1), fit(mixup=0.4, label_smoothing=0.1), fit()
+    assert [h["train_loss"] for h in a.history_] == [h["train_loss"] for h in b.history_]  # seeded
+    assert a.history_[0]["train_loss"] != plain_fit.history_[0]["train_loss"]
+    assert a.train_config_["mixup"] == 0.4 and a.train_config_["label_smoothing"] == 0.1

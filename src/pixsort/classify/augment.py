@@ -2,7 +2,8 @@
 
 One random affine map per image (zoom / random-resized-crop scale, shear, rotation,
 translation, horizontal and vertical flips) is applied with a single
-``affine_grid`` + ``grid_sample`` call, then brightness and contrast jitter.  All
+``affine_grid`` + ``grid_sample`` call, then contrast, brightness and gamma jitter,
+then (each with its own probability) a Gaussian blur and Gaussian noise.  All
 randomness comes from a ``torch.Generator``, so a seed reproduces a run.
 
 Presets (``AUGMENT_PRESETS``):
@@ -13,6 +14,10 @@ Presets (``AUGMENT_PRESETS``):
 ``seed``   the published oversampling recipe (Keras ``ImageDataGenerator`` style):
            zoom 0.2, shear 0.2, rotation 30 deg, horizontal and vertical flips.
 ``strong`` ``seed`` plus random-resized-crop scale and brightness/contrast.
+``xray``   what differs between X-ray sites and machines without changing the
+           finding: framing (random-resized crop, small zoom, shift and rotation),
+           exposure (brightness, contrast, gamma), sharpness (blur) and detector noise;
+           no flips (anatomy has a side).
 """
 
 from __future__ import annotations
@@ -46,6 +51,14 @@ class AugmentConfig:
     brightness, contrast : float
         Additive brightness from ``[-b, b]`` (in [0, 1] pixel units) and a
         multiplicative contrast factor from ``[1 - c, 1 + c]`` around the image mean.
+    gamma : float
+        Gamma exponent drawn log-uniformly from ``[1 / (1 + g), 1 + g]``.
+    blur : float
+        Probability of a Gaussian blur with sigma drawn from ``[0.3, blur_sigma]`` px.
+    blur_sigma : float
+    noise : float
+        Probability of additive Gaussian noise with sigma drawn from ``[0, noise_sigma]``.
+    noise_sigma : float
     """
 
     zoom: float = 0.0
@@ -57,17 +70,23 @@ class AugmentConfig:
     vflip: float = 0.0
     brightness: float = 0.0
     contrast: float = 0.0
+    gamma: float = 0.0
+    blur: float = 0.0
+    blur_sigma: float = 1.5
+    noise: float = 0.0
+    noise_sigma: float = 0.03
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             if value < 0:
                 raise ValueError(f"augment {name} must be >= 0, got {value}")
-        if self.hflip > 1 or self.vflip > 1 or self.crop_scale > 1 or self.zoom >= 1:
-            raise ValueError("flip probabilities and crop_scale must be <= 1, zoom < 1")
+        if max(self.hflip, self.vflip, self.blur, self.noise, self.crop_scale) > 1 or self.zoom >= 1:
+            raise ValueError("flip, blur and noise probabilities and crop_scale must be <= 1, zoom < 1")
 
     @property
     def is_identity(self) -> bool:
-        return not any(asdict(self).values())
+        sizes = {"blur_sigma", "noise_sigma"}  # ranges of transforms that are off unless their probability is set
+        return not any(v for k, v in asdict(self).items() if k not in sizes)
 
     @property
     def is_geometric(self) -> bool:
@@ -83,6 +102,9 @@ AUGMENT_PRESETS: dict[str, AugmentConfig] = {
     "seed": AugmentConfig(zoom=0.2, shear=0.2, rotation=30, hflip=0.5, vflip=0.5),
     "strong": AugmentConfig(
         zoom=0.2, crop_scale=0.6, shear=0.2, rotation=30, shift=0.1, hflip=0.5, vflip=0.5, brightness=0.2, contrast=0.2
+    ),
+    "xray": AugmentConfig(
+        zoom=0.1, crop_scale=0.7, rotation=10, shift=0.06, brightness=0.15, contrast=0.2, gamma=0.3, blur=0.3, noise=0.3
     ),
 }
 
@@ -150,7 +172,40 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
         x = (x - mean) * factor + mean
     if cfg.brightness:
         x = x + _uniform(n, -cfg.brightness, cfg.brightness, gen).reshape(n, 1, 1, 1).to(x.dtype)
+    if cfg.gamma:
+        log_g = np.log1p(cfg.gamma)
+        gamma = torch.exp(_uniform(n, -log_g, log_g, gen)).reshape(n, 1, 1, 1).to(x.dtype)
+        x = x.clamp(0.0, 1.0).pow(gamma)
+    if cfg.blur:
+        x = _random_blur(x, cfg.blur, cfg.blur_sigma, gen)
+    if cfg.noise:
+        hit = (torch.rand(n, generator=gen) < cfg.noise).to(x.dtype)
+        sigma = (_uniform(n, 0.0, cfg.noise_sigma, gen) * hit).reshape(n, 1, 1, 1).to(x.dtype)
+        x = x + sigma * torch.randn(x.shape, generator=gen, dtype=x.dtype)
     return x.clamp_(0.0, 1.0)
+
+
+def _random_blur(x: torch.Tensor, p: float, max_sigma: float, gen: torch.Generator) -> torch.Tensor:
+    """Blur each chosen image with its own Gaussian (separable, reflect-padded)."""
+    n, c = x.shape[:2]
+    hit = torch.rand(n, generator=gen) < p
+    sigma = _uniform(n, 0.3, max(max_sigma, 0.3), gen)
+    if not hit.any():
+        return x
+    radius = int(np.ceil(3 * max(max_sigma, 0.3)))
+    taps = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    kernels = torch.exp(-0.5 * (taps[None, :] / sigma[hit, None].to(x.dtype)) ** 2)
+    kernels = kernels / kernels.sum(dim=1, keepdim=True)  # (m, taps)
+    chosen = x[hit]
+    m = chosen.shape[0]
+    # one grouped convolution per axis: every (image, channel) plane gets its image's kernel
+    planes = F.pad(chosen.reshape(1, m * c, *chosen.shape[2:]), (radius, radius, radius, radius), mode="reflect")
+    weight = kernels.repeat_interleave(c, dim=0)
+    planes = F.conv2d(planes, weight[:, None, None, :], groups=m * c)
+    planes = F.conv2d(planes, weight[:, None, :, None], groups=m * c)
+    out = x.clone()
+    out[hit] = planes.reshape(m, c, *chosen.shape[2:])
+    return out
 
 
 def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:

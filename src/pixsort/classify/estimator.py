@@ -59,8 +59,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         A name from :func:`pixsort.classify.networks.list_models`: ``seed-cnn``,
         ``seed-cnn-dropout``, ``probe:<backbone>``, ``mlp:<backbone>``,
         ``partial:<backbone>``, ``finetune:<backbone>``, ``timm:<name>``.
-    epochs, batch_size, lr, weight_decay, optimizer, schedule, augment, balance, patience :
+    epochs, batch_size, lr, weight_decay, optimizer, schedule, augment, balance, label_smoothing, mixup, patience :
         Training settings; ``None`` takes the model's recipe (``RECIPES``).
+        ``label_smoothing`` moves each target that share towards uniform;
+        ``mixup`` is the Beta alpha of mixup (0: off).
         ``balance`` is ``none`` | ``weights`` (loss weights) | ``sampler`` (balanced
         sampling) | ``oversample`` (augmented copies of the minority classes, the
         published recipe).  ``augment`` is a preset of ``pixsort.classify.augment``.
@@ -128,6 +130,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         "schedule": [StrOptions(set(SCHEDULES)), None],
         "augment": [str, None],
         "balance": [StrOptions(set(BALANCE_MODES)), None],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left"), None],
+        "mixup": [Interval(Real, 0, None, closed="left"), None],
         "patience": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "monitor": [StrOptions(set(MONITORS))],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -159,6 +163,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         schedule: str | None = None,
         augment: str | None = None,
         balance: str | None = None,
+        label_smoothing: float | None = None,
+        mixup: float | None = None,
         patience: int | None | str = "auto",
         monitor: str = "roc_auc",
         validation_fraction: float = 0.15,
@@ -186,6 +192,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.schedule = schedule
         self.augment = augment
         self.balance = balance
+        self.label_smoothing = label_smoothing
+        self.mixup = mixup
         self.patience = patience
         self.monitor = monitor
         self.validation_fraction = validation_fraction
@@ -259,6 +267,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             schedule=self.schedule or r.schedule,
             augment=get_augment(self.augment or r.augment),
             balance=self.balance or r.balance,
+            label_smoothing=float(r.label_smoothing if self.label_smoothing is None else self.label_smoothing),
+            mixup=float(r.mixup if self.mixup is None else self.mixup),
             patience=patience,
             monitor=self.monitor,
             random_state=int(self.random_state),

@@ -69,6 +69,8 @@ class Recipe:
     schedule: str = "onecycle"  # "constant" | "onecycle" | "cosine"
     augment: str = "light"  # a preset of pixsort.classify.augment
     balance: str = "weights"  # "none" | "weights" | "sampler" | "oversample"
+    label_smoothing: float = 0.0
+    mixup: float = 0.0  # Beta alpha; 0 = off
     patience: int | None = 5  # epochs without improvement before stopping; None = never
     image_size: int = 224
 

@@ -57,6 +57,8 @@ class TrainConfig:
     schedule: str = "onecycle"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     balance: str = "weights"
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
     patience: int | None = 5
     monitor: str = "roc_auc"
     random_state: int = 0
@@ -313,7 +315,7 @@ def fit_network(
                 "Caching frozen features (val)",
             )
 
-        loss_fn = _loss_function(train_labels, n_classes, cfg.balance)
+        loss_fn = _loss_function(train_labels, n_classes, cfg.balance, cfg.label_smoothing)
         optimizer = _make_optimizer(net, cfg)
         total_steps = max(1, math.ceil(len(train_labels) / cfg.batch_size)) * cfg.epochs
         sample_weights = None
@@ -390,19 +392,24 @@ def fit_network(
     )
 
 
-def _loss_function(train_labels: np.ndarray, n_classes: int, balance: str):
+def _loss_function(train_labels: np.ndarray, n_classes: int, balance: str, smoothing: float = 0.0):
     """``loss(logits, y)``: binary cross-entropy on one logit for two classes (with the
     positive class weighted by ``pos_weight`` when balancing by weights), else
-    cross-entropy, class-weighted when balancing by weights."""
+    cross-entropy, class-weighted when balancing by weights; ``smoothing`` moves each
+    target that share of the way towards uniform (label smoothing)."""
     weights = class_weights(train_labels, n_classes) if balance == "weights" else None
     if n_classes == 2:
         pos_weight = None
         if weights is not None and weights[1] > 0:
             pos_weight = torch.tensor([weights[1] / weights[0]], dtype=torch.float32)
-        return lambda logits, y: F.binary_cross_entropy_with_logits(logits[:, 0].float(), y.float(),
-                                                                    pos_weight=pos_weight)  # fmt: skip
+
+        def binary(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            target = y.float() * (1.0 - smoothing) + 0.5 * smoothing if smoothing else y.float()
+            return F.binary_cross_entropy_with_logits(logits[:, 0].float(), target, pos_weight=pos_weight)
+
+        return binary
     w = torch.as_tensor(weights, dtype=torch.float32) if weights is not None else None
-    return lambda logits, y: F.cross_entropy(logits.float(), y, weight=w)
+    return lambda logits, y: F.cross_entropy(logits.float(), y, weight=w, label_smoothing=smoothing)
 
 
 def _train_epoch(net, optimizer, loss_fn, cfg: TrainConfig, epoch: int, train_images: np.ndarray,
@@ -416,6 +423,7 @@ def _train_epoch(net, optimizer, loss_fn, cfg: TrainConfig, epoch: int, train_im
     n = len(y_train)
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     gen = _epoch_generator(cfg.random_state, epoch)
+    mix_rng = np.random.default_rng([cfg.random_state, epoch])
     torch.manual_seed(cfg.random_state * 1_000_003 + epoch)  # dropout
     if sample_weights is not None:
         order = torch.multinomial(sample_weights, n, replacement=True, generator=gen)
@@ -432,13 +440,20 @@ def _train_epoch(net, optimizer, loss_fn, cfg: TrainConfig, epoch: int, train_im
         for g in optimizer.param_groups:
             g["lr"] = cfg.lr * g.get("lr_scale", 1.0) * lr_factor(cfg.schedule, step, total_steps)
         if train_feats is not None:
-            logits = net.head(train_feats[idx])
+            x, forward = train_feats[idx], net.head
         else:
             idx = torch.sort(idx).values  # ascending reads are faster on a memmap
             x = to_float(train_images[idx.numpy()])
-            x = _channels_last(augment_batch(x, cfg.augment, gen), cfg.channels_last)
-            logits = net(x)
-        loss = loss_fn(logits, y_train[idx])
+            x, forward = _channels_last(augment_batch(x, cfg.augment, gen), cfg.channels_last), net
+        if cfg.mixup:
+            # mixup (Zhang et al. 2018): convex pairs of inputs, the loss mixed alike
+            lam = float(mix_rng.beta(cfg.mixup, cfg.mixup))
+            pair = torch.randperm(len(idx), generator=gen)
+            logits = forward(lam * x + (1.0 - lam) * x[pair])
+            loss = lam * loss_fn(logits, y_train[idx]) + (1.0 - lam) * loss_fn(logits, y_train[idx][pair])
+        else:
+            logits = forward(x)
+            loss = loss_fn(logits, y_train[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -488,5 +503,7 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"unknown schedule {cfg.schedule!r}; choose from {SCHEDULES}")
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose from {OPTIMIZERS}")
+    if not 0.0 <= cfg.label_smoothing < 1.0 or cfg.mixup < 0:
+        raise ValueError("label_smoothing must be in [0, 1) and mixup (the Beta alpha) >= 0")
     if cfg.precision not in PRECISIONS:
         raise ValueError(f"unknown precision {cfg.precision!r}; choose from {PRECISIONS}")

@@ -131,7 +131,7 @@ def test_xray_preset_changes_exposure_sharpness_and_noise_but_not_the_side():
     x[:, :, :, :8] = 0.8  # a bright band on the left of every image
     gen = torch.Generator().manual_seed(0)
     out = augment_batch(x, get_augment("xray"), gen)
-    assert out.shape == x.shape and 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+    assert out.shape == x.shape and float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     left, right = out[..., :, :10].mean(dim=(1, 2, 3)), out[..., :, 22:].mean(dim=(1, 2, 3))
     assert (left > right).all()  # no flips: the bright side stays on the left
     gamma = augment_batch(torch.full((64, 1, 4, 4), 0.5), AugmentConfig(gamma=0.3), torch.Generator().manual_seed(1))
@@ -159,9 +159,8 @@ def test_label_smoothing_and_mixup_change_the_loss_and_stay_seeded():
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], target)
     assert torch.isclose(smooth, expected) and smooth > plain  # confident logits pay for smoothed targets
 
-    from synthetic import two_class_arrays
-
     from pixsort.classify.estimator import ImageClassifier
+    from synthetic import two_class_arrays
 
     xt, yt, xv, yv = two_class_arrays(n_train=(30, 30), n_val=(10, 10))
 

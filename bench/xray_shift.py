@@ -76,7 +76,7 @@ def main() -> None:
     for text in args.recipe:
         recipe = json.loads(text)
         name, model = recipe.pop("name"), recipe.pop("model")
-        clf = ImageClassifier(model, progress=False, **recipe)
+        clf = ImageClassifier(model, **{"progress": False, **recipe})
         settings = clf.plan_decode_settings()
         decoded = load_images(train_ds, settings, cache_dir=args.cache_dir, progress=False)
         external = load_images(external_ds, settings, cache_dir=args.cache_dir, progress=False)

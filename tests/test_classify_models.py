@@ -173,3 +173,17 @@ def test_label_smoothing_and_mixup_change_the_loss_and_stay_seeded():
     assert [h["train_loss"] for h in a.history_] == [h["train_loss"] for h in b.history_]  # seeded
     assert a.history_[0]["train_loss"] != plain_fit.history_[0]["train_loss"]
     assert a.train_config_["mixup"] == 0.4 and a.train_config_["label_smoothing"] == 0.1
+
+
+def test_aspect_jitter_stretches_one_axis_and_squeezes_the_other():
+    from pixsort.classify.augment import AugmentConfig
+
+    x = torch.zeros(16, 1, 64, 64)
+    x[..., 24:40, 24:40] = 1.0  # a centred 16 x 16 square
+    out = augment_batch(x, AugmentConfig(aspect=0.5), torch.Generator().manual_seed(0)) > 0.5
+    widths, heights = out.any(dim=2).sum(dim=(1, 2)).float(), out.any(dim=3).sum(dim=(1, 2)).float()
+    assert (widths != heights).sum() >= 8  # most images are visibly stretched one way or the other
+    assert ((widths > heights).any() and (widths < heights).any())  # both ways
+    assert torch.allclose(widths * heights, torch.full_like(widths, 256.0), rtol=0.25)  # area kept
+    ratio = widths / heights
+    assert float(ratio.max()) <= 1.5 * 1.15 and float(ratio.min()) >= 1 / (1.5 * 1.15)  # within the range

@@ -200,3 +200,17 @@ def write_broken_files(folder: str | Path, good: Path | None = None) -> list[Pat
         truncated.write_bytes(good.read_bytes()[:200])
         out.append(truncated)
     return out
+
+
+def write_images(root: str | Path, images: dict[str, np.ndarray], quality: int = 95) -> dict[str, Path]:
+    """Write each uint8 image (h, w, 1 or 3) of ``images`` at ``root / <relative path>``
+    (PNG or JPEG by the suffix); returns the paths by the same keys."""
+    root = Path(root)
+    out = {}
+    for rel, pixels in images.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels)
+        image.save(path, **({"quality": quality} if path.suffix.lower() in (".jpg", ".jpeg") else {}))
+        out[rel] = path
+    return out

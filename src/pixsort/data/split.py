@@ -164,6 +164,7 @@ class Grouping:
     near_distance: int = NEAR_COPY_DISTANCE
     hash_bits: int = DHASH_BITS
     n_unhashed: int = 0  # pooled files that could not be decoded for the hash
+    note: str = ""  # why there is no grouping, when there is none
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -173,7 +174,7 @@ class Grouping:
     def describe(self) -> str:
         """One line for reports and the model card."""
         if self.method == "none":
-            return "no grouping"
+            return self.note or "no grouping"
         parts = []
         if self.pattern:
             who = "Kaggle chest X-ray file names" if self.pattern_source == "kaggle" else "--group-pattern"
@@ -181,7 +182,8 @@ class Grouping:
         if "copies" in self.method:
             near = f"{self.hash_bits}-bit dHash within {self.near_distance} bits"
             parts.append(
-                f"{self.n_copy_groups} sets of copies ({self.n_exact_copy_groups} byte-identical, "
+                f"{self.n_copy_groups} set{'' if self.n_copy_groups == 1 else 's'} of copies "
+                f"({self.n_exact_copy_groups} byte-identical, "
                 f"{self.n_near_copy_pairs} near-identical pairs: {near})"
             )
         return f"{self.n_groups} groups of {self.n_items} images: " + "; ".join(parts)

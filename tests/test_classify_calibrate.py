@@ -14,7 +14,7 @@ import torch
 from pixsort.classify.calibration import fit_temperature, temperature_nll
 from pixsort.classify.estimator import ImageClassifier
 from pixsort.classify.training import logits_to_proba
-from synthetic import two_class_arrays
+from synthetic import level_images, level_picture, two_class_arrays, write_class_folders
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -113,3 +113,134 @@ def test_validation_metrics_carry_intervals(fitted):
     for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "pr_auc"):
         lo, hi = ci[key]
         assert lo <= clf.validation_metrics_[key] <= hi
+
+
+# ----------------------------------------------------------------------------- pixsort calibrate
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A seed CNN trained on level pictures, saved; and a local labelled folder from a
+    "scanner" that shifts every level by +25 (the ranking holds, the probabilities do not)."""
+    root = tmp_path_factory.mktemp("site")
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    x = np.stack([level_picture(int(c), (16, 16), rng) for c in y])
+    yv = np.repeat([0, 1], 20)
+    xv = np.stack([level_picture(int(c), (16, 16), rng) for c in yv])
+    clf = ImageClassifier("seed-cnn", epochs=2, image_size=16, batch_size=16, progress=False)
+    clf.fit(x, y, xv, yv, classes=["NORMAL", "PNEUMONIA"])
+    clf.save(root / "run" / "model")
+    write_class_folders(root / "local", {"NORMAL": 30, "PNEUMONIA": 30},
+                        lambda c, i, hw, r: level_picture(c, hw, r, shift=25), base_size=16, seed=4)  # fmt: skip
+    return root
+
+
+def _copy_model(site, tmp_path):
+    import shutil
+
+    shutil.copytree(site / "run" / "model", tmp_path / "run" / "model")
+    return tmp_path / "run" / "model"
+
+
+def test_calibrate_fits_t_rechooses_the_threshold_and_keeps_the_weights(site, tmp_path):
+    from pixsort.classify.threshold import choose_threshold
+    from pixsort.data import load_images, open_dataset
+    from pixsort.workflows import calibrate_classifier
+
+    model = _copy_model(site, tmp_path)
+    weights = model / "weights.safetensors"
+    digest, mtime = _sha(weights), weights.stat().st_mtime_ns
+    old = ImageClassifier.load(model)
+    outcome = calibrate_classifier(model, site / "local", cache_dir=tmp_path / "cache", workers=0, progress=False)
+
+    assert _sha(weights) == digest and weights.stat().st_mtime_ns == mtime  # the weights never move
+    meta = json.loads((model / "model.json").read_text())
+    t = meta["temperature"]
+    cal = meta["calibration"]
+    assert t == outcome.fit.temperature == cal["temperature"] and abs(np.log(t)) > 0.05
+    assert cal["data"] == str(site / "local") and cal["n"] == 60
+    assert cal["class_counts"] == {"NORMAL": 30, "PNEUMONIA": 30}
+    assert cal["nll_after"] < cal["nll_before"] and cal["threshold_before"] == old.threshold_
+    for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "pr_auc"):
+        assert cal["before"]["ci95"][key] is not None and cal["after"]["ci95"][key] is not None
+    assert cal["after"]["roc_auc"] == pytest.approx(cal["before"]["roc_auc"])  # T changes no ranking
+    assert cal["after"]["log_loss"] == pytest.approx(cal["nll_after"], rel=1e-3)
+
+    # the reloaded model applies T, and its threshold is Youden's on the calibrated local probabilities
+    reloaded = ImageClassifier.load(model)
+    images = load_images(open_dataset(site / "local"), reloaded.decode_settings, cache_dir=tmp_path / "cache",
+                         workers=0, progress=False)  # fmt: skip
+    y = np.array([reloaded.classes_.index(images.class_names[i]) for i in images.labels])
+    z = reloaded.predict_logits(images.images)[:, 0].astype(np.float64)
+    p = reloaded.predict_proba(images.images)[:, 1]
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-z / t)), rtol=1e-5)
+    assert meta["threshold"] == choose_threshold(y, p, "youden").threshold
+    assert meta["threshold_info"]["method"] == "youden" and "calibration set" in meta["threshold_info"]["chosen_on"]
+    assert meta["validation_metrics"]["n"] == 60  # the threshold's own record: the calibration set
+
+    files = outcome.files
+    default_out = tmp_path / "run" / "calibration"  # beside the model folder
+    for key in ("report", "calibration", "predictions", "reliability_before", "reliability_after"):
+        assert files[key].exists() and default_out in files[key].parents
+    report = files["report"].read_text()
+    assert f"1 -&gt; {t:.4g}" in report  # the temperature, before and after
+    assert json.loads(files["calibration"].read_text())["temperature"] == t
+    card = (model / "MODEL_CARD.md").read_text()
+    assert f"temperature T = {t:.3f}" in card and f"Temperature: {t:.4f}" in card
+    assert f">= {meta['threshold']:.4f}, chosen by Youden's J" in card and "calibration set" in card
+
+
+def test_calibrate_meets_a_target_sensitivity(site, tmp_path):
+    from pixsort.workflows import calibrate_classifier
+
+    model = _copy_model(site, tmp_path)
+    outcome = calibrate_classifier(model, site / "local", tmp_path / "cal", target_sensitivity=0.95,
+                                   cache_dir=tmp_path / "cache", workers=0, progress=False)  # fmt: skip
+    info = outcome.classifier.threshold_info_
+    assert info["method"] == "sensitivity" and info["target_sensitivity"] == 0.95
+    assert outcome.after["sensitivity"] >= 0.95
+    assert (tmp_path / "cal" / "report.html").exists()
+    with pytest.raises(ValueError, match="target sensitivity"):
+        calibrate_classifier(model, site / "local", target_sensitivity=1.5)
+
+
+def test_calibrate_a_multiclass_model_fits_t_without_a_threshold(tmp_path):
+    from pixsort.workflows import calibrate_classifier
+
+    x, y = level_images((30, 30, 30), size=16)
+    clf = ImageClassifier("seed-cnn", epochs=1, image_size=16, batch_size=16, progress=False).fit(x, y)  # "0", "1", "2"
+    clf.save(tmp_path / "model")
+    xl, yl = level_images((10, 10, 10), size=16, seed=3)
+    np.savez(tmp_path / "local.npz", images=xl[..., 0], labels=yl)
+    outcome = calibrate_classifier(tmp_path / "model", tmp_path / "local.npz", tmp_path / "cal",
+                                   cache_dir=tmp_path / "cache", workers=0, progress=False)  # fmt: skip
+    assert outcome.classifier.threshold_ is None and outcome.record["threshold"] is None
+    assert outcome.fit.nll_after <= outcome.fit.nll_before
+    assert json.loads((tmp_path / "model" / "model.json").read_text())["temperature"] == outcome.fit.temperature
+
+
+def test_cli_calibrate(site, tmp_path):
+    from typer.testing import CliRunner
+
+    from pixsort.cli import app
+
+    model = _copy_model(site, tmp_path)
+    runner = CliRunner()
+    args = ["calibrate", str(model), str(site / "local"), "--out", str(tmp_path / "out"),
+            "--cache-dir", str(tmp_path / "cache"), "--workers", "0"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    t = json.loads((model / "model.json").read_text())["temperature"]
+    text = " ".join(result.output.split())
+    assert f"temperature 1 -> {t:.4g}" in text and "before" in text and "after" in text
+    assert (tmp_path / "out" / "report.html").exists()
+    odd = tmp_path / "odd"
+    write_class_folders(odd, {"NORMAL": 2, "COVID": 2}, lambda c, i, hw, r: level_picture(c, hw, r), base_size=16)
+    bad = runner.invoke(app, ["calibrate", str(model), str(odd), "--workers", "0"])
+    assert bad.exit_code == 2 and "classes the model does not know" in bad.output
+    one = tmp_path / "one"
+    write_class_folders(one, {"NORMAL": 3}, lambda c, i, hw, r: level_picture(c, hw, r), base_size=16)
+    bad = runner.invoke(app, ["calibrate", str(model), str(one), "--workers", "0", "--cache-dir", str(tmp_path / "c")])
+    assert bad.exit_code == 2 and "at least two classes" in bad.output
+    assert "calibrate" in runner.invoke(app, ["--help"]).output

@@ -18,7 +18,7 @@ import torch
 from pixsort.classify.threshold import choose_threshold
 from pixsort.workflows import train_classifier
 from pixsort.workflows.classification import validation_warnings
-from synthetic import write_class_folders
+from synthetic import level_picture, write_class_folders
 
 CI_KEYS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "pr_auc")
 
@@ -32,13 +32,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def level_picture(c: int, hw: tuple[int, int], rng: np.random.Generator, flip: bool = False) -> np.ndarray:
-    """Class 0 dark, class 1 bright (``flip``: the other way round), with texture: the
-    seed CNN separates them within an epoch."""
-    level = 80 + 100 * (c if not flip else 1 - c) + rng.uniform(-15, 15)
-    return np.clip(level + rng.normal(0, 12, (*hw, 1)), 0, 255).astype(np.uint8)
 
 
 def _kaggle_name(cls: str, i: int, group: int) -> str:

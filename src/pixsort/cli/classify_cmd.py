@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from pixsort.cli._common import console, existing_path, fail
+from pixsort.cli._common import console, existing_path, fail, print_metric_sets
 
 
 def register(app: typer.Typer) -> None:
@@ -116,11 +117,11 @@ def train(
     sets = {name: ev.metrics for name, ev in outcome.validation_sets.items()} or {
         "validation": outcome.evaluation.metrics
     }
-    _print_sets("Validation", sets)
+    print_metric_sets("Validation", sets)
     for line in outcome.warnings:
-        console.print(f"[bold yellow]warning:[/] {line}")
+        console.print(f"[bold yellow]warning:[/] {escape(line)}")
     if outcome.grouping is not None:
-        console.print(f"carved split: {outcome.grouping.describe()}")
+        console.print(f"carved split: {escape(outcome.grouping.describe())}")
     console.print(
         f"trained in {outcome.fit_seconds:.0f}s (decode {outcome.decode_seconds:.0f}s), "
         f"best epoch {clf.training_['best_epoch']} ({clf.training_['stopped']})"
@@ -149,7 +150,7 @@ def evaluate(
         ev = evaluate_classifier(model, data, out, split=split, tta=tta, cache_dir=cache_dir, workers=workers)
     except (ValueError, SourceError, NoUsableImages, ModelFileError) as exc:
         raise fail(str(exc)) from None
-    _print_sets(f"Evaluation ({ev.metrics.get('split')})", {"value [95% interval]": ev.metrics})
+    print_metric_sets(f"Evaluation ({ev.metrics.get('split')})", {"value [95% interval]": ev.metrics})
     console.print(f"outputs: {out}  (report: {ev.files.get('report')})")
 
 
@@ -182,34 +183,3 @@ def predict(
     console.print(f"predictions: {out}")
     if len(loaded) == 0:
         raise typer.Exit(1)
-
-
-_SET_TITLES = {"carved": "carved validation", "external": "external validation"}
-_TABLE_KEYS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "pr_auc", "ece", "threshold")
-
-
-def _cell(m: dict, key: str) -> str:
-    v = m.get(key)
-    if v is None:
-        return ""
-    if not isinstance(v, float):
-        return str(v)
-    ci = (m.get("ci95") or {}).get(key)
-    return f"{v:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{v:.4f}"
-
-
-def _print_sets(title: str, sets: dict[str, dict]) -> None:
-    """One column per evaluated set, each metric as ``value [low, high]`` (95% interval)."""
-    from rich.table import Table
-
-    table = Table(title=title)
-    table.add_column("metric")
-    for name in sets:
-        table.add_column(_SET_TITLES.get(name, name), justify="right")
-    table.add_row("n_images", *[str(m.get("n_images", m.get("n", ""))) for m in sets.values()])
-    for key in _TABLE_KEYS:
-        if any(m.get(key) is not None for m in sets.values()):
-            table.add_row(key, *[_cell(m, key) for m in sets.values()])
-    console.print(table)
-    if any(m.get("ci95") for m in sets.values()):
-        console.print("[dim][low, high]: bootstrap 95% interval[/]")

@@ -292,7 +292,7 @@ def plot_pr(y_true, proba, class_names: list[str], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def plot_reliability(y_true, proba, path: Path, n_bins: int = 10) -> Path:
+def plot_reliability(y_true, proba, path: Path, n_bins: int = 10, title: str = "Reliability") -> Path:
     """Reliability diagram of the top-label confidence, with the bin counts."""
     t = reliability_table(y_true, proba, n_bins)
     centres = (t["bin_lower"] + t["bin_upper"]) / 2
@@ -301,7 +301,7 @@ def plot_reliability(y_true, proba, path: Path, n_bins: int = 10) -> Path:
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(4.6, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     a1.bar(centres[filled], t["accuracy"][filled], width=1 / n_bins, edgecolor="k", alpha=0.7, label="accuracy")
     a1.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
-    a1.set_ylabel("accuracy"), a1.set_title("Reliability"), a1.legend(fontsize=8)
+    a1.set_ylabel("accuracy"), a1.set_title(plain_text(title)), a1.legend(fontsize=8)
     a2.bar(centres, t["count"], width=1 / n_bins, edgecolor="k", color="grey")
     a2.set_xlabel("confidence of the predicted class"), a2.set_ylabel("images")
     return save_figure(fig, path)

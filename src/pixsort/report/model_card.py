@@ -41,12 +41,12 @@ def _threshold_text(clf, provenance: dict) -> str:
     info = getattr(clf, "threshold_info_", {}) or {}
     if clf.threshold_ is None:
         return "No threshold: the predicted class is the most probable one."
-    where = info.get("chosen_on") or SET_NAMES.get(provenance.get("selection_set"), "validation split")
+    where = info.get("chosen_on") or "the " + SET_NAMES.get(provenance.get("selection_set"), "validation split")
     method = info.get("method")
     if method == "sensitivity":
-        how = f"the highest threshold with sensitivity >= {info.get('target_sensitivity')} on the {where}"
+        how = f"the highest threshold with sensitivity >= {info.get('target_sensitivity')} on {where}"
     elif method == "youden":
-        how = f"Youden's J (sensitivity + specificity - 1) maximised on the {where}"
+        how = f"Youden's J (sensitivity + specificity - 1) maximised on {where}"
     elif method == "fixed":
         how = f"a fixed value ({info.get('note', 'set by hand')})"
     else:
@@ -162,6 +162,12 @@ def model_card_text(clf) -> str:
             lines.append(f"Best epoch, early stopping and the threshold were chosen on the "
                          f"{SET_NAMES.get(selection, selection)}. [low, high]: 95% bootstrap interval (1000 "
                          "resamples within each class).")  # fmt: skip
+        if calibration:
+            t0 = calibration.get("threshold_before")
+            at = "" if t0 is None else f", threshold {t0:.4f}"
+            lines.append(f"These were measured when the model was trained (temperature "
+                         f"{calibration.get('temperature_before', 1.0):.4g}{at}); calibration changed both, see "
+                         "below.")  # fmt: skip
     if calibration:
         before, after = calibration.get("before") or {}, calibration.get("after") or {}
         lines += [

@@ -114,6 +114,8 @@ def test_no_groups_splits_single_images(folders, tmp_path):
     g = json.loads((tmp_path / "run" / "metrics.json").read_text())["grouping"]
     assert g["method"] == "none" and "--no-groups" in g["description"]
     assert outcome.grouping.groups is None
+    with pytest.raises(ValueError, match="contradict"):
+        _train(folders, tmp_path / "run2", groups=False, group_pattern=r"person\d+")
 
 
 # ----------------------------------------------------------------------------- intervals and the carved-only run

@@ -144,6 +144,10 @@ def train_classifier(
     turns that off.  ``val_data``: an external labelled set for model selection
     (best epoch, early stopping) and the threshold; never trained on.
     """
+    if group_pattern is not None and not groups:
+        raise ValueError(
+            "a group pattern and no grouping contradict each other: give one of --group-pattern, --no-groups"
+        )
     out = Path(out_dir)
     params.setdefault("checkpoint_dir", out / "checkpoint")
     clf = ImageClassifier(model, validation_fraction=validation_fraction, progress=progress, **params)

@@ -200,3 +200,29 @@ def write_broken_files(folder: str | Path, good: Path | None = None) -> list[Pat
         truncated.write_bytes(good.read_bytes()[:200])
         out.append(truncated)
     return out
+
+
+def write_images(root: str | Path, images: dict[str, np.ndarray], quality: int = 95) -> dict[str, Path]:
+    """Write each uint8 image (h, w, 1 or 3) of ``images`` at ``root / <relative path>``
+    (PNG or JPEG by the suffix); returns the paths by the same keys."""
+    root = Path(root)
+    out = {}
+    for rel, pixels in images.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels)
+        image.save(path, **({"quality": quality} if path.suffix.lower() in (".jpg", ".jpeg") else {}))
+        out[rel] = path
+    return out
+
+
+def level_picture(
+    c: int, hw: tuple[int, int], rng: np.random.Generator, flip: bool = False, shift: float = 0.0
+) -> np.ndarray:
+    """A grey picture of class ``c`` of two: class 0 dark (level ~80), class 1 bright
+    (~180), each with its own level (+-15) and pixel texture (sd 12); the seed CNN
+    separates them within an epoch.  ``flip`` swaps the classes' looks (a set whose
+    labels disagree with training), ``shift`` adds to every level (another scanner).
+    uint8 (h, w, 1)."""
+    level = 80 + 100 * (c if not flip else 1 - c) + rng.uniform(-15, 15) + shift
+    return np.clip(level + rng.normal(0, 12, (*hw, 1)), 0, 255).astype(np.uint8)

@@ -100,3 +100,122 @@ def test_threshold_needs_both_classes():
         threshold_youden(np.ones(5), np.linspace(0, 1, 5))
     with pytest.raises(ValueError):
         threshold_for_sensitivity(Y, P1, 1.5)
+
+
+# ----------------------------------------------------------------------------- bootstrap intervals
+
+
+def test_weighted_ranking_metrics_match_sklearn_sample_weights():
+    from pixsort.classify.metrics import weighted_average_precision, weighted_roc_auc
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 200)
+    scores = np.round(rng.normal(size=200) + y, 1)  # rounded: many ties
+    w = rng.integers(0, 4, (6, 200)).astype(float)
+    auc, ap = weighted_roc_auc(w, y == 1, scores), weighted_average_precision(w, y == 1, scores)
+    for row, a, p in zip(w, auc, ap):
+        assert a == pytest.approx(roc_auc_score(y, scores, sample_weight=row), abs=1e-12)
+        assert p == pytest.approx(average_precision_score(y, scores, sample_weight=row), abs=1e-12)
+
+
+def _loop_bootstrap(y, proba, threshold, n_resamples, seed):
+    """The same stratified draws as bootstrap_intervals, scored one resample at a time by scikit-learn."""
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(y == c) for c in np.unique(y)]
+    drawn = np.concatenate([m[rng.integers(0, len(m), size=(n_resamples, len(m)))] for m in members], axis=1)
+    pred = (proba[:, 1] >= threshold).astype(int)
+    values = {
+        "accuracy": [],
+        "balanced_accuracy": [],
+        "sensitivity": [],
+        "specificity": [],
+        "roc_auc": [],
+        "pr_auc": [],
+    }
+    for idx in drawn:
+        yy, pp, ss = y[idx], pred[idx], proba[idx, 1]
+        values["accuracy"].append(accuracy_score(yy, pp))
+        values["balanced_accuracy"].append(balanced_accuracy_score(yy, pp))
+        values["sensitivity"].append(recall_score(yy, pp))
+        values["specificity"].append(recall_score(yy, pp, pos_label=0))
+        values["roc_auc"].append(roc_auc_score(yy, ss))
+        values["pr_auc"].append(average_precision_score(yy, ss))
+    return {k: np.percentile(v, [2.5, 97.5]) for k, v in values.items()}
+
+
+def test_bootstrap_intervals_equal_a_loop_over_resamples():
+    from pixsort.classify.metrics import bootstrap_intervals
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(60, int), np.ones(25, int)]
+    p1 = 1 / (1 + np.exp(-(rng.normal(size=85) + 1.2 * y)))
+    proba = np.stack([1 - p1, p1], axis=1)
+    got = bootstrap_intervals(y, proba, 0.5, n_resamples=100, random_state=7)
+    expected = _loop_bootstrap(y, proba, 0.5, 100, 7)
+    for key, (lo, hi) in expected.items():
+        assert got[key] == pytest.approx([lo, hi], abs=1e-12), key
+    assert got == bootstrap_intervals(y, proba, 0.5, n_resamples=100, random_state=7)  # seeded
+    assert got["roc_auc"] != bootstrap_intervals(y, proba, 0.5, n_resamples=100, random_state=8)["roc_auc"]
+
+
+def test_bootstrap_intervals_cover_the_estimate_and_shrink_with_more_data():
+
+    def intervals(n):
+        rng = np.random.default_rng(1)
+        y = rng.integers(0, 2, n)
+        p1 = 1 / (1 + np.exp(-(rng.normal(size=n) + 1.5 * y)))
+        proba = np.stack([1 - p1, p1], axis=1)
+        return classification_metrics(y, proba, ["neg", "pos"], 0.5, n_resamples=1000)
+
+    small, large = intervals(100), intervals(1600)
+    for m in (small, large):
+        for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "roc_auc", "pr_auc"):
+            lo, hi = m["ci95"][key]
+            assert lo <= m[key] <= hi, key
+    width = {k: np.diff(small["ci95"][k])[0] / np.diff(large["ci95"][k])[0] for k in ("accuracy", "roc_auc")}
+    assert all(2 < r < 8 for r in width.values()), width  # 16x the data: about 4x narrower (3.7, 2.3 here)
+    assert small["ci_method"]["n_resamples"] == 1000 and small["ci_method"]["level"] == 0.95
+    assert "ci95" not in classification_metrics(Y, PROBA, ["neg", "pos"], 0.5)  # none unless asked
+
+
+def test_bootstrap_is_stratified_so_rare_classes_keep_an_auc():
+    from pixsort.classify.metrics import bootstrap_intervals
+
+    y = np.r_[np.zeros(97, int), np.ones(3, int)]  # 3 positives: unstratified resamples would often have none
+    p1 = np.linspace(0.01, 0.99, 100)
+    got = bootstrap_intervals(y, np.stack([1 - p1, p1], axis=1), 0.5, n_resamples=500)
+    assert got["roc_auc"] is not None and got["roc_auc"][1] == 1.0
+    assert got["sensitivity"] == [1.0, 1.0]  # the 3 positives score 0.97-0.99: every resample finds them all
+
+
+def test_bootstrap_multiclass_and_undefined_metrics():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 30)
+    logits = rng.normal(size=(90, 3)) + 2.0 * np.eye(3)[y]
+    proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    m = classification_metrics(y, proba, ["a", "b", "c"], n_resamples=200)
+    assert m["ci95"]["sensitivity"] is None and m["ci95"]["ppv"] is None
+    lo, hi = m["ci95"]["roc_auc"]
+    assert lo <= m["roc_auc"] <= hi < 1.0
+    one_class = classification_metrics(np.ones(10, int), PROBA, ["neg", "pos"], 0.5, n_resamples=50)
+    assert one_class["ci95"]["roc_auc"] is None and one_class["ci95"]["specificity"] is None
+    assert one_class["ci95"]["sensitivity"] is not None
+
+
+def test_disagreements_need_intervals_that_do_not_overlap():
+    from pixsort.classify.metrics import disagreements
+
+    a = {
+        "roc_auc": 0.99,
+        "balanced_accuracy": 0.97,
+        "ci95": {"roc_auc": [0.98, 1.0], "balanced_accuracy": [0.95, 0.98]},
+    }
+    b = {
+        "roc_auc": 0.88,
+        "balanced_accuracy": 0.93,
+        "ci95": {"roc_auc": [0.84, 0.92], "balanced_accuracy": [0.9, 0.96]},
+    }
+    found = disagreements(a, b)
+    assert [d["metric"] for d in found] == ["roc_auc"]  # balanced accuracy intervals overlap
+    assert found[0]["a_ci95"] == [0.98, 1.0] and found[0]["b"] == 0.88
+    assert disagreements(a, {"roc_auc": 0.5}) == []  # no interval: nothing to compare

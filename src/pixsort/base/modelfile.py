@@ -73,8 +73,20 @@ def write_model_folder(path: str | os.PathLike, kind: str, meta: dict, tensors: 
         from safetensors.numpy import save_file
 
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, weights, metadata={"format": FORMAT})
+    return write_model_meta(folder, kind, meta)
+
+
+def write_model_meta(path: str | os.PathLike, kind: str, meta: dict) -> Path:
+    """(Re)write only ``model.json`` of the folder ``path`` (the format header added),
+    through a temporary file and a rename; ``weights.safetensors`` is not touched."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}")
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
     header = {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind}
-    (folder / META_FILE).write_text(dumps({**header, **meta}), encoding="utf-8")
+    tmp = folder / (META_FILE + ".tmp")
+    tmp.write_text(dumps({**header, **meta}), encoding="utf-8")
+    tmp.replace(folder / META_FILE)
     return folder
 
 
@@ -109,4 +121,5 @@ __all__ = [
     "read_model_folder",
     "read_model_meta",
     "write_model_folder",
+    "write_model_meta",
 ]

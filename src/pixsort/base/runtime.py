@@ -52,6 +52,31 @@ def tune_cpu(threads: int | None = None) -> None:
     torch.set_num_threads(threads or available_cores())
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+@functools.cache
+def cpu_description() -> dict:
+    """This machine's CPU as recorded with a trained model: ``model`` (the model name of
+    /proc/cpuinfo), ``flags`` (those of :data:`CPU_FLAGS` it has: the vector and
+    matrix units that decide float32 / bfloat16 speed) and ``cores`` available."""
+    model, flags = "", set()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            for line in f:
+                if line.startswith("model name") and not model:
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    if not model:
+        import platform
+
+        model = platform.processor() or platform.machine() or "unknown"
+    return {"model": model, "flags": [f for f in CPU_FLAGS if f in flags], "cores": available_cores()}
+
+
 @functools.cache
 def native_bf16() -> bool:
     """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX).
@@ -76,4 +101,12 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-__all__ = ["PRECISIONS", "available_cores", "check_precision", "native_bf16", "tune_cpu"]
+__all__ = [
+    "CPU_FLAGS",
+    "PRECISIONS",
+    "available_cores",
+    "check_precision",
+    "cpu_description",
+    "native_bf16",
+    "tune_cpu",
+]

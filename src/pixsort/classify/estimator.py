@@ -11,8 +11,8 @@ Images are ``(n, H, W, C)`` uint8 arrays decoded with :attr:`decode_settings`
 is given to its own input size, so other sizes work too.
 
 A saved model is a folder with ``weights.safetensors`` and ``model.json`` (class
-names, decode and preprocessing settings, architecture, threshold, validation
-metrics, training history); nothing is pickled.
+names, decode and preprocessing settings, architecture, threshold, temperature,
+validation metrics, training history, provenance); nothing is pickled.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from pixsort.base.errors import check_fitted
 from pixsort.base.images import check_images
-from pixsort.base.modelfile import read_model_folder, write_model_folder
+from pixsort.base.modelfile import WEIGHTS_FILE, read_model_folder, write_model_folder, write_model_meta
 from pixsort.base.params import Integral, Interval, Real, StrOptions, validate_params
 from pixsort.base.runtime import PRECISIONS, tune_cpu
 from pixsort.classify.augment import get_augment, oversample_minority
-from pixsort.classify.metrics import MONITORS, classification_metrics, predict_from_proba
+from pixsort.classify.metrics import BOOTSTRAP_RESAMPLES, MONITORS, classification_metrics, predict_from_proba
 from pixsort.classify.networks import RECIPES, SEED_MODELS, build_network, make_spec, n_outputs_for, parse_model_name
 from pixsort.classify.threshold import choose_threshold
 from pixsort.classify.training import (
@@ -107,7 +107,12 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         Decision threshold on ``classes_[1]`` (binary), else None.
     threshold_info_ : dict
     validation_metrics_ : dict
-        Metrics on the validation set at ``threshold_``.
+        Metrics on the validation set at ``threshold_`` (with bootstrap 95% intervals).
+    temperature_ : float
+        Logits are divided by it before the sigmoid / softmax (1.0 until
+        ``pixsort calibrate`` fits one); ``calibration_`` says where and how.
+    provenance_ : dict or None
+        What a workflow recorded about the training data (saved, for the model card).
     history_ : list of dict
         Per-epoch losses and validation metrics.
     network_ : ClassifierNet
@@ -375,6 +380,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             "train_counts": np.bincount(y_train, minlength=n_classes).tolist(),
             "val_counts": np.bincount(y_val_idx, minlength=n_classes).tolist(),
         }
+        self.temperature_, self.calibration_, self.provenance_ = 1.0, None, None
         # threshold on the validation probabilities exactly as predict_proba computes them
         val_proba = result.val_proba if (result.val_proba is not None and not self.tta) else self.predict_proba(X_val)
         self.val_proba_, self.val_labels_ = val_proba, y_val_idx
@@ -393,7 +399,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 0.5,
                 {"method": "fixed", "threshold": 0.5, "note": "validation lacks a class"},
             )
-        self.validation_metrics_ = classification_metrics(y_val, val_proba, self.classes_, self.threshold_)
+        self.validation_metrics_ = classification_metrics(
+            y_val, val_proba, self.classes_, self.threshold_, n_resamples=BOOTSTRAP_RESAMPLES
+        )
 
     def set_threshold(
         self, threshold: float | None = None, target_sensitivity: float | None = None, method: str = "youden"
@@ -409,7 +417,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         else:
             choice = choose_threshold(y, p[:, 1], method, target_sensitivity)
         self.threshold_, self.threshold_info_ = choice.threshold, choice.to_dict()
-        self.validation_metrics_ = classification_metrics(y, p, self.classes_, self.threshold_)
+        self.validation_metrics_ = classification_metrics(
+            y, p, self.classes_, self.threshold_, n_resamples=BOOTSTRAP_RESAMPLES
+        )
         return self
 
     # ------------------------------------------------------------------ inference
@@ -423,12 +433,26 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def _check_fitted(self) -> None:
         check_fitted(self, "network_")
 
-    def predict_proba(self, X, batch_size: int = 64, tta: bool | None = None) -> np.ndarray:
-        """Class probabilities, float64 ``(n, len(classes_))``."""
+    def predict_logits(self, X, batch_size: int = 64, tta: bool | None = None) -> np.ndarray:
+        """The network's outputs, float32 ``(n, 1)`` for two classes (the positive
+        class's logit), ``(n, K)`` otherwise; the temperature is not applied."""
         self._check_fitted()
         X = check_images(X, "X", allow_empty=False)
         logits = predict_logits(self.network_, X, batch_size, self.channels_last, self.tta if tta is None else tta)
-        return logits_to_proba(logits).double().numpy()
+        return logits.float().numpy()
+
+    def predict_proba(self, X, batch_size: int = 64, tta: bool | None = None) -> np.ndarray:
+        """Class probabilities, float64 ``(n, len(classes_))``: the sigmoid / softmax
+        of the logits divided by ``temperature_``."""
+        return self.proba_from_logits(self.predict_logits(X, batch_size, tta))
+
+    def proba_from_logits(self, logits: np.ndarray) -> np.ndarray:
+        """Probabilities from :meth:`predict_logits` outputs, ``temperature_`` applied."""
+        z = torch.from_numpy(np.asarray(logits, dtype=np.float32))
+        temperature = getattr(self, "temperature_", 1.0)
+        if temperature != 1.0:
+            z = z / temperature
+        return logits_to_proba(z).double().numpy()
 
     def predict(self, X, batch_size: int = 64) -> np.ndarray:
         """Class indices into ``classes_`` (the threshold applied for two classes)."""
@@ -446,8 +470,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write ``model.json`` + ``weights.safetensors`` into the folder ``path``."""
+    def save(self, path: str | os.PathLike, *, weights: bool = True) -> Path:
+        """Write ``model.json`` + ``weights.safetensors`` into the folder ``path``;
+        ``weights=False`` rewrites only ``model.json`` of a saved model (a new
+        threshold, temperature or provenance; the weights file stays as it is)."""
         self._check_fitted()
         spec = {k: v for k, v in self.spec_.items() if k != "weights_path"}
         meta = {
@@ -456,6 +482,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             "positive_class": self.classes_[1] if len(self.classes_) == 2 else None,
             "threshold": self.threshold_,
             "threshold_info": self.threshold_info_,
+            "temperature": float(getattr(self, "temperature_", 1.0)),
+            "calibration": getattr(self, "calibration_", None),
             "architecture": spec,
             "preprocessing": {
                 "input": "uint8 (H, W, C) decoded with 'decode', scaled to [0, 1]",
@@ -475,8 +503,13 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
                 "labels": self.val_labels_.tolist(),
                 "proba": np.round(self.val_proba_, 6).tolist(),
             },
+            "provenance": getattr(self, "provenance_", None),
             "pixsort_version": _version(),
         }
+        if not weights:
+            if not (Path(path) / WEIGHTS_FILE).exists():
+                raise FileNotFoundError(f"{path} holds no {WEIGHTS_FILE}: save with weights=True first")
+            return write_model_meta(path, "classifier", meta)
         state = {k: v.detach().contiguous() for k, v in self.network_.state_dict().items()}
         return write_model_folder(path, "classifier", meta, state)
 
@@ -502,6 +535,9 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         clf.classes_ = list(meta["classes"])
         clf.threshold_ = meta["threshold"]
         clf.threshold_info_ = meta.get("threshold_info", {})
+        clf.temperature_ = float(meta.get("temperature", 1.0))
+        clf.calibration_ = meta.get("calibration")
+        clf.provenance_ = meta.get("provenance")
         clf.validation_metrics_ = meta.get("validation_metrics", {})
         clf.history_ = meta.get("history", [])
         clf.train_config_ = meta.get("train_config", {})

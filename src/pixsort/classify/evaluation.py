@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pixsort.classify.metrics import classification_metrics, predict_from_proba
+from pixsort.classify.metrics import BOOTSTRAP_RESAMPLES, classification_metrics, predict_from_proba
 
 
 @dataclass
@@ -87,12 +87,14 @@ def evaluate(
     n_worst: int = 12,
     n_gradcam: int = 6,
     extra: dict | None = None,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
 ) -> Evaluation:
     """Metrics, predictions, worst predictions and their Grad-CAM for a fitted ``clf``.
 
     ``images`` uint8 (n, H, W, C), ``labels`` (n,) model class indices (-1 unknown),
     ``proba`` (n, K) its probabilities; ``extra`` is merged into the metrics
-    (timings, data counts).
+    (timings, data counts); the metrics carry bootstrap 95% intervals (``ci95``)
+    from ``n_resamples`` stratified resamples.
     """
     classes = clf.classes_
     labels = np.asarray(labels, dtype=np.int64)
@@ -104,7 +106,7 @@ def evaluate(
     result = Evaluation(metrics, frame)
     if known.any():
         y, p = labels[known], proba[known]
-        metrics.update(classification_metrics(y, p, classes, clf.threshold_))
+        metrics.update(classification_metrics(y, p, classes, clf.threshold_, n_resamples=n_resamples))
         result.labels, result.proba = y, p
         worst = _worst(y, p, clf.threshold_, n_worst)
         if len(worst):

@@ -24,6 +24,7 @@ _COMMAND_MODULES = [
     "pixsort.cli.inspect_cmd",
     "pixsort.cli.cluster_cmd",
     "pixsort.cli.classify_cmd",
+    "pixsort.cli.calibrate_cmd",
     "pixsort.cli.table_cmd",
     "pixsort.cli.serve_cmd",
     "pixsort.cli.demo_cmd",

@@ -19,3 +19,34 @@ def existing_path(path: Path) -> Path:
     if not path.exists():
         raise fail(f"path does not exist: {path}")
     return path
+
+
+_SET_TITLES = {"carved": "carved validation", "external": "external validation"}
+_TABLE_KEYS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "pr_auc", "ece", "threshold")
+
+
+def _cell(m: dict, key: str) -> str:
+    v = m.get(key)
+    if v is None:
+        return ""
+    if not isinstance(v, float):
+        return str(v)
+    ci = (m.get("ci95") or {}).get(key)
+    return f"{v:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{v:.4f}"
+
+
+def print_metric_sets(title: str, sets: dict[str, dict]) -> None:
+    """One column per evaluated set, each metric as ``value [low, high]`` (95% interval)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in sets:
+        table.add_column(_SET_TITLES.get(name, name), justify="right")
+    table.add_row("n_images", *[str(m.get("n_images", m.get("n", ""))) for m in sets.values()])
+    for key in _TABLE_KEYS:
+        if any(m.get(key) is not None for m in sets.values()):
+            table.add_row(key, *[_cell(m, key) for m in sets.values()])
+    console.print(table)
+    if any(m.get("ci95") for m in sets.values()):
+        console.print("[dim]\\[low, high]: bootstrap 95% interval[/]")

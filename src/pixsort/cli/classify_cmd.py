@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from pixsort.cli._common import console, existing_path, fail
+from pixsort.cli._common import console, existing_path, fail, print_metric_sets
 
 
 def register(app: typer.Typer) -> None:
@@ -47,8 +48,17 @@ def train(
     group_pattern: str | None = typer.Option(
         None,
         "--group-pattern",
-        help=r"Regex over file names keeping groups (patients) on one side, "
-        r"e.g. '(person\d+|IM-\d+)'.",
+        help=r"Regex over file names giving patient ids kept on one side of the carved split "
+        r"(default: Kaggle chest X-ray names are recognised), e.g. 'patient\d+'.",
+    ),
+    no_groups: bool = typer.Option(
+        False, "--no-groups", help="Carve validation from single images: no patient or copy groups."
+    ),
+    val_data: Path | None = typer.Option(
+        None,
+        "--val-data",
+        help="External labelled images (other patients or another site) to choose the best epoch and the "
+        "threshold on; the carved split is still evaluated beside it. Never trained on.",
     ),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation (image + mirror)."),
     precision: str = typer.Option("auto", help="auto (bf16 where faster on this CPU) | fp32 | bf16."),
@@ -63,6 +73,8 @@ def train(
     from pixsort.workflows import train_classifier
 
     existing_path(data)
+    if val_data is not None:
+        existing_path(val_data)
     options = dict(
         epochs=epochs,
         batch_size=batch_size,
@@ -89,6 +101,8 @@ def train(
             model,
             validation_fraction=validation_fraction,
             group_pattern=group_pattern,
+            groups=not no_groups,
+            val_data=val_data,
             cache_dir=cache_dir,
             workers=workers,
             **options,
@@ -100,12 +114,20 @@ def train(
             f"interrupted; continue with the same command plus --resume (checkpoint in {out / 'checkpoint'})", 130
         )
     clf = outcome.classifier
-    _print_metrics("Validation", outcome.evaluation.metrics)
+    sets = {name: ev.metrics for name, ev in outcome.validation_sets.items()} or {
+        "validation": outcome.evaluation.metrics
+    }
+    print_metric_sets("Validation", sets)
+    for line in outcome.warnings:
+        console.print(f"[bold yellow]warning:[/] {escape(line)}")
+    if outcome.grouping is not None:
+        console.print(f"carved split: {escape(outcome.grouping.describe())}")
     console.print(
         f"trained in {outcome.fit_seconds:.0f}s (decode {outcome.decode_seconds:.0f}s), "
         f"best epoch {clf.training_['best_epoch']} ({clf.training_['stopped']})"
     )
-    console.print(f"model: {outcome.model_dir}\nreport: {outcome.evaluation.files.get('report')}")
+    console.print(f"model: {outcome.model_dir}  (card: {outcome.model_card})")
+    console.print(f"report: {outcome.evaluation.files.get('report')}")
 
 
 def evaluate(
@@ -128,7 +150,7 @@ def evaluate(
         ev = evaluate_classifier(model, data, out, split=split, tta=tta, cache_dir=cache_dir, workers=workers)
     except (ValueError, SourceError, NoUsableImages, ModelFileError) as exc:
         raise fail(str(exc)) from None
-    _print_metrics(f"Evaluation ({ev.metrics.get('split')})", ev.metrics)
+    print_metric_sets(f"Evaluation ({ev.metrics.get('split')})", {"value [95% interval]": ev.metrics})
     console.print(f"outputs: {out}  (report: {ev.files.get('report')})")
 
 
@@ -161,26 +183,3 @@ def predict(
     console.print(f"predictions: {out}")
     if len(loaded) == 0:
         raise typer.Exit(1)
-
-
-def _print_metrics(title: str, m: dict) -> None:
-    from rich.table import Table
-
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in (
-        "n_images",
-        "accuracy",
-        "balanced_accuracy",
-        "roc_auc",
-        "pr_auc",
-        "sensitivity",
-        "specificity",
-        "ece",
-        "threshold",
-    ):
-        if m.get(key) is not None:
-            v = m[key]
-            table.add_row(key, f"{v:.4f}" if isinstance(v, float) else str(v))
-    console.print(table)

@@ -1,16 +1,25 @@
 """The data stage: find images (:func:`open_dataset`), decode and cache them
-(:func:`load_images`), split them (:func:`carve_validation`, :func:`holdout`), and
+(:func:`load_images`), split them (:func:`carve_validation`, :func:`holdout`, keeping the patients and copies
+of :func:`default_groups` on one side), and
 read tables of records (:mod:`pixsort.data.tables`)."""
 
 from pixsort.data.cache import default_cache_dir
 from pixsort.data.decode import DecodeSettings, SkipImage, decode_array, decode_image
 from pixsort.data.load import DecodedImages, NoUsableImages, load_images
 from pixsort.data.sources import ImageDataset, SourceError, open_dataset
-from pixsort.data.split import carve_validation, groups_from_pattern, has_usable_validation, holdout
+from pixsort.data.split import (
+    Grouping,
+    carve_validation,
+    default_groups,
+    groups_from_pattern,
+    has_usable_validation,
+    holdout,
+)
 
 __all__ = [
     "DecodeSettings",
     "DecodedImages",
+    "Grouping",
     "ImageDataset",
     "NoUsableImages",
     "SkipImage",
@@ -19,6 +28,7 @@ __all__ = [
     "decode_array",
     "decode_image",
     "default_cache_dir",
+    "default_groups",
     "groups_from_pattern",
     "has_usable_validation",
     "holdout",

@@ -1,10 +1,17 @@
-"""Deterministic, stratified, group-aware train/validation splits."""
+"""Deterministic, stratified, group-aware train/validation splits, and the groups
+(patients, copies) a carved validation split keeps whole (:func:`default_groups`)."""
 
 from __future__ import annotations
 
+import os
+import re
+from dataclasses import asdict, dataclass
+
 import numpy as np
+import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+from pixsort.data.similar import DHASH_BITS, DHASH_SETTINGS, NEAR_COPY_DISTANCE
 from pixsort.data.sources import ImageDataset
 
 MIN_VAL_ITEMS = 50
@@ -106,9 +113,6 @@ def groups_from_pattern(dataset: ImageDataset, pattern: str) -> np.ndarray:
     For the Kaggle chest X-ray names (``person1430_bacteria_3695.jpeg``,
     ``IM-0115-0001.jpeg``), ``r"(person\\d+|IM-\\d+|NORMAL2-IM-\\d+)"`` gives patient ids.
     """
-    import os
-    import re
-
     regex = re.compile(pattern)
     ids = []
     for path in dataset.paths:
@@ -116,3 +120,180 @@ def groups_from_pattern(dataset: ImageDataset, pattern: str) -> np.ndarray:
         match = regex.search(name)
         ids.append(match.group(0) if match else name)
     return np.array(ids, dtype=object)
+
+
+# -- default groups: patients where the file names show them, and copies -----------------
+
+KAGGLE_PATIENT_PATTERN = r"(NORMAL2-IM-\d+|IM-\d+|person\d+)"
+"""Patient ids in Kaggle chest X-ray file names (``person1430_bacteria_3695.jpeg``,
+``IM-0115-0001.jpeg``, ``NORMAL2-IM-0123-0001.jpeg``).  ``NORMAL2-IM-`` comes before
+``IM-``: ``NORMAL2-IM-0123`` and ``IM-0123`` are different patients."""
+PATTERN_SHARE = 0.8  # the pattern is used when at least this share of the names match
+
+
+@dataclass
+class Grouping:
+    """What :func:`default_groups` found.
+
+    Attributes
+    ----------
+    groups : ndarray of int64 (n,) or None
+        A group id per dataset item (None: no grouping); items outside the pool
+        (test split, unlabelled) each have their own.
+    method : str
+        ``patients+copies``, ``copies`` or ``none``.
+    pattern : str or None
+        The regular expression that gave patient ids, if one did.
+    pattern_source : str
+        ``kaggle`` (recognised in the names), ``user`` (``--group-pattern``) or ``""``.
+    """
+
+    groups: np.ndarray | None
+    method: str
+    pattern: str | None = None
+    pattern_source: str = ""
+    n_items: int = 0
+    n_named: int = 0  # pooled names the pattern matched
+    n_patient_groups: int = 0
+    n_exact_copy_groups: int = 0  # sets of >= 2 byte-identical files
+    n_exact_copies: int = 0  # files beyond the first of each such set
+    n_near_copy_pairs: int = 0  # pairs within near_distance bits that are not byte-identical
+    n_copy_groups: int = 0  # sets of >= 2 files joined by exact or near copies
+    n_copy_groups_across_patients: int = 0  # copy sets spanning more than one patient id
+    n_groups: int = 0  # groups after the union
+    near_distance: int = NEAR_COPY_DISTANCE
+    hash_bits: int = DHASH_BITS
+    n_unhashed: int = 0  # pooled files that could not be decoded for the hash
+    note: str = ""  # why there is no grouping, when there is none
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("groups")
+        return d
+
+    def describe(self) -> str:
+        """One line for reports and the model card."""
+        if self.method == "none":
+            return self.note or "no grouping"
+        parts = []
+        if self.pattern:
+            who = "Kaggle chest X-ray file names" if self.pattern_source == "kaggle" else "--group-pattern"
+            parts.append(f"{self.n_patient_groups} patients (ids from {who}: {self.pattern})")
+        if "copies" in self.method:
+            near = f"{self.hash_bits}-bit dHash within {self.near_distance} bits"
+            parts.append(
+                f"{self.n_copy_groups} set{'' if self.n_copy_groups == 1 else 's'} of copies "
+                f"({self.n_exact_copy_groups} byte-identical, "
+                f"{self.n_near_copy_pairs} near-identical pairs: {near})"
+            )
+        return f"{self.n_groups} groups of {self.n_items} images: " + "; ".join(parts)
+
+
+def patient_pattern(dataset: ImageDataset, pool: np.ndarray | None = None, share: float = PATTERN_SHARE) -> str | None:
+    """:data:`KAGGLE_PATIENT_PATTERN` when at least ``share`` of the file names of the
+    ``pool`` items (default: all) match it, else None."""
+    names = [os.path.basename(dataset.paths[i]) for i in (range(len(dataset)) if pool is None else pool)]
+    if not names:
+        return None
+    regex = re.compile(KAGGLE_PATIENT_PATTERN)
+    matched = sum(1 for name in names if regex.search(name))
+    return KAGGLE_PATIENT_PATTERN if matched >= share * len(names) else None
+
+
+def default_groups(
+    dataset: ImageDataset,
+    *,
+    pattern: str | None = None,
+    patients: bool = True,
+    copies: bool = True,
+    near_distance: int = NEAR_COPY_DISTANCE,
+    cache_dir=None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> Grouping:
+    """The groups a validation split carved from ``dataset`` should keep whole.
+
+    The pool is what :func:`carve_validation` splits and training reads: the labelled
+    items outside ``test``.  Within it:
+
+    * patients: ids from ``pattern`` (a regex over file names), or, when ``pattern`` is
+      None and ``patients`` is True, from :data:`KAGGLE_PATIENT_PATTERN` if at least
+      80% of the names match it; a name that does not match is its own patient;
+    * copies (``copies``): byte-identical files (the content hash) and near-identical
+      ones (:func:`pixsort.data.similar.dhash` within ``near_distance`` bits), decoded
+      at 17 x 16 through the decoded-image cache (``cache_dir``);
+    * the groups are the union of both (an image and its copy stay with the copy's
+      patient, so whole patients may merge).
+    """
+    from pixsort.data.load import NoUsableImages, load_images
+    from pixsort.data.similar import dhash, label_pairs, near_pairs, union_groups
+
+    n = len(dataset)
+    pool = np.flatnonzero((dataset.splits != "test") & (dataset.labels >= 0))
+    if pattern is None and patients:
+        pattern, source = patient_pattern(dataset, pool), "kaggle"
+    else:
+        source = "user" if pattern is not None else ""
+    if pattern is None and not copies:
+        return Grouping(None, "none", n_items=len(pool))
+    m = len(pool)
+    links = []
+    named = n_patients = 0
+    patient_ids = None
+    if pattern is not None:
+        regex = re.compile(pattern)
+        matches = [regex.search(os.path.basename(dataset.paths[i])) for i in pool]
+        named = sum(1 for match in matches if match)
+        patient_ids = [match.group(0) if match else f"\0{k}" for k, match in enumerate(matches)]
+        links.append(label_pairs(patient_ids))
+        n_patients = len(set(patient_ids))
+
+    exact_groups = exact_copies = near_count = unhashed = 0
+    copy_links = []
+    if copies and m:
+        sub = dataset.subset(pool)
+        try:
+            decoded = load_images(sub, DHASH_SETTINGS, cache_dir=cache_dir, workers=workers, progress=progress)
+            manifest, hashed, pixels = decoded.manifest, decoded.index, decoded.images
+        except NoUsableImages as exc:
+            manifest, hashed, pixels = exc.manifest, np.zeros(0, np.int64), None
+        content = manifest["content_hash"].to_numpy(dtype=object)
+        exact = label_pairs(content)
+        sizes = pd.Series(content[content != ""]).value_counts()
+        exact_groups, exact_copies = int((sizes > 1).sum()), int((sizes[sizes > 1] - 1).sum())
+        copy_links.append(exact)
+        unhashed = m - len(hashed)
+        if len(hashed) > 1:
+            i, j = near_pairs(dhash(np.asarray(pixels)), near_distance)
+            i, j = hashed[i], hashed[j]
+            near = content[i] != content[j]
+            near_count = int(near.sum())
+            copy_links.append((i[near], j[near]))
+    copy_sets = union_groups(m, *copy_links) if copy_links else np.arange(m)
+    set_sizes = np.bincount(copy_sets, minlength=m) if m else np.zeros(0, np.int64)
+    n_copy_groups = int((set_sizes > 1).sum())
+    across = 0
+    if patient_ids is not None and n_copy_groups:
+        frame = pd.DataFrame({"set": copy_sets, "patient": patient_ids})
+        across = int((frame.groupby("set")["patient"].nunique() > 1).sum())
+
+    pooled = union_groups(m, *links, *copy_links)
+    groups = np.arange(n, dtype=np.int64) + (int(pooled.max()) + 1 if m else 0)  # the rest: one each
+    groups[pool] = pooled
+    return Grouping(
+        groups,
+        "patients+copies" if pattern is not None and copies else ("patients" if pattern is not None else "copies"),
+        pattern=pattern,
+        pattern_source=source if pattern is not None else "",
+        n_items=m,
+        n_named=named,
+        n_patient_groups=n_patients,
+        n_exact_copy_groups=exact_groups,
+        n_exact_copies=exact_copies,
+        n_near_copy_pairs=near_count,
+        n_copy_groups=n_copy_groups,
+        n_copy_groups_across_patients=across,
+        n_groups=int(len(np.unique(pooled))),
+        near_distance=int(near_distance),
+        n_unhashed=int(unhashed),
+    )

@@ -1,7 +1,8 @@
 """What an evaluation of a classifier leaves in a folder: ``metrics.json``,
 ``predictions.csv`` (one row per item, skipped ones with their reason), ``plots/``
 (confusion matrix, ROC, PR, reliability, per-epoch curves, the worst predictions,
-Grad-CAM overlays) and ``report.html``.
+Grad-CAM overlays) and ``report.html`` (each metric with its bootstrap 95% interval;
+after training, every validation set side by side and a warning where they disagree).
 """
 
 from __future__ import annotations
@@ -31,6 +32,45 @@ _PLOTS = (
 )
 
 
+# metrics shown with their intervals, in this order
+SHOWN_METRICS = (
+    ("accuracy", "accuracy"),
+    ("balanced_accuracy", "balanced accuracy"),
+    ("sensitivity", "sensitivity"),
+    ("specificity", "specificity"),
+    ("ppv", "PPV"),
+    ("npv", "NPV"),
+    ("roc_auc", "ROC-AUC"),
+    ("pr_auc", "PR-AUC"),
+)
+SET_NAMES = {
+    "carved": "carved validation split",
+    "external": "external validation set",
+    "calibration": "calibration set",
+}
+
+
+def with_interval(metrics: dict, key: str, digits: int = 3) -> str:
+    """``value [low, high]`` of a metric and its ``ci95`` entry, ``n/a`` when undefined."""
+    value = metrics.get(key)
+    if value is None:
+        return "n/a"
+    ci = (metrics.get("ci95") or {}).get(key)
+    text = f"{value:.{digits}f}"
+    return f"{text} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else text
+
+
+def sets_table(sets: dict[str, dict]) -> pd.DataFrame:
+    """Metrics (rows) of each evaluated set (columns) as ``value [low, high]`` strings."""
+    rows = {"images": {SET_NAMES.get(n, n): str(m.get("n", "")) for n, m in sets.items()}}
+    for key, label in SHOWN_METRICS:
+        if any(m.get(key) is not None for m in sets.values()):
+            rows[label] = {SET_NAMES.get(n, n): with_interval(m, key) for n, m in sets.items()}
+    for key, label in (("ece", "ECE"), ("log_loss", "log loss")):
+        rows[label] = {SET_NAMES.get(n, n): ("n/a" if m.get(key) is None else f"{m[key]:.3f}") for n, m in sets.items()}
+    return pd.DataFrame(rows).T
+
+
 def write_classification_report(
     path: str | os.PathLike, *, title: str, metrics: dict, clf, files: dict[str, Path], predictions: pd.DataFrame
 ) -> Path:
@@ -39,31 +79,49 @@ def write_classification_report(
     spec = getattr(clf, "spec_", {}) or {}
     rep = HtmlReport(title, subtitle=f"model {spec.get('model', '?')}, classes: {', '.join(clf.classes_)}")
     rep.section("Summary")
-    summary = {
-        "images": metrics.get("n_images"),
-        "accuracy": metrics.get("accuracy"),
-        "balanced accuracy": metrics.get("balanced_accuracy"),
-        "ROC-AUC": metrics.get("roc_auc"),
-        "PR-AUC": metrics.get("pr_auc"),
-        "ECE": metrics.get("ece"),
-    }
+    summary: dict = {"images": metrics.get("n_images")}
+    for key, label in SHOWN_METRICS:
+        if key in metrics and key not in ("ppv", "npv"):
+            summary[label] = with_interval(metrics, key)
+    summary["ECE"] = metrics.get("ece")
     if "sensitivity" in metrics:
-        summary.update(
-            {
-                "sensitivity": metrics.get("sensitivity"),
-                "specificity": metrics.get("specificity"),
-                "threshold": metrics.get("threshold"),
-            }
-        )
+        summary["threshold"] = metrics.get("threshold")
     if metrics.get("n_skipped"):
         summary["skipped files"] = metrics["n_skipped"]
     rep.key_values({k: ("n/a" if v is None else v) for k, v in summary.items()})
+    if metrics.get("ci95"):
+        method = metrics.get("ci_method") or {}
+        rep.paragraph(
+            f"[low, high]: 95% interval of a {method.get('method', 'bootstrap')} "
+            f"({method.get('n_resamples', '?')} resamples, seed {method.get('random_state', 0)}).",
+            "note",
+        )
+    for line in metrics.get("validation_warnings") or []:
+        rep.paragraph("Warning: " + line, "warn")
+    sets = metrics.get("validation_sets") or {}
+    if sets:
+        rep.section("Validation sets")
+        rep.table(sets_table(sets), caption="Each validation set at the one decision threshold, with 95% intervals")
+        selection = metrics.get("selection_set")
+        if selection in sets and len(sets) > 1:
+            rep.paragraph(
+                "The best epoch, early stopping and the threshold were chosen on the "
+                f"{SET_NAMES.get(selection, selection)}; the others only measure.",
+                "note",
+            )
+        if "carved" in sets and selection != "carved":
+            rep.paragraph("The carved validation split's own report: carved/report.html.", "note")
+    grouping = metrics.get("grouping")
+    if grouping:
+        rep.paragraph(f"Carved validation split: {grouping.get('description', grouping.get('method'))}.", "note")
     info = metrics.get("threshold_info") or {}
     if clf.threshold_ is not None:
+        where = "the " + SET_NAMES.get(metrics.get("selection_set"), "validation split")
+        if info.get("chosen_on"):
+            where = str(info["chosen_on"])
         how = {
-            "sensitivity": f"the highest threshold reaching sensitivity >= {info.get('target_sensitivity')} "
-            "on the validation split",
-            "youden": "Youden's J (sensitivity + specificity - 1) maximised on the validation split",
+            "sensitivity": f"the highest threshold reaching sensitivity >= {info.get('target_sensitivity')} on {where}",
+            "youden": f"Youden's J (sensitivity + specificity - 1) maximised on {where}",
             "fixed": "a fixed value",
         }.get(info.get("method"), str(info.get("method")))
         rep.paragraph(
@@ -234,7 +292,7 @@ def plot_pr(y_true, proba, class_names: list[str], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def plot_reliability(y_true, proba, path: Path, n_bins: int = 10) -> Path:
+def plot_reliability(y_true, proba, path: Path, n_bins: int = 10, title: str = "Reliability") -> Path:
     """Reliability diagram of the top-label confidence, with the bin counts."""
     t = reliability_table(y_true, proba, n_bins)
     centres = (t["bin_lower"] + t["bin_upper"]) / 2
@@ -243,7 +301,7 @@ def plot_reliability(y_true, proba, path: Path, n_bins: int = 10) -> Path:
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(4.6, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     a1.bar(centres[filled], t["accuracy"][filled], width=1 / n_bins, edgecolor="k", alpha=0.7, label="accuracy")
     a1.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
-    a1.set_ylabel("accuracy"), a1.set_title("Reliability"), a1.legend(fontsize=8)
+    a1.set_ylabel("accuracy"), a1.set_title(plain_text(title)), a1.legend(fontsize=8)
     a2.bar(centres, t["count"], width=1 / n_bins, edgecolor="k", color="grey")
     a2.set_xlabel("confidence of the predicted class"), a2.set_ylabel("images")
     return save_figure(fig, path)

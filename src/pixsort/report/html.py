@@ -25,6 +25,7 @@ th{background:#f3f5fa} td:first-child,th:first-child{text-align:left}
 figure{margin:.8rem 0;display:inline-block;vertical-align:top;max-width:100%}
 figure img{max-width:100%;border:1px solid #eee} figcaption{color:#556;font-size:.85rem}
 .note{color:#556;font-size:.9rem}
+.warn{background:#fff4e0;border-left:4px solid #e08a00;padding:.5rem .8rem}
 """
 
 

@@ -5,6 +5,7 @@ order, has ``report`` write the outputs, and returns a result object:
 
 * :func:`cluster_images`, :func:`assign_images` - :mod:`~.images`
 * :func:`train_classifier`, :func:`evaluate_classifier`, :func:`predict_images` - :mod:`~.classification`
+* :func:`calibrate_classifier` - :mod:`~.calibration`, temperature and threshold for a new site
 * :func:`cluster_table` - :mod:`~.tables`
 * :func:`inspect_source` - :mod:`~.inspection`
 * :func:`run_demo` - :mod:`~.demo`
@@ -25,6 +26,8 @@ _LAZY = {
     "evaluate_classifier": "pixsort.workflows.classification",
     "predict_images": "pixsort.workflows.classification",
     "TrainOutcome": "pixsort.workflows.classification",
+    "calibrate_classifier": "pixsort.workflows.calibration",
+    "CalibrationOutcome": "pixsort.workflows.calibration",
     "cluster_table": "pixsort.workflows.tables",
     "TableRun": "pixsort.workflows.tables",
     "run_demo": "pixsort.workflows.demo",

@@ -183,7 +183,7 @@ def test_aspect_jitter_stretches_one_axis_and_squeezes_the_other():
     out = augment_batch(x, AugmentConfig(aspect=0.5), torch.Generator().manual_seed(0)) > 0.5
     widths, heights = out.any(dim=2).sum(dim=(1, 2)).float(), out.any(dim=3).sum(dim=(1, 2)).float()
     assert (widths != heights).sum() >= 8  # most images are visibly stretched one way or the other
-    assert ((widths > heights).any() and (widths < heights).any())  # both ways
+    assert (widths > heights).any() and (widths < heights).any()  # both ways
     assert torch.allclose(widths * heights, torch.full_like(widths, 256.0), rtol=0.25)  # area kept
     ratio = widths / heights
     assert float(ratio.max()) <= 1.5 * 1.15 and float(ratio.min()) >= 1 / (1.5 * 1.15)  # within the range

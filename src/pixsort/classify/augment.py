@@ -113,8 +113,16 @@ AUGMENT_PRESETS: dict[str, AugmentConfig] = {
         zoom=0.2, crop_scale=0.6, shear=0.2, rotation=30, shift=0.1, hflip=0.5, vflip=0.5, brightness=0.2, contrast=0.2
     ),
     "xray": AugmentConfig(
-        zoom=0.1, crop_scale=0.7, aspect=0.35, rotation=10, shift=0.06, brightness=0.15, contrast=0.2, gamma=0.3,
-        blur=0.3, noise=0.3,
+        zoom=0.1,
+        crop_scale=0.7,
+        aspect=0.35,
+        rotation=10,
+        shift=0.06,
+        brightness=0.15,
+        contrast=0.2,
+        gamma=0.3,
+        blur=0.3,
+        noise=0.3,
     ),
 }
 

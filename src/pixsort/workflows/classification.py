@@ -4,7 +4,8 @@ and its validation report, and back again.
 * :func:`train_classifier` - open a labelled source, hold out validation (the
   source's own if usable, else a stratified seeded split of train, optionally
   grouped by patient), decode, fit, save ``<out>/model``, write the validation
-  evaluation (metrics.json, predictions.csv, plots, report.html) into ``<out>``.
+  evaluation (metrics.json, predictions.csv, plots, report.html) into ``<out>``;
+  with ``lr="auto"`` the learning-rate range test goes into metrics.json and the report.
   A ``test`` split is never read.
 * :func:`evaluate_classifier` - a saved model on a labelled source.
 * :func:`predict_images` - a saved model on any source; unreadable files are
@@ -95,9 +96,19 @@ def train_classifier(
         "decode": settings.to_dict(),
         "training": clf.training_,
     }
+    if clf.lr_finder_ is not None:
+        extra["lr_finder"] = clf.lr_finder_
     manifest = decoded.manifest
     evaluation = evaluate(clf, val.images, val.labels, val.paths, clf.val_proba_, manifest=manifest, extra=extra)
-    write_evaluation(evaluation, clf, val.images, out, title=f"{model} on {data}: validation", history=clf.history_)
+    write_evaluation(
+        evaluation,
+        clf,
+        val.images,
+        out,
+        title=f"{model} on {data}: validation",
+        history=clf.history_,
+        lr_finder=clf.lr_finder_,
+    )
     skipped = manifest[manifest["status"] == "skipped"]
     if len(skipped):
         write_csv(skipped, out / "skipped.csv")

@@ -16,7 +16,12 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from pixsort.classify.metrics import classification_metrics, expected_calibration_error, reliability_table
+from pixsort.classify.metrics import (
+    classification_metrics,
+    expected_calibration_error,
+    most_confused,
+    reliability_table,
+)
 from pixsort.classify.threshold import choose_threshold, threshold_for_sensitivity, threshold_youden
 
 Y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
@@ -58,6 +63,58 @@ def test_multiclass_metrics_match_sklearn():
     assert m["roc_auc"] == pytest.approx(roc_auc_score(y, proba, multi_class="ovr", average="macro"))
     assert m["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
     assert "sensitivity" not in m
+
+
+def _onehot_proba(pred: np.ndarray, k: int, sure: float = 0.8) -> np.ndarray:
+    """Probabilities whose arg-max is ``pred``: ``sure`` on it, the rest shared."""
+    proba = np.full((len(pred), k), (1 - sure) / (k - 1))
+    proba[np.arange(len(pred)), pred] = sure
+    return proba
+
+
+def test_most_confused_pairs_by_hand():
+    # true a: 6 items, 1 taken for b, 3 for c; true b: 4 items, 2 for a; true c: 5 items, 1 for b, 1 for a
+    y = np.array([0] * 6 + [1] * 4 + [2] * 5)
+    pred = np.array([0, 0, 1, 2, 2, 2] + [1, 1, 0, 0] + [2, 2, 2, 1, 0])
+    m = classification_metrics(y, _onehot_proba(pred, 3), ["a", "b", "c"])
+    assert m["most_confused"] == [
+        {"true": "a", "predicted": "c", "count": 3, "share": pytest.approx(3 / 6)},
+        {"true": "b", "predicted": "a", "count": 2, "share": pytest.approx(2 / 4)},
+        {"true": "c", "predicted": "a", "count": 1, "share": pytest.approx(1 / 5)},  # ties: larger share first
+        {"true": "c", "predicted": "b", "count": 1, "share": pytest.approx(1 / 5)},  # then matrix order
+        {"true": "a", "predicted": "b", "count": 1, "share": pytest.approx(1 / 6)},
+    ]
+    cm = np.asarray(m["confusion_matrix"])
+    assert sum(row["count"] for row in m["most_confused"]) == cm.sum() - np.trace(cm)  # every error, once
+    assert most_confused(np.diag([3, 4, 5]), ["a", "b", "c"]) == []  # no errors, no pairs (no diagonal)
+    assert "most_confused" not in classification_metrics(Y, PROBA, ["neg", "pos"], threshold=0.5)
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")  # the absent class, on purpose
+def test_per_class_metrics_multiclass_include_one_vs_rest_auc():
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1, 2, 3], [10, 20, 15, 5])
+    logits = rng.normal(size=(50, 4)) + 1.5 * np.eye(4)[y]
+    proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    names = ["a", "b", "c", "d"]
+    m = classification_metrics(y, proba, names)
+    pred = proba.argmax(1)
+    for c, name in enumerate(names):
+        row = m["per_class"][name]
+        assert set(row) == {"precision", "recall", "f1", "support", "roc_auc"}
+        assert row["precision"] == pytest.approx(precision_score(y == c, pred == c))
+        assert row["recall"] == pytest.approx(recall_score(y == c, pred == c))
+        assert row["f1"] == pytest.approx(f1_score(y == c, pred == c))
+        assert row["support"] == int((y == c).sum())
+        assert row["roc_auc"] == pytest.approx(roc_auc_score(y == c, proba[:, c]))
+    aucs = [m["per_class"][n]["roc_auc"] for n in names]
+    assert len(set(np.round(aucs, 6))) > 1  # per class, not the macro value repeated
+    assert np.mean(aucs) == pytest.approx(m["roc_auc"])  # sklearn's one-vs-rest macro average
+    # a class absent from the labels has no AUC of its own, the others keep theirs
+    keep = y != 3
+    absent = classification_metrics(y[keep], proba[keep], names)
+    assert absent["per_class"]["d"]["roc_auc"] is None and absent["per_class"]["d"]["support"] == 0
+    assert absent["per_class"]["a"]["roc_auc"] == pytest.approx(roc_auc_score(y[keep] == 0, proba[keep, 0]))
 
 
 def test_ece_by_hand():

@@ -482,10 +482,11 @@ def test_pipeline_train_evaluate_predict_with_corrupt_file(image_folder, tmp_pat
         "plots/confusion.png",
         "plots/curves.png",
         "plots/reliability.png",
-        "plots/worst.png",
-        "plots/gradcam.png",
+        "plots/top_losses.png",
     ):
         assert (out / name).exists(), name
+    for gone in ("plots/worst.png", "plots/gradcam.png", "plots/lr_finder.png"):  # one top-losses figure; no lr search
+        assert not (out / gone).exists(), gone
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == "validation" and metrics["n_val"] == outcome.evaluation.metrics["n"]
     assert metrics["n_train"] + metrics["n_val"] == data.n_images and metrics["n_skipped"] == len(data.skipped)

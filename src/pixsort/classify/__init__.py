@@ -8,11 +8,12 @@
   and their training recipes;
 * :mod:`~pixsort.classify.training` - the training loop (cached frozen features,
   class balancing, schedules, early stopping, resumable checkpoints);
+* :mod:`~pixsort.classify.lr_finder` - the learning-rate range test behind ``lr="auto"``;
 * :mod:`~pixsort.classify.augment` - batched on-the-fly augmentation, oversampling;
-* :mod:`~pixsort.classify.metrics`, :mod:`~pixsort.classify.threshold` - metrics,
-  calibration, decision thresholds;
+* :mod:`~pixsort.classify.metrics`, :mod:`~pixsort.classify.threshold` - metrics
+  (per class, most-confused pairs), calibration, decision thresholds;
 * :mod:`~pixsort.classify.evaluation`, :mod:`~pixsort.classify.gradcam` - evaluating
-  a model: predictions, the worst ones and where the network looked.
+  a model: predictions, the top losses and where the network looked.
 
 Writing the outputs is :mod:`pixsort.report.classification`'s job; running a
 training from a data source is :mod:`pixsort.workflows.classification`'s.

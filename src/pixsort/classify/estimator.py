@@ -63,6 +63,8 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         Training settings; ``None`` takes the model's recipe (``RECIPES``).
         ``label_smoothing`` moves each target that share towards uniform;
         ``mixup`` is the Beta alpha of mixup (0: off).
+        ``lr="auto"`` chooses the learning rate by a range test before training
+        (:mod:`pixsort.classify.lr_finder`; the curve and the choice in ``lr_finder_``).
         ``balance`` is ``none`` | ``weights`` (loss weights) | ``sampler`` (balanced
         sampling) | ``oversample`` (augmented copies of the minority classes, the
         published recipe).  ``augment`` is a preset of ``pixsort.classify.augment``.
@@ -115,6 +117,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         What a workflow recorded about the training data (saved, for the model card).
     history_ : list of dict
         Per-epoch losses and validation metrics.
+    lr_finder_ : dict or None
+        With ``lr="auto"``: the range test's ``lrs``, ``losses``, ``smoothed``, ``chosen``
+        (the learning rate trained with, also in ``train_config_``), ``suggestions``,
+        ``rule``; else None.
     network_ : ClassifierNet
     spec_ : dict
         The architecture, as saved.
@@ -129,7 +135,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         "model": [str],
         "epochs": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
-        "lr": [Interval(Real, 0, None, closed="neither"), None],
+        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"}), None],
         "weight_decay": [Interval(Real, 0, None, closed="left"), None],
         "optimizer": [StrOptions(set(OPTIMIZERS)), None],
         "schedule": [StrOptions(set(SCHEDULES)), None],
@@ -162,7 +168,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         *,
         epochs: int | None = None,
         batch_size: int | None = None,
-        lr: float | None = None,
+        lr: float | str | None = None,
         weight_decay: float | None = None,
         optimizer: str | None = None,
         schedule: str | None = None,
@@ -266,7 +272,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         cfg = TrainConfig(
             epochs=int(self.epochs or r.epochs),
             batch_size=int(self.batch_size or r.batch_size),
-            lr=float(self.lr or r.lr),
+            lr=float(r.lr if isinstance(self.lr, str) else (self.lr or r.lr)),  # "auto": the recipe's until found
             optimizer=self.optimizer or r.optimizer,
             weight_decay=float(r.weight_decay if self.weight_decay is None else self.weight_decay),
             schedule=self.schedule or r.schedule,
@@ -364,10 +370,12 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             checkpoint_dir=self.checkpoint_dir,
             resume=self.resume,
             progress=self.progress,
+            find_lr=isinstance(self.lr, str),
         )
         self.network_ = net
         self.history_ = result.history
-        self.train_config_ = cfg.to_dict()
+        self.lr_finder_ = result.lr_finder
+        self.train_config_ = cfg.to_dict() | ({"lr": result.lr_finder["chosen"]} if result.lr_finder else {})
         self.training_ = {
             "best_epoch": result.best_epoch,
             "best_score": result.best_score,
@@ -496,6 +504,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             "train_config": self.train_config_,
             "training": self.training_,
             "history": self.history_,
+            "lr_finder": self.lr_finder_,
             "validation_metrics": self.validation_metrics_,
             "n_parameters": self.n_parameters_,
             "fit_seconds": self.fit_seconds_,
@@ -540,6 +549,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         clf.provenance_ = meta.get("provenance")
         clf.validation_metrics_ = meta.get("validation_metrics", {})
         clf.history_ = meta.get("history", [])
+        clf.lr_finder_ = meta.get("lr_finder")
         clf.train_config_ = meta.get("train_config", {})
         clf.training_ = meta.get("training", {})
         clf.decode_settings_ = DecodeSettings.from_dict(meta["decode"])

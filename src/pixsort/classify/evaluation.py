@@ -1,5 +1,6 @@
-"""Evaluate a classifier on labelled images: metrics, per-item predictions, the worst
-predictions and Grad-CAM explanations of them.  Nothing here writes a file:
+"""Evaluate a classifier on labelled images: metrics, per-item predictions and the top
+losses (fastai's ``plot_top_losses``: the items with the highest cross-entropy, each
+with the Grad-CAM of its predicted class over it).  Nothing here writes a file:
 :func:`pixsort.report.classification.write_evaluation` does."""
 
 from __future__ import annotations
@@ -24,21 +25,26 @@ class Evaluation:
         One row per item, skipped ones included with their reason.
     labels, proba : ndarray (m,), (m, K)
         The labelled items' true class and probabilities (for the curves).
-    worst : ndarray of int (w,)
-        Positions (into the evaluated images) of the worst predictions, worst first.
-    worst_titles : list of str
-    explained : ndarray uint8 (2 * e, H, W, 3) or None
-        Each explained image followed by its Grad-CAM overlay; ``explained_titles`` beside.
+    top_losses : ndarray of int (t,)
+        Positions (into the evaluated images) of the highest losses, highest first; the
+        loss of an item is its cross-entropy, ``-log p(true class)``.
+    top_loss_titles : list of str
+        ``true / predicted`` and ``loss / p(true)`` of each (the decision at the threshold).
+    top_loss_tiles : ndarray uint8 (t, H, W, 3) or None
+        Each of those images with the Grad-CAM heat map of its predicted class blended
+        over it (the plain image where the network has no Grad-CAM layer).
+    top_loss_gradcam : bool
+        Whether the tiles carry Grad-CAM overlays.
     """
 
     metrics: dict
     predictions: pd.DataFrame
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     proba: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    worst: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    worst_titles: list[str] = field(default_factory=list)
-    explained: np.ndarray | None = None
-    explained_titles: list[str] = field(default_factory=list)
+    top_losses: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    top_loss_titles: list[str] = field(default_factory=list)
+    top_loss_tiles: np.ndarray | None = None
+    top_loss_gradcam: bool = False
     files: dict = field(default_factory=dict)
 
 
@@ -84,17 +90,17 @@ def evaluate(
     proba: np.ndarray,
     *,
     manifest: pd.DataFrame | None = None,
-    n_worst: int = 12,
-    n_gradcam: int = 6,
+    n_top: int = 12,
     extra: dict | None = None,
     n_resamples: int = BOOTSTRAP_RESAMPLES,
 ) -> Evaluation:
-    """Metrics, predictions, worst predictions and their Grad-CAM for a fitted ``clf``.
+    """Metrics, predictions and the ``n_top`` top losses (with Grad-CAM) for a fitted ``clf``.
 
     ``images`` uint8 (n, H, W, C), ``labels`` (n,) model class indices (-1 unknown),
     ``proba`` (n, K) its probabilities; ``extra`` is merged into the metrics
     (timings, data counts); the metrics carry bootstrap 95% intervals (``ci95``)
-    from ``n_resamples`` stratified resamples.
+    from ``n_resamples`` stratified resamples.  ``metrics["top_losses"]`` lists the
+    top losses (path, true, predicted, loss, p_true), highest first.
     """
     classes = clf.classes_
     labels = np.asarray(labels, dtype=np.int64)
@@ -108,16 +114,23 @@ def evaluate(
         y, p = labels[known], proba[known]
         metrics.update(classification_metrics(y, p, classes, clf.threshold_, n_resamples=n_resamples))
         result.labels, result.proba = y, p
-        worst = _worst(y, p, clf.threshold_, n_worst)
-        if len(worst):
-            pos = np.flatnonzero(known)[worst]
-            result.worst = pos
-            result.worst_titles = [
-                f"true {classes[labels[i]]}\np({classes[labels[i]]})={proba[i, labels[i]]:.3f}" for i in pos
+        top = _top_losses(y, p, n_top)
+        if len(top):
+            pos = np.flatnonzero(known)[top]
+            pred = predict_from_proba(proba[pos], clf.threshold_)
+            p_true = proba[pos, labels[pos]]
+            losses = item_losses(p_true)
+            result.top_losses = pos
+            result.top_loss_titles = [
+                f"{classes[labels[i]]} / {classes[c]}\n{loss:.2f} / {pt:.3f}"
+                for i, c, loss, pt in zip(pos, pred, losses, p_true)
             ]
-            result.explained, result.explained_titles = _explain(
-                clf, images, pos[:n_gradcam], result.worst_titles[:n_gradcam]
-            )
+            metrics["top_losses"] = [
+                {"path": paths[i], "true": classes[labels[i]], "predicted": classes[c], "loss": float(loss),
+                 "p_true": float(pt)}
+                for i, c, loss, pt in zip(pos, pred, losses, p_true)
+            ]  # fmt: skip
+            result.top_loss_tiles, result.top_loss_gradcam = _top_loss_tiles(clf, images, pos, pred)
     if manifest is not None:
         metrics["n_skipped"] = int((manifest["status"] == "skipped").sum())
     metrics.update({"threshold": clf.threshold_, "threshold_info": clf.threshold_info_, **(extra or {})})
@@ -130,31 +143,32 @@ def gather(images: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return np.asarray(images[np.sort(positions)])[np.argsort(np.argsort(positions))]
 
 
-def _worst(y: np.ndarray, proba: np.ndarray, threshold: float | None, n: int) -> np.ndarray:
-    """Positions of the ``n`` misclassified items with the lowest probability on their
-    true class (falling back to the least confident correct ones)."""
+def item_losses(p_true: np.ndarray, eps: float = 1e-15) -> np.ndarray:
+    """Each item's cross-entropy, ``-log p(true class)`` (p clipped at ``eps``)."""
+    return -np.log(np.clip(np.asarray(p_true, dtype=np.float64), eps, 1.0))
+
+
+def _top_losses(y: np.ndarray, proba: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the ``n`` items with the highest loss (lowest probability on their
+    true class), highest first; ties keep the items' order."""
     p_true = proba[np.arange(len(y)), y]
-    wrong = predict_from_proba(proba, threshold) != y
-    order = np.lexsort((p_true, ~wrong))  # wrong first, then by p(true) ascending
-    return order[:n]
+    return np.argsort(p_true, kind="stable")[:n]
 
 
-def _explain(clf, images: np.ndarray, pos: np.ndarray, titles: list[str]) -> tuple[np.ndarray | None, list[str]]:
-    """Each image beside its Grad-CAM overlay for the decision (threshold applied)."""
+def _top_loss_tiles(clf, images: np.ndarray, pos: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The images at ``pos`` (RGB) with the Grad-CAM of their predicted class over them;
+    plain where there is no Grad-CAM (no convolutional layer, or it failed)."""
     from pixsort.classify.gradcam import grad_cam, overlay
 
-    if clf.network_.gradcam_layer is None or len(pos) == 0:
-        return None, []
     imgs = gather(images, pos)
+    plain = np.stack([img if img.shape[-1] == 3 else np.repeat(img, 3, -1) for img in imgs])
+    if clf.network_.gradcam_layer is None:
+        return plain, False
     try:
-        maps, explained = grad_cam(clf.network_, imgs, classes=clf.predict(imgs))
+        maps, _ = grad_cam(clf.network_, imgs, classes=pred)
     except Exception:  # an explanation must never cost the evaluation
-        return None, []
-    tiles, names = [], []
-    for img, heat, c, t in zip(imgs, maps, explained, titles):
-        tiles += [img if img.shape[-1] == 3 else np.repeat(img, 3, -1), overlay(img, heat)]
-        names += [t, f"Grad-CAM of the decision: {clf.classes_[c]}"]
-    return np.stack(tiles), names
+        return plain, False
+    return np.stack([overlay(img, heat) for img, heat in zip(imgs, maps)]), True
 
 
-__all__ = ["Evaluation", "evaluate", "gather", "predictions_frame", "with_skipped"]
+__all__ = ["Evaluation", "evaluate", "gather", "item_losses", "predictions_frame", "with_skipped"]

@@ -2,10 +2,11 @@
 
 scikit-learn computes everything it has (accuracy, balanced accuracy, per-class
 precision/recall/F1, ROC-AUC, average precision, confusion matrix, log loss, Brier);
-only the expected calibration error, the reliability table and the bootstrap
-intervals (:func:`bootstrap_intervals`) are written here.  For two classes the
-positive class is index 1 and sensitivity / specificity are the recall of class 1 /
-class 0 at the given threshold.
+only the expected calibration error, the reliability table, the bootstrap intervals
+(:func:`bootstrap_intervals`) and the most-confused pairs (the confusion matrix's
+largest off-diagonal cells) are written here.  For two classes the positive class is
+index 1 and sensitivity / specificity are the recall of class 1 / class 0 at the
+given threshold.
 """
 
 from __future__ import annotations
@@ -85,9 +86,11 @@ def classification_metrics(
     -------
     dict with ``n``, ``accuracy``, ``balanced_accuracy``, ``roc_auc``, ``pr_auc``,
     ``log_loss``, ``ece``, ``confusion_matrix`` (rows = true), ``per_class``
-    (precision, recall, f1, support per class name), ``macro_f1`` and, for two
-    classes, ``sensitivity``, ``specificity``, ``ppv``, ``npv``, ``brier``,
-    ``threshold``.  AUCs are None when a class is missing from ``y_true``.  With
+    (precision, recall, f1, support and one-vs-rest ``roc_auc`` per class name),
+    ``macro_f1``; for more than two classes ``most_confused`` (see
+    :func:`most_confused`); for two classes ``sensitivity``, ``specificity``, ``ppv``,
+    ``npv``, ``brier``, ``threshold``.  AUCs are None when a class is missing from
+    ``y_true`` (a class's own AUC: when it is missing or is every item).  With
     ``n_resamples``: ``ci95`` (metric -> ``[low, high]`` or None, see
     :func:`bootstrap_intervals`) and ``ci_method``.
     """
@@ -114,10 +117,18 @@ def classification_metrics(
         "confusion_matrix": cm.tolist(),
         "class_names": list(class_names),
         "per_class": {
-            name: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(support[i])}
+            name: {
+                "precision": float(prec[i]),
+                "recall": float(rec[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+                "roc_auc": _one_vs_rest_auc(y == i, proba[:, i]),
+            }
             for i, name in enumerate(class_names)
         },
     }
+    if k > 2:
+        out["most_confused"] = most_confused(cm, class_names)
     if k == 2:
         tn, fp, fn, tp = cm.ravel()
         out.update(
@@ -147,6 +158,31 @@ def classification_metrics(
             "random_state": int(random_state),
         }
     return out
+
+
+def most_confused(cm, class_names: list[str]) -> list[dict]:
+    """The off-diagonal cells of a confusion matrix (rows = true) that hold any item,
+    most frequent first (ties: the larger share, then matrix order): one dict each
+    with ``true``, ``predicted``, ``count`` and ``share`` (of the true class's items)."""
+    cm = np.asarray(cm, dtype=np.int64)
+    rows = cm.sum(axis=1)
+    cells = [
+        (int(cm[i, j]), float(cm[i, j] / rows[i]), i, j)
+        for i in range(len(cm))
+        for j in range(len(cm))
+        if i != j and cm[i, j] > 0
+    ]
+    cells.sort(key=lambda c: (-c[0], -c[1], c[2], c[3]))
+    return [
+        {"true": class_names[i], "predicted": class_names[j], "count": n, "share": share} for n, share, i, j in cells
+    ]
+
+
+def _one_vs_rest_auc(is_class: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC-AUC of ``score`` for one class against the rest (None without both sides)."""
+    if is_class.all() or not is_class.any():
+        return None
+    return float(roc_auc_score(is_class, score))
 
 
 def _ratio(a, b) -> float | None:

@@ -6,6 +6,10 @@ What it does, in order:
   outputs are computed once for train and validation and the trainable part is
   trained on them (a linear probe on 4,400 cached embeddings costs milliseconds an
   epoch instead of minutes);
+* with ``find_lr``, a learning-rate range test (:mod:`~pixsort.classify.lr_finder`) on
+  the training batches (the cached features when there are any) chooses ``lr``; the
+  network and optimizer are restored, so the run is the one a fixed ``lr`` of that
+  value gives;
 * class imbalance: loss weights, a balanced sampler (with replacement, per epoch),
   or nothing (oversampling by augmented copies happens before, on the images);
 * Adam / AdamW over the network's parameter groups (discriminative learning rates
@@ -25,7 +29,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +40,7 @@ from safetensors.torch import load_file, save_file
 from pixsort.base.progress import Progress
 from pixsort.base.runtime import PRECISIONS
 from pixsort.classify.augment import AugmentConfig, augment_batch, to_float
+from pixsort.classify.lr_finder import lr_range_test
 from pixsort.classify.metrics import classification_metrics, monitor_value
 from pixsort.classify.networks import ClassifierNet
 
@@ -94,6 +99,7 @@ class TrainResult:
     seconds: float
     cached_features: bool
     resumed_from_epoch: int = 0
+    lr_finder: dict | None = None  # the range test's curve and choice, when it chose ``lr``
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -272,6 +278,7 @@ def fit_network(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    find_lr: bool = False,
 ) -> TrainResult:
     """Train ``net`` in place; on return it holds the weights of the best epoch.
 
@@ -282,6 +289,8 @@ def fit_network(
     cfg : TrainConfig (checked when it was made)
     checkpoint_dir : folder for ``last``/``best`` checkpoints (None: keep in memory only)
     resume : continue from the checkpoint in ``checkpoint_dir`` if there is one
+    find_lr : choose ``cfg.lr`` by a learning-rate range test first (``cfg.lr`` is ignored);
+        a resumed run repeats the test (deterministic: the same network, the same batches)
     """
     torch.manual_seed(cfg.random_state)
     n_classes = len(class_names)
@@ -321,6 +330,13 @@ def fit_network(
         sample_weights = None
         if cfg.balance == "sampler":
             sample_weights = torch.as_tensor(class_weights(train_labels, n_classes)[train_labels], dtype=torch.float64)
+        lr_finder = None
+        if find_lr:
+            lr_finder = _find_lr(net, optimizer, loss_fn, cfg, train_images, train_feats, y_train, sample_weights)
+            cfg = replace(cfg, lr=lr_finder["chosen"])  # from here on: the run a fixed lr of this value makes
+            for g in optimizer.param_groups:
+                g["lr"] = cfg.lr * g.get("lr_scale", 1.0)
+            bar.print(f"learning rate {cfg.lr:.3g} from the range test ({lr_finder['rule']})")
 
         history: list[dict] = []
         best_score, best_epoch, best_state, best_val_proba = -math.inf, 0, None, None
@@ -388,7 +404,7 @@ def fit_network(
     net.eval()
     seconds = time.perf_counter() - started
     return TrainResult(
-        history, best_epoch, float(best_score), best_val_proba, stopped, seconds, use_cache, resumed_from
+        history, best_epoch, float(best_score), best_val_proba, stopped, seconds, use_cache, resumed_from, lr_finder
     )
 
 
@@ -462,6 +478,42 @@ def _train_epoch(net, optimizer, loss_fn, cfg: TrainConfig, epoch: int, train_im
         bar.advance(task, len(idx), info=f"loss {running / seen:.4f}")
     bar.remove_task(task)
     return running / max(seen, 1)
+
+
+def _find_lr(net, optimizer, loss_fn, cfg: TrainConfig, train_images: np.ndarray, train_feats: torch.Tensor | None,
+             y_train: torch.Tensor, sample_weights: torch.Tensor | None) -> dict:  # fmt: skip
+    """The range test on this run's training batches: full batches in a seeded order of
+    their own (sampled with replacement when balancing by sampler), augmented as in
+    training, through the trainable part only when the frozen part's outputs are cached;
+    a flat curve keeps ``cfg.lr`` (the recipe's)."""
+    n = len(y_train)
+    gen = _epoch_generator(cfg.random_state, 0, stream=LR_FINDER_STREAM)
+
+    def batches():
+        while True:
+            if sample_weights is not None:
+                order = torch.multinomial(sample_weights, n, replacement=True, generator=gen)
+            else:
+                order = torch.randperm(n, generator=gen)
+            for start in range(0, max(n - cfg.batch_size, 0) + 1, cfg.batch_size):  # no short last batch
+                yield order[start : start + cfg.batch_size]
+
+    feed = batches()
+
+    def batch_loss() -> torch.Tensor:
+        idx = next(feed)
+        if train_feats is not None:
+            return loss_fn(net.head(train_feats[idx]), y_train[idx])
+        idx = torch.sort(idx).values
+        x = _channels_last(augment_batch(to_float(train_images[idx.numpy()]), cfg.augment, gen), cfg.channels_last)
+        return loss_fn(net(x), y_train[idx])
+
+    result = lr_range_test(net, optimizer, batch_loss, default_lr=cfg.lr).to_dict()
+    result["on_cached_features"] = train_feats is not None
+    return result
+
+
+LR_FINDER_STREAM = 104_729  # the range test's batches: a random stream no epoch uses
 
 
 def _val_proba(net: ClassifierNet, images: np.ndarray, feats: torch.Tensor | None, cfg: TrainConfig) -> np.ndarray:

@@ -10,6 +10,19 @@ from rich.markup import escape
 from pixsort.cli._common import console, existing_path, fail, print_metric_sets
 
 
+def _learning_rate(value: str | None) -> float | str | None:
+    """``--lr``: a number > 0, or ``auto`` (a range test chooses it)."""
+    if value is None or value == "auto":
+        return value
+    try:
+        lr = float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither a number nor 'auto'") from None
+    if not lr > 0:
+        raise typer.BadParameter(f"{value} is not > 0")
+    return lr
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
     app.command("evaluate")(evaluate)
@@ -31,7 +44,12 @@ def train(
     ),
     epochs: int | None = typer.Option(None, min=1, help="Epochs (default: the model's recipe)."),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1),
-    lr: float | None = typer.Option(None, "--lr", help="Base learning rate."),
+    lr: str | None = typer.Option(
+        None,
+        "--lr",
+        callback=_learning_rate,
+        help="Base learning rate, or 'auto': a learning-rate range test chooses it (plot in the report).",
+    ),
     balance: str | None = typer.Option(None, help="none | weights | sampler | oversample."),
     augment: str | None = typer.Option(None, help="none | light | seed | strong."),
     schedule: str | None = typer.Option(None, help="constant | onecycle | cosine."),
@@ -122,6 +140,9 @@ def train(
         console.print(f"[bold yellow]warning:[/] {escape(line)}")
     if outcome.grouping is not None:
         console.print(f"carved split: {escape(outcome.grouping.describe())}")
+    _print_most_confused(outcome.evaluation.metrics)
+    if clf.lr_finder_:
+        console.print(f"learning rate {clf.lr_finder_['chosen']:.3g} from the range test ({clf.lr_finder_['rule']})")
     console.print(
         f"trained in {outcome.fit_seconds:.0f}s (decode {outcome.decode_seconds:.0f}s), "
         f"best epoch {clf.training_['best_epoch']} ({clf.training_['stopped']})"
@@ -151,6 +172,7 @@ def evaluate(
     except (ValueError, SourceError, NoUsableImages, ModelFileError) as exc:
         raise fail(str(exc)) from None
     print_metric_sets(f"Evaluation ({ev.metrics.get('split')})", {"value [95% interval]": ev.metrics})
+    _print_most_confused(ev.metrics)
     console.print(f"outputs: {out}  (report: {ev.files.get('report')})")
 
 
@@ -183,3 +205,21 @@ def predict(
     console.print(f"predictions: {out}")
     if len(loaded) == 0:
         raise typer.Exit(1)
+
+
+def _print_most_confused(m: dict, top: int = 5) -> None:
+    """The ``top`` most-confused pairs (more than two classes; nothing when there are none)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    pairs = (m.get("most_confused") or [])[:top]
+    if not pairs:
+        return
+    table = Table(title=f"Most confused (top {len(pairs)})")
+    for name in ("true", "predicted"):
+        table.add_column(name)
+    table.add_column("count", justify="right")
+    table.add_column("share of true", justify="right")
+    for pair in pairs:
+        table.add_row(escape(pair["true"]), escape(pair["predicted"]), str(pair["count"]), f"{pair['share']:.1%}")
+    console.print(table)

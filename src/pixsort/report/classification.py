@@ -1,8 +1,9 @@
 """What an evaluation of a classifier leaves in a folder: ``metrics.json``,
 ``predictions.csv`` (one row per item, skipped ones with their reason), ``plots/``
-(confusion matrix, ROC, PR, reliability, per-epoch curves, the worst predictions,
-Grad-CAM overlays) and ``report.html`` (each metric with its bootstrap 95% interval;
-after training, every validation set side by side and a warning where they disagree).
+(confusion matrix, ROC, PR, reliability, per-epoch curves, the learning-rate range
+test, the top losses with their Grad-CAM) and ``report.html`` (each metric with its
+bootstrap 95% interval; after training, every validation set side by side and a
+warning where they disagree).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from pixsort.classify.evaluation import Evaluation, gather
+from pixsort.classify.evaluation import Evaluation
 from pixsort.classify.metrics import reliability_table
 from pixsort.report.figures import plain_text, pyplot, save_figure
 from pixsort.report.files import write_csv, write_json
@@ -27,9 +28,11 @@ _PLOTS = (
     ("roc", "ROC curve; the dot is the operating point"),
     ("pr", "Precision-recall curve"),
     ("reliability", "Reliability diagram (calibration)"),
-    ("worst", "The worst-predicted images (lowest probability on their true class)"),
-    ("gradcam", "Grad-CAM: where the network looked, for the worst predictions"),
-)
+    ("top_losses", "Top losses, highest first; each title: true class / predicted class, then loss / probability "
+     "of the true class; over each image, the Grad-CAM of its predicted class (where the network has one)"),
+    ("lr_finder", "Learning-rate range test: the loss per step as the learning rate rises; the line marks the "
+     "learning rate trained with"),
+)  # fmt: skip
 
 
 # metrics shown with their intervals, in this order
@@ -130,7 +133,22 @@ def write_classification_report(
     per_class = metrics.get("per_class")
     if per_class:
         rep.section("Per class")
-        rep.table(pd.DataFrame(per_class).T, caption="Precision, recall (sensitivity) and F1 at the threshold")
+        rep.table(
+            pd.DataFrame(per_class).T,
+            caption="Precision, recall (sensitivity) and F1 at the threshold, support (items), one-vs-rest ROC-AUC",
+        )
+    confused = metrics.get("most_confused")
+    if confused is not None:
+        rep.section("Most confused")
+        if confused:
+            rep.table(
+                confused_frame(confused),
+                index=False,
+                max_rows=30,
+                caption="Pairs of the confusion matrix off its diagonal, most frequent first",
+            )
+        else:
+            rep.paragraph("No item was taken for another class.", "note")
     for key, caption in _PLOTS:
         if key in files and files[key] is not None:
             rep.image(os.path.relpath(files[key], path.parent), caption=caption)
@@ -147,6 +165,13 @@ def write_classification_report(
                 "fit seconds": round(float(getattr(clf, "fit_seconds_", 0) or 0), 1),
             }
         )
+        finder = getattr(clf, "lr_finder_", None)
+        if finder:
+            rep.paragraph(
+                f"Learning rate {finder['chosen']:.3g}, chosen by a range test over {len(finder['lrs'])} steps "
+                f"({finder['rule']}).",
+                "note",
+            )
         cfg = getattr(clf, "train_config_", {}) or {}
         shown = {k: v for k, v in cfg.items() if k != "augment"}
         rep.table(pd.DataFrame([shown]).T.rename(columns={0: "value"}).astype(str), caption="Training settings")
@@ -165,11 +190,13 @@ def write_evaluation(
     *,
     title: str,
     history: list[dict] | None = None,
+    lr_finder: dict | None = None,
     report: bool = True,
 ) -> Evaluation:
     """Write an :class:`~pixsort.classify.evaluation.Evaluation` of ``clf`` into ``out_dir``:
     plots, ``metrics.json``, ``predictions.csv`` and ``report.html``; returns it with
-    ``files`` filled in.  ``images`` are the evaluated uint8 images (for the grids)."""
+    ``files`` filled in.  ``images`` are the evaluated uint8 images (for the grids);
+    ``history`` (per-epoch rows) and ``lr_finder`` (a range test) add their plots."""
     out = Path(out_dir)
     plot_dir = out / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -185,18 +212,16 @@ def write_evaluation(
             if made is not None:
                 files[key] = made
         files["reliability"] = plot_reliability(y, p, plot_dir / "reliability.png")
-        if len(evaluation.worst):
-            files["worst"] = image_grid(
-                gather(images, evaluation.worst), evaluation.worst_titles, plot_dir / "worst.png"
-            )
-        if evaluation.explained is not None:
-            files["gradcam"] = image_grid(
-                evaluation.explained, evaluation.explained_titles, plot_dir / "gradcam.png", cols=4
+        if evaluation.top_loss_tiles is not None and len(evaluation.top_loss_tiles):
+            files["top_losses"] = image_grid(
+                evaluation.top_loss_tiles, evaluation.top_loss_titles, plot_dir / "top_losses.png", cols=4
             )
     if history:
         made = plot_history(history, plot_dir / "curves.png")
         if made is not None:
             files["curves"] = made
+    if lr_finder:
+        files["lr_finder"] = plot_lr_finder(lr_finder, plot_dir / "lr_finder.png")
     files["metrics"] = write_json(metrics, out / "metrics.json")
     files["predictions"] = write_csv(evaluation.predictions, out / "predictions.csv")
     if report:
@@ -206,7 +231,30 @@ def write_evaluation(
     return evaluation
 
 
+def confused_frame(confused: list[dict]) -> pd.DataFrame:
+    """The most-confused pairs (``metrics["most_confused"]``) as a table."""
+    frame = pd.DataFrame(confused, columns=["true", "predicted", "count", "share"])
+    return frame.rename(
+        columns={"true": "true class", "predicted": "predicted class", "share": "share of the true class"}
+    )
+
+
 # -- plots -------------------------------------------------------------------------------
+
+
+def plot_lr_finder(finder: dict, path: Path) -> Path:
+    """The range test: each step's loss and the smoothed loss against the learning rate
+    (log scale), the chosen learning rate marked."""
+    lrs, smoothed = np.asarray(finder["lrs"]), np.asarray(finder["smoothed"])
+    fig, ax = pyplot().subplots(figsize=(5.6, 3.8))
+    ax.plot(lrs, finder["losses"], color="grey", alpha=0.35, lw=1, label="loss of the step")
+    ax.plot(lrs, smoothed, lw=2, label="smoothed loss")
+    ax.axvline(finder["chosen"], color="C3", ls="--", label=f"chosen {finder['chosen']:.2g}")
+    ax.set_xscale("log"), ax.set_xlabel("learning rate"), ax.set_ylabel("training loss")
+    low, top = float(np.min(np.r_[smoothed, finder["losses"]])), float(np.max(smoothed))
+    ax.set_ylim(low - 0.05 * (top - low), top + 0.1 * (top - low) + 1e-9)  # the blow-up's raw losses cut off
+    ax.set_title("Learning-rate range test"), ax.legend(fontsize=8), ax.grid(alpha=0.3)
+    return save_figure(fig, path)
 
 
 def plot_history(history: list[dict], path: Path) -> Path | None:
@@ -324,9 +372,11 @@ def image_grid(images: np.ndarray, titles: list[str], path: Path, cols: int = 6)
 
 
 __all__ = [
+    "confused_frame",
     "image_grid",
     "plot_confusion",
     "plot_history",
+    "plot_lr_finder",
     "plot_pr",
     "plot_reliability",
     "plot_roc",

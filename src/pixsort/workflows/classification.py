@@ -9,7 +9,9 @@ and its validation report, and back again.
   With ``val_data`` (an external labelled set, e.g. other patients or another site)
   the model is selected and its threshold chosen on that set; the carved split is
   still evaluated (``<out>/carved``) and both sit side by side in the report, with a
-  warning when their 95% intervals do not overlap.  A ``test`` split is never read.
+  warning when their 95% intervals do not overlap.  With ``lr="auto"`` the
+  learning-rate range test goes into metrics.json and the report.  A ``test`` split
+  is never read.
 * :func:`evaluate_classifier` - a saved model on a labelled source.
 * :func:`predict_images` - a saved model on any source; unreadable files are
   reported in the CSV, never fatal.
@@ -226,12 +228,16 @@ def train_classifier(
             "validation_warnings": warnings,
         }
     )
+    if clf.lr_finder_ is not None:
+        main.metrics["lr_finder"] = clf.lr_finder_
     if ext is not None:
         main.metrics["n_external"] = len(ext)
         write_evaluation(sets[CARVED], clf, val.images, out / CARVED, title=f"{model} on {data}: carved validation")
     images = ext.images if ext is not None else val.images
     name = f"external validation ({val_data})" if ext is not None else "validation"
-    write_evaluation(main, clf, images, out, title=f"{model} on {data}: {name}", history=clf.history_)
+    write_evaluation(
+        main, clf, images, out, title=f"{model} on {data}: {name}", history=clf.history_, lr_finder=clf.lr_finder_
+    )
     skipped = decoded.manifest[decoded.manifest["status"] == "skipped"]
     if len(skipped):
         write_csv(skipped, out / "skipped.csv")

@@ -187,3 +187,38 @@ def test_aspect_jitter_stretches_one_axis_and_squeezes_the_other():
     assert torch.allclose(widths * heights, torch.full_like(widths, 256.0), rtol=0.25)  # area kept
     ratio = widths / heights
     assert float(ratio.max()) <= 1.5 * 1.15 and float(ratio.min()) >= 1 / (1.5 * 1.15)  # within the range
+
+
+def test_views_train_on_every_view_and_predictions_average_over_them():
+    from pixsort.classify.augment import apply_view, get_views
+    from pixsort.classify.estimator import ImageClassifier
+    from synthetic import two_class_arrays
+
+    square = torch.zeros(1, 1, 40, 40)
+    square[..., 12:28, 12:28] = 1.0
+    wide = apply_view(square, 1.4) > 0.5
+    assert wide.any(dim=2).sum() > wide.any(dim=3).sum()  # wider than tall
+    assert torch.equal(apply_view(square, 1.0), square)
+
+    xt, yt, xv, yv = two_class_arrays(n_train=(20, 20), n_val=(10, 10))
+    seen = []
+    clf = ImageClassifier("probe:efficientnet_lite0", pretrained=False, image_size=32, epochs=2, views="aspect",
+                          progress=False)  # fmt: skip
+    original = clf._train_config  # record how many rows the trainable part learns from
+
+    def spy():
+        cfg = original()
+        seen.append(cfg.views)
+        return cfg
+
+    clf._train_config = spy
+    clf.fit(xt, yt, xv, yv)
+    assert seen == ["aspect"] and clf.train_config_["views"] == "aspect"
+    # predict_proba averages the views exactly as the validation probabilities did
+    np.testing.assert_allclose(clf.predict_proba(xv), clf.val_proba_, atol=1e-6)
+    plain = ImageClassifier("probe:efficientnet_lite0", pretrained=False, image_size=32, epochs=2, progress=False)
+    plain.fit(xt, yt, xv, yv)
+    assert not np.allclose(plain.predict_proba(xv), clf.predict_proba(xv))
+    assert len(get_views("aspect")) == 5
+    with pytest.raises(ValueError, match="views need a frozen part"):
+        ImageClassifier("seed-cnn", epochs=1, image_size=32, views="aspect", progress=False).fit(xt, yt, xv, yv)

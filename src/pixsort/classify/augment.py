@@ -127,6 +127,32 @@ AUGMENT_PRESETS: dict[str, AugmentConfig] = {
 }
 
 
+# Fixed views of every image: the frozen part's features are cached for each, the
+# trainable part learns from all of them, and predictions average over them.  ``aspect``
+# stretches the width/height ratio by these factors (see ``AugmentConfig.aspect``).
+VIEW_SETS: dict[str, tuple[float, ...]] = {
+    "none": (1.0,),
+    "aspect": (0.7, 0.8, 1.0, 1.25, 1.4),
+}
+
+
+def get_views(views: str) -> tuple[float, ...]:
+    if views not in VIEW_SETS:
+        raise ValueError(f"unknown views {views!r}; choose from {', '.join(VIEW_SETS)}")
+    return VIEW_SETS[views]
+
+
+def apply_view(x: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Float images ``(N, C, H, W)`` with their width/height ratio multiplied by
+    ``ratio`` (same size, reflection at the borders); ``ratio == 1`` returns ``x``."""
+    if ratio == 1.0 or x.shape[0] == 0:
+        return x
+    theta = torch.zeros(x.shape[0], 2, 3, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 1, 1] = ratio**-0.5, ratio**0.5  # output -> input
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
 def get_augment(augment: str | AugmentConfig | dict | None) -> AugmentConfig:
     """A preset name, an AugmentConfig, a dict of its fields, or None (= ``none``)."""
     if augment is None:

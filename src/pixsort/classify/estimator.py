@@ -30,7 +30,7 @@ from pixsort.base.images import check_images
 from pixsort.base.modelfile import WEIGHTS_FILE, read_model_folder, write_model_folder, write_model_meta
 from pixsort.base.params import Integral, Interval, Real, StrOptions, validate_params
 from pixsort.base.runtime import PRECISIONS, tune_cpu
-from pixsort.classify.augment import get_augment, oversample_minority
+from pixsort.classify.augment import VIEW_SETS, get_augment, get_views, oversample_minority
 from pixsort.classify.metrics import BOOTSTRAP_RESAMPLES, MONITORS, classification_metrics, predict_from_proba
 from pixsort.classify.networks import RECIPES, SEED_MODELS, build_network, make_spec, n_outputs_for, parse_model_name
 from pixsort.classify.threshold import choose_threshold
@@ -84,6 +84,11 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         ``youden`` maximises sensitivity + specificity - 1 on validation.
     tta : bool
         Average the prediction of each image with its mirror image.
+    views : {"none", "aspect"} or None
+        Fixed views of every image (``aspect``: the width/height ratio stretched by
+        0.7 ... 1.4): for models with a frozen part and no augmentation, the trainable
+        part learns from the cached features of every view, and predictions average
+        over the views.  None takes the recipe's.
     precision : "auto" | "fp32" | "bf16"
         ``auto``: bf16 autocast where measured faster on this CPU (frozen backbones,
         the seed CNNs) if it has native bf16, fp32 elsewhere.
@@ -151,6 +156,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         "target_sensitivity": [Interval(Real, 0, 1, closed="right"), None],
         "threshold": [StrOptions({"youden", "fixed"})],
         "tta": ["boolean"],
+        "views": [StrOptions(set(VIEW_SETS)), None],
         "precision": [StrOptions(set(PRECISIONS))],
         "channels_last": ["boolean"],
         "max_minutes": [Interval(Real, 0, None, closed="neither"), None],
@@ -184,6 +190,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         target_sensitivity: float | None = None,
         threshold: str = "youden",
         tta: bool = False,
+        views: str | None = None,
         precision: str = "auto",
         channels_last: bool = True,
         max_minutes: float | None = None,
@@ -213,6 +220,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.target_sensitivity = target_sensitivity
         self.threshold = threshold
         self.tta = tta
+        self.views = views
         self.precision = precision
         self.channels_last = channels_last
         self.max_minutes = max_minutes
@@ -283,6 +291,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             patience=patience,
             monitor=self.monitor,
             random_state=int(self.random_state),
+            views=self.views or r.views,
             precision=self.precision,
             channels_last=bool(self.channels_last),
             max_seconds=None if self.max_minutes is None else float(self.max_minutes) * 60.0,
@@ -446,7 +455,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         class's logit), ``(n, K)`` otherwise; the temperature is not applied."""
         self._check_fitted()
         X = check_images(X, "X", allow_empty=False)
-        logits = predict_logits(self.network_, X, batch_size, self.channels_last, self.tta if tta is None else tta)
+        views = get_views(self.train_config_.get("views", "none"))
+        logits = predict_logits(
+            self.network_, X, batch_size, self.channels_last, self.tta if tta is None else tta, views=views
+        )
         return logits.float().numpy()
 
     def predict_proba(self, X, batch_size: int = 64, tta: bool | None = None) -> np.ndarray:

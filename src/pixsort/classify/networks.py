@@ -71,6 +71,7 @@ class Recipe:
     balance: str = "weights"  # "none" | "weights" | "sampler" | "oversample"
     label_smoothing: float = 0.0
     mixup: float = 0.0  # Beta alpha; 0 = off
+    views: str = "none"  # fixed views whose cached features the trainable part learns from
     patience: int | None = 5  # epochs without improvement before stopping; None = never
     image_size: int = 224
 

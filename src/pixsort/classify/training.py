@@ -39,7 +39,7 @@ from safetensors.torch import load_file, save_file
 
 from pixsort.base.progress import Progress
 from pixsort.base.runtime import PRECISIONS
-from pixsort.classify.augment import AugmentConfig, augment_batch, to_float
+from pixsort.classify.augment import AugmentConfig, apply_view, augment_batch, get_views, to_float
 from pixsort.classify.lr_finder import lr_range_test
 from pixsort.classify.metrics import classification_metrics, monitor_value
 from pixsort.classify.networks import ClassifierNet
@@ -64,6 +64,7 @@ class TrainConfig:
     balance: str = "weights"
     label_smoothing: float = 0.0
     mixup: float = 0.0
+    views: str = "none"
     patience: int | None = 5
     monitor: str = "roc_auc"
     random_state: int = 0
@@ -154,13 +155,15 @@ def compute_features(
     channels_last: bool = True,
     progress=None,
     label: str = "Caching frozen features",
+    view: float = 1.0,
 ) -> torch.Tensor:
-    """Outputs of ``net``'s frozen part for uint8 images ``(N, H, W, C)`` (float32)."""
+    """Outputs of ``net``'s frozen part for uint8 images ``(N, H, W, C)`` (float32), of
+    each image seen through ``view`` (:func:`~pixsort.classify.augment.apply_view`)."""
     net.eval()
     task = progress.add_task(label, total=len(images)) if progress is not None else None
     chunks = []
     for start in range(0, len(images), batch_size):
-        x = _channels_last(to_float(images[start : start + batch_size]), channels_last)
+        x = _channels_last(apply_view(to_float(images[start : start + batch_size]), view), channels_last)
         chunks.append(net.features(x).contiguous())
         if task is not None:
             progress.advance(task, len(x))
@@ -171,19 +174,31 @@ def compute_features(
 
 @torch.inference_mode()
 def predict_logits(
-    net: ClassifierNet, images: np.ndarray, batch_size: int = 64, channels_last: bool = True, tta: bool = False
+    net: ClassifierNet,
+    images: np.ndarray,
+    batch_size: int = 64,
+    channels_last: bool = True,
+    tta: bool = False,
+    views: tuple[float, ...] = (1.0,),
 ) -> torch.Tensor:
-    """Logits for uint8 images ``(N, H, W, C)``; ``tta`` averages the probabilities of
-    the image and its mirror (returned as logits of the averaged probability)."""
+    """Logits for uint8 images ``(N, H, W, C)``.  With several ``views`` (aspect
+    stretches, :func:`~pixsort.classify.augment.apply_view`) and with ``tta`` (each
+    also mirrored) the probabilities are averaged and returned as logits of the
+    averaged probability."""
     net.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        x = _channels_last(to_float(images[start : start + batch_size]), channels_last)
-        logits = net(x)
-        if tta:
-            p = (logits_to_proba(logits) + logits_to_proba(net(torch.flip(x, dims=[3])))) / 2
-            logits = _proba_to_logits(p, logits.shape[1])
-        out.append(logits)
+        x = to_float(images[start : start + batch_size])
+        if len(views) == 1 and views[0] == 1.0 and not tta:
+            out.append(net(_channels_last(x, channels_last)))
+            continue
+        probs = []
+        for view in views:
+            xv = _channels_last(apply_view(x, view), channels_last)
+            probs.append(logits_to_proba(net(xv)))
+            if tta:
+                probs.append(logits_to_proba(net(torch.flip(xv, dims=[3]))))
+        out.append(_proba_to_logits(torch.stack(probs).mean(0), net.spec["n_outputs"]))
     return torch.cat(out) if out else torch.empty(0, net.spec["n_outputs"])
 
 
@@ -304,25 +319,23 @@ def fit_network(
     net.set_precision(cfg.precision)
     use_cache = net.has_frozen_part and cfg.augment.is_identity
 
+    views = get_views(cfg.views)
     with Progress(progress) as bar:
         train_feats = val_feats = None
         if use_cache:
-            train_feats = compute_features(
-                net,
-                train_images,
-                cfg.eval_batch_size,
-                cfg.channels_last,
-                bar if progress else None,
-                "Caching frozen features (train)",
-            )
-            val_feats = compute_features(
-                net,
-                val_images,
-                cfg.eval_batch_size,
-                cfg.channels_last,
-                bar if progress else None,
-                "Caching frozen features (val)",
-            )
+            shown = bar if progress else None
+            # every view of every training image is one training row; validation keeps
+            # its views apart so its probabilities are averaged as predict_proba does
+            train_feats = torch.cat([compute_features(net, train_images, cfg.eval_batch_size, cfg.channels_last,
+                                                      shown, f"Caching frozen features (train, view {v:g})", v)
+                                     for v in views])  # fmt: skip
+            val_feats = [compute_features(net, val_images, cfg.eval_batch_size, cfg.channels_last, shown,
+                                          f"Caching frozen features (val, view {v:g})", v) for v in views]  # fmt: skip
+            if len(views) > 1:
+                train_labels = np.tile(np.asarray(train_labels), len(views))
+                y_train = torch.as_tensor(train_labels, dtype=torch.long)
+        elif len(views) > 1:
+            raise ValueError("views need a frozen part and no augmentation (they are cached features)")
 
         loss_fn = _loss_function(train_labels, n_classes, cfg.balance, cfg.label_smoothing)
         optimizer = _make_optimizer(net, cfg)
@@ -400,7 +413,7 @@ def fit_network(
     if best_state is not None:
         net.trainable.load_state_dict({k[len("model.") :]: v for k, v in best_state.items()})
     if best_val_proba is None and len(val_labels):  # resumed with nothing left to train
-        best_val_proba = _val_proba(net, val_images, val_feats if use_cache else None, cfg)
+        best_val_proba = _val_proba(net, val_images, val_feats, cfg)
     net.eval()
     seconds = time.perf_counter() - started
     return TrainResult(
@@ -516,14 +529,18 @@ def _find_lr(net, optimizer, loss_fn, cfg: TrainConfig, train_images: np.ndarray
 LR_FINDER_STREAM = 104_729  # the range test's batches: a random stream no epoch uses
 
 
-def _val_proba(net: ClassifierNet, images: np.ndarray, feats: torch.Tensor | None, cfg: TrainConfig) -> np.ndarray:
+def _val_proba(
+    net: ClassifierNet, images: np.ndarray, feats: list[torch.Tensor] | None, cfg: TrainConfig
+) -> np.ndarray:
+    """Validation probabilities, averaged over the views' cached features when there are any."""
     net.eval()
     with torch.inference_mode():
-        if feats is not None:
-            logits = torch.cat([net.head(feats[i : i + 256]) for i in range(0, len(feats), 256)])
-        else:
-            logits = predict_logits(net, images, cfg.eval_batch_size, cfg.channels_last)
-    return logits_to_proba(logits).double().numpy()
+        if feats is None:
+            return logits_to_proba(predict_logits(net, images, cfg.eval_batch_size, cfg.channels_last)).double().numpy()
+        per_view = [
+            logits_to_proba(torch.cat([net.head(f[i : i + 256]) for i in range(0, len(f), 256)])) for f in feats
+        ]
+    return torch.stack(per_view).mean(0).double().numpy()
 
 
 def _make_optimizer(net: ClassifierNet, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -29,7 +29,7 @@ from pixsort.base.errors import check_fitted
 from pixsort.base.images import check_images
 from pixsort.base.modelfile import read_model_folder, write_model_folder
 from pixsort.base.params import Integral, Interval, Real, StrOptions, validate_params
-from pixsort.base.runtime import PRECISIONS, tune_cpu
+from pixsort.base.runtime import DEVICES, PRECISIONS, select_device, tune_cpu
 from pixsort.classify.augment import get_augment, oversample_minority
 from pixsort.classify.metrics import MONITORS, classification_metrics, predict_from_proba
 from pixsort.classify.networks import RECIPES, SEED_MODELS, build_network, make_spec, n_outputs_for, parse_model_name
@@ -47,7 +47,7 @@ from pixsort.data.decode import DecodeSettings
 from pixsort.data.split import holdout
 
 # parameters of a run, not of the model: never saved with it
-RUN_PARAMS = ("weights_path", "checkpoint_dir", "resume", "progress")
+RUN_PARAMS = ("weights_path", "checkpoint_dir", "resume", "progress", "device")
 
 
 class ImageClassifier(ClassifierMixin, BaseEstimator):
@@ -97,6 +97,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         continues from the last one.
     progress : bool
         Progress bars and per-epoch lines on stderr.
+    device : "auto" | "cpu" | "cuda" | "mps"
+        Where training and inference run (:func:`pixsort.base.runtime.select_device`):
+        ``auto`` takes a CUDA GPU, else an Apple GPU, else the CPU.  A run setting,
+        not saved with the model.
 
     Attributes
     ----------
@@ -145,6 +149,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         "checkpoint_dir": [str, os.PathLike, None],
         "resume": ["boolean"],
         "progress": ["boolean"],
+        "device": [StrOptions(set(DEVICES))],
     }
 
     def __init__(
@@ -176,6 +181,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         checkpoint_dir: str | os.PathLike | None = None,
         resume: bool = False,
         progress: bool = True,
+        device: str = "auto",
     ):
         self.model = model
         self.epochs = epochs
@@ -203,6 +209,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.progress = progress
+        self.device = device
 
     # ------------------------------------------------------------------ parameters
 
@@ -213,6 +220,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         validate_params(self)
         parse_model_name(self.model)
         get_augment(self.augment)  # raises for an unknown preset
+        select_device(self.device)  # raises for a device this machine lacks
         return self._train_config()
 
     @property
@@ -349,6 +357,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             checkpoint_dir=self.checkpoint_dir,
             resume=self.resume,
             progress=self.progress,
+            device=select_device(self.device),
         )
         self.network_ = net
         self.history_ = result.history
@@ -413,11 +422,18 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def _check_fitted(self) -> None:
         check_fitted(self, "network_")
 
+    def _network(self):
+        """The fitted network, on the device ``device`` names now."""
+        device = select_device(self.device)
+        if self.network_.device != device:
+            self.network_.to(device)
+        return self.network_
+
     def predict_proba(self, X, batch_size: int = 64, tta: bool | None = None) -> np.ndarray:
         """Class probabilities, float64 ``(n, len(classes_))``."""
         self._check_fitted()
         X = check_images(X, "X", allow_empty=False)
-        logits = predict_logits(self.network_, X, batch_size, self.channels_last, self.tta if tta is None else tta)
+        logits = predict_logits(self._network(), X, batch_size, self.channels_last, self.tta if tta is None else tta)
         return logits_to_proba(logits).double().numpy()
 
     def predict(self, X, batch_size: int = 64) -> np.ndarray:
@@ -467,23 +483,25 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             },
             "pixsort_version": _version(),
         }
-        state = {k: v.detach().contiguous() for k, v in self.network_.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.network_.state_dict().items()}
         return write_model_folder(path, "classifier", meta, state)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, meta: dict | None = None) -> ImageClassifier:
-        """Rebuild a saved classifier (architecture from JSON, weights from safetensors);
-        ``meta`` is its ``model.json`` when already read."""
+    def load(cls, path: str | os.PathLike, *, meta: dict | None = None, device: str = "auto") -> ImageClassifier:
+        """Rebuild a saved classifier (architecture from JSON, weights from safetensors)
+        on ``device``; ``meta`` is its ``model.json`` when already read."""
         _, meta, state = read_model_folder(path, "classifier", meta=meta, framework="pt")
         params = dict(meta.get("params", {}))
         if "seed" in params:  # files written before one name for the seed
             params["random_state"] = params.pop("seed")
         valid = set(cls._get_param_names())
-        clf = cls(**{k: v for k, v in params.items() if k in valid}, progress=False)
+        params.pop("device", None)
+        clf = cls(**{k: v for k, v in params.items() if k in valid}, progress=False, device=device)
         clf.check_params()
         spec = meta["architecture"]
         net = build_network(spec, pretrained=False)
         net.load_state_dict(state, strict=True)
+        net.to(select_device(device))
         if clf.channels_last:
             net.to(memory_format=torch.channels_last)
         net.set_precision(clf.precision)

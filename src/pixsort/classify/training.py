@@ -147,12 +147,14 @@ def compute_features(
     progress=None,
     label: str = "Caching frozen features",
 ) -> torch.Tensor:
-    """Outputs of ``net``'s frozen part for uint8 images ``(N, H, W, C)`` (float32)."""
+    """Outputs of ``net``'s frozen part for uint8 images ``(N, H, W, C)`` (float32, on the
+    network's device)."""
     net.eval()
+    device = net.device
     task = progress.add_task(label, total=len(images)) if progress is not None else None
     chunks = []
     for start in range(0, len(images), batch_size):
-        x = _channels_last(to_float(images[start : start + batch_size]), channels_last)
+        x = _channels_last(to_float(images[start : start + batch_size]).to(device), channels_last)
         chunks.append(net.features(x).contiguous())
         if task is not None:
             progress.advance(task, len(x))
@@ -166,17 +168,25 @@ def predict_logits(
     net: ClassifierNet, images: np.ndarray, batch_size: int = 64, channels_last: bool = True, tta: bool = False
 ) -> torch.Tensor:
     """Logits for uint8 images ``(N, H, W, C)``; ``tta`` averages the probabilities of
-    the image and its mirror (returned as logits of the averaged probability)."""
+    the image and its mirror (returned as logits of the averaged probability).  The
+    batches run on the network's device; the logits come back on the CPU."""
     net.eval()
+    device = net.device
     out = []
     for start in range(0, len(images), batch_size):
-        x = _channels_last(to_float(images[start : start + batch_size]), channels_last)
-        logits = net(x)
-        if tta:
-            p = (logits_to_proba(logits) + logits_to_proba(net(torch.flip(x, dims=[3])))) / 2
-            logits = _proba_to_logits(p, logits.shape[1])
-        out.append(logits)
+        x = _channels_last(to_float(images[start : start + batch_size]).to(device), channels_last)
+        out.append(batch_logits(net, x, tta).cpu())
     return torch.cat(out) if out else torch.empty(0, net.spec["n_outputs"])
+
+
+def batch_logits(net: ClassifierNet, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
+    """Logits of one float batch ``(N, C, H, W)`` in [0, 1], as :func:`predict_logits`
+    computes them (the ONNX export traces this same function)."""
+    logits = net(x)
+    if tta:
+        p = (logits_to_proba(logits) + logits_to_proba(net(torch.flip(x, dims=[3])))) / 2
+        logits = _proba_to_logits(p, logits.shape[1])
+    return logits
 
 
 def _proba_to_logits(p: torch.Tensor, n_outputs: int) -> torch.Tensor:
@@ -222,7 +232,7 @@ class Checkpointer:
 
     def _atomic_save(self, tensors: dict[str, torch.Tensor], name: str) -> None:
         tmp = self.folder / (name + ".tmp")
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp))
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
         tmp.replace(self.folder / name)
 
     def save(
@@ -270,6 +280,7 @@ def fit_network(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    device: torch.device | None = None,
 ) -> TrainResult:
     """Train ``net`` in place; on return it holds the weights of the best epoch.
 
@@ -280,6 +291,8 @@ def fit_network(
     cfg : TrainConfig (checked when it was made)
     checkpoint_dir : folder for ``last``/``best`` checkpoints (None: keep in memory only)
     resume : continue from the checkpoint in ``checkpoint_dir`` if there is one
+    device : where the network and its batches go (None: where the network is);
+        images are decoded and augmented on the CPU, then moved
     """
     torch.manual_seed(cfg.random_state)
     n_classes = len(class_names)
@@ -287,6 +300,9 @@ def fit_network(
     y_val = np.asarray(val_labels, dtype=np.int64)
     started = time.perf_counter()
     ckpt = Checkpointer(checkpoint_dir)
+    if device is not None:
+        net.to(device)
+    y_train = y_train.to(net.device)
 
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
@@ -313,7 +329,7 @@ def fit_network(
                 "Caching frozen features (val)",
             )
 
-        loss_fn = _loss_function(train_labels, n_classes, cfg.balance)
+        loss_fn = _loss_function(train_labels, n_classes, cfg.balance, net.device)
         optimizer = _make_optimizer(net, cfg)
         total_steps = max(1, math.ceil(len(train_labels) / cfg.batch_size)) * cfg.epochs
         sample_weights = None
@@ -390,7 +406,7 @@ def fit_network(
     )
 
 
-def _loss_function(train_labels: np.ndarray, n_classes: int, balance: str):
+def _loss_function(train_labels: np.ndarray, n_classes: int, balance: str, device: torch.device | None = None):
     """``loss(logits, y)``: binary cross-entropy on one logit for two classes (with the
     positive class weighted by ``pos_weight`` when balancing by weights), else
     cross-entropy, class-weighted when balancing by weights."""
@@ -398,10 +414,10 @@ def _loss_function(train_labels: np.ndarray, n_classes: int, balance: str):
     if n_classes == 2:
         pos_weight = None
         if weights is not None and weights[1] > 0:
-            pos_weight = torch.tensor([weights[1] / weights[0]], dtype=torch.float32)
+            pos_weight = torch.tensor([weights[1] / weights[0]], dtype=torch.float32, device=device)
         return lambda logits, y: F.binary_cross_entropy_with_logits(logits[:, 0].float(), y.float(),
                                                                     pos_weight=pos_weight)  # fmt: skip
-    w = torch.as_tensor(weights, dtype=torch.float32) if weights is not None else None
+    w = torch.as_tensor(weights, dtype=torch.float32, device=device) if weights is not None else None
     return lambda logits, y: F.cross_entropy(logits.float(), y, weight=w)
 
 
@@ -436,7 +452,7 @@ def _train_epoch(net, optimizer, loss_fn, cfg: TrainConfig, epoch: int, train_im
         else:
             idx = torch.sort(idx).values  # ascending reads are faster on a memmap
             x = to_float(train_images[idx.numpy()])
-            x = _channels_last(augment_batch(x, cfg.augment, gen), cfg.channels_last)
+            x = _channels_last(augment_batch(x, cfg.augment, gen).to(net.device), cfg.channels_last)
             logits = net(x)
         loss = loss_fn(logits, y_train[idx])
         optimizer.zero_grad(set_to_none=True)
@@ -453,7 +469,7 @@ def _val_proba(net: ClassifierNet, images: np.ndarray, feats: torch.Tensor | Non
     net.eval()
     with torch.inference_mode():
         if feats is not None:
-            logits = torch.cat([net.head(feats[i : i + 256]) for i in range(0, len(feats), 256)])
+            logits = torch.cat([net.head(feats[i : i + 256]) for i in range(0, len(feats), 256)]).cpu()
         else:
             logits = predict_logits(net, images, cfg.eval_batch_size, cfg.channels_last)
     return logits_to_proba(logits).double().numpy()

@@ -452,6 +452,15 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ persistence
 
+    def export_onnx(self, path: str | os.PathLike, *, images=None, atol: float = 1e-4) -> dict:
+        """Write this model as one ONNX graph (uint8 images in, ``predict_proba``'s
+        probabilities out, dynamic batch) to ``path``, kept only if ONNX Runtime
+        matches torch within ``atol``; see :mod:`pixsort.classify.export`.  Returns the
+        record written beside it (``<path>.json``)."""
+        from pixsort.classify.export import export_onnx
+
+        return export_onnx(self, path, images=images, atol=atol)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``model.json`` + ``weights.safetensors`` into the folder ``path``."""
         self._check_fitted()

@@ -26,6 +26,7 @@ _COMMAND_MODULES = [
     "pixsort.cli.classify_cmd",
     "pixsort.cli.table_cmd",
     "pixsort.cli.serve_cmd",
+    "pixsort.cli.export_cmd",
     "pixsort.cli.demo_cmd",
 ]
 

@@ -193,3 +193,62 @@ def test_pixsort_export_command(seed_cnn, tmp_path):
     ImageClusterer(features="pixels", n_clusters=2, progress=False).fit(x).save(tmp_path / "clusters")
     refused = runner.invoke(app, ["export", str(tmp_path / "clusters")])
     assert refused.exit_code == 2 and "only classifiers are exported" in " ".join(refused.output.split())
+
+
+# -- the frozen part through ONNX Runtime while training ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def partial_net():
+    """partial:efficientnet_lite0 with its packaged ImageNet weights at 64 px, float32."""
+    from pixsort.classify.networks import build_network, make_spec
+
+    net = build_network(make_spec("partial:efficientnet_lite0", 1, 64), pretrained=True).eval()
+    return net.set_precision("fp32")
+
+
+def test_frozen_runner_gives_torchs_features_and_only_where_it_should(partial_net, monkeypatch):
+    from pixsort.classify import onnxrt
+
+    images = check_images((64, 64, 3), 6, seed=4)
+    runner = onnxrt.frozen_runner(partial_net, images[:3], n_images=10_000)
+    assert runner is not None and runner.name == "onnxruntime"
+    with torch.inference_mode():
+        expected = partial_net.features(to_float(images))
+    got = runner(images)
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)
+    assert expected.std() > 0.1  # real features, not a constant
+
+    assert onnxrt.frozen_runner(partial_net, images[:3], n_images=100) is None  # not worth an export
+    partial_net.set_precision("bf16")  # bf16 autocast computes other numbers: torch keeps it
+    try:
+        assert onnxrt.frozen_runner(partial_net, images[:3], n_images=10_000) is None
+    finally:
+        partial_net.set_precision("fp32")
+    monkeypatch.setattr(onnxrt.FrozenRunner, "__call__", lambda self, batch: torch.zeros(len(batch), 1))
+    assert onnxrt.frozen_runner(partial_net, images[:3], n_images=10_000) is None  # disagrees: not used
+    monkeypatch.setattr(onnxrt, "onnx_available", lambda: False)
+    assert onnxrt.frozen_runner(partial_net, images[:3], n_images=10_000) is None
+
+
+def test_training_caches_the_frozen_part_with_onnxruntime_to_the_same_model(monkeypatch):
+    from pixsort.classify import onnxrt
+
+    x, y = blobs(40, (64, 64), 3, seed=2)
+    xv, yv = blobs(20, (64, 64), 3, seed=3)
+
+    def fit(min_images: int) -> ImageClassifier:
+        monkeypatch.setattr(onnxrt, "FROZEN_MIN_IMAGES", min_images)
+        clf = ImageClassifier("partial:efficientnet_lite0", image_size=64, epochs=2, precision="fp32", progress=False)
+        return clf.fit(x, y, xv, yv)
+
+    by_torch, by_onnx = fit(10**9), fit(0)
+    assert by_torch.training_["features_runtime"] == "torch"
+    assert by_onnx.training_["features_runtime"] == "onnxruntime"
+    np.testing.assert_allclose(by_onnx.val_proba_, by_torch.val_proba_, atol=1e-3, rtol=0)
+    assert [r["train_loss"] for r in by_onnx.history_] == pytest.approx(
+        [r["train_loss"] for r in by_torch.history_], abs=1e-3
+    )
+    # the threshold was chosen on probabilities predict_proba reproduces
+    np.testing.assert_allclose(by_onnx.predict_proba(xv), by_onnx.val_proba_, atol=1e-4, rtol=0)

@@ -368,6 +368,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             "monitor": cfg.monitor,
             "stopped": result.stopped,
             "cached_features": result.cached_features,
+            "features_runtime": result.features_runtime,
             "resumed_from_epoch": result.resumed_from_epoch,
             "n_train": int(len(y_train)),
             "n_val": int(len(y_val_idx)),

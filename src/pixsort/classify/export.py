@@ -38,10 +38,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import logging
 import os
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +47,8 @@ import torch
 from torch import nn
 
 from pixsort.base.jsonio import dumps
-from pixsort.base.runtime import available_cores
 from pixsort.classify.networks import ClassifierNet
+from pixsort.classify.onnxrt import EXPORTER, export_module, make_session, require_onnx
 from pixsort.classify.training import batch_logits, logits_to_proba, predict_logits
 
 ONNX_FILE = "model.onnx"  # the name an export gets inside a model folder
@@ -58,8 +56,6 @@ RECORD_SUFFIX = ".json"  # model.onnx -> model.onnx.json
 PARITY_ATOL = 1e-4
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
-EXPORTER = "torch.onnx.export(dynamo=True)"
-INSTALL_HINT = "ONNX export needs onnx, onnxscript and onnxruntime: pip install 'pixsort[export]'"
 
 
 class ExportError(ValueError):
@@ -180,7 +176,7 @@ def export_onnx(
     model fingerprint.  Raises :class:`ExportError` (nothing written) when the check fails.
     """
     clf._check_fitted()
-    _require_onnx()
+    require_onnx()
     import onnx
     import onnxruntime as ort
 
@@ -203,7 +199,10 @@ def export_onnx(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     started = time.perf_counter()
     try:
-        _export(graph, torch.from_numpy(batches[1][:2].copy()), tmp, opset)
+        try:
+            export_module(graph, torch.from_numpy(batches[1][:2].copy()), tmp, INPUT_NAME, OUTPUT_NAME, opset)
+        except RuntimeError as exc:
+            raise ExportError(f"{exc}; {path} was not written") from exc
         session = make_session(tmp, threads=None)
         diffs, model_diffs = [], []
         for batch in batches:
@@ -275,60 +274,7 @@ def export_onnx(
     return record
 
 
-def _export(graph: nn.Module, example: torch.Tensor, path: Path, opset: int | None) -> None:
-    """``torch.onnx.export`` with a dynamic batch axis, one self-contained file, quietly
-    (the exporter warns about torchvision ops and its own internals)."""
-    batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    onnx_logger = logging.getLogger("torch.onnx")
-    level = onnx_logger.level
-    onnx_logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                graph,
-                (example,),
-                str(path),
-                dynamo=True,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_shapes={"images": {0: batch}},
-                opset_version=opset,
-                external_data=False,
-                verbose=False,
-            )
-    except ImportError as exc:
-        raise ImportError(f"{INSTALL_HINT} ({exc})") from exc
-    except Exception as exc:  # the exporter's own errors are long; keep the first line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {first}") from exc
-    finally:
-        onnx_logger.setLevel(level)
-
-
-def _require_onnx() -> None:
-    for name in ("onnx", "onnxscript", "onnxruntime"):
-        try:
-            __import__(name)
-        except ImportError as exc:
-            raise ImportError(f"{INSTALL_HINT} ({exc})") from exc
-
-
 # ----------------------------------------------------------------------------- running it
-
-
-def make_session(path: str | os.PathLike, threads: int | None = None):
-    """An ONNX Runtime CPU session on ``path`` with ``threads`` intra-op threads (default:
-    the available cores) and one inter-op thread."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise ImportError(f"{INSTALL_HINT} ({exc})") from exc
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads or available_cores())
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def onnx_proba(session, images: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ from pixsort.base.runtime import PRECISIONS
 from pixsort.classify.augment import AugmentConfig, augment_batch, to_float
 from pixsort.classify.metrics import classification_metrics, monitor_value
 from pixsort.classify.networks import ClassifierNet
+from pixsort.classify.onnxrt import frozen_runner
 
 BALANCE_MODES = ("none", "weights", "sampler", "oversample")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -92,6 +93,7 @@ class TrainResult:
     seconds: float
     cached_features: bool
     resumed_from_epoch: int = 0
+    features_runtime: str = "torch"  # what computed the cached features: "torch" | "onnxruntime"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -146,18 +148,23 @@ def compute_features(
     channels_last: bool = True,
     progress=None,
     label: str = "Caching frozen features",
+    runner=None,
 ) -> torch.Tensor:
     """Outputs of ``net``'s frozen part for uint8 images ``(N, H, W, C)`` (float32, on the
-    network's device)."""
+    network's device); ``runner`` (``onnxrt.frozen_runner``) computes them instead of torch."""
     net.eval()
     device = net.device
     task = progress.add_task(label, total=len(images)) if progress is not None else None
     chunks = []
     for start in range(0, len(images), batch_size):
-        x = _channels_last(to_float(images[start : start + batch_size]).to(device), channels_last)
-        chunks.append(net.features(x).contiguous())
+        batch = images[start : start + batch_size]
+        if runner is not None:
+            chunks.append(runner(batch).to(device))
+        else:
+            x = _channels_last(to_float(batch).to(device), channels_last)
+            chunks.append(net.features(x).contiguous())
         if task is not None:
-            progress.advance(task, len(x))
+            progress.advance(task, len(batch))
     if task is not None:
         progress.remove_task(task)
     return torch.cat(chunks) if chunks else torch.empty(0)
@@ -310,8 +317,9 @@ def fit_network(
     use_cache = net.has_frozen_part and cfg.augment.is_identity
 
     with Progress(progress) as bar:
-        train_feats = val_feats = None
-        if use_cache:
+        train_feats = val_feats = runner = None
+        if use_cache:  # ONNX Runtime where it gives torch's float32 features faster (onnxrt.frozen_runner)
+            runner = frozen_runner(net, train_images[:16], len(train_images) + len(val_images))
             train_feats = compute_features(
                 net,
                 train_images,
@@ -319,6 +327,7 @@ def fit_network(
                 cfg.channels_last,
                 bar if progress else None,
                 "Caching frozen features (train)",
+                runner,
             )
             val_feats = compute_features(
                 net,
@@ -327,6 +336,7 @@ def fit_network(
                 cfg.channels_last,
                 bar if progress else None,
                 "Caching frozen features (val)",
+                runner,
             )
 
         loss_fn = _loss_function(train_labels, n_classes, cfg.balance, net.device)
@@ -402,8 +412,9 @@ def fit_network(
     net.eval()
     seconds = time.perf_counter() - started
     return TrainResult(
-        history, best_epoch, float(best_score), best_val_proba, stopped, seconds, use_cache, resumed_from
-    )
+        history, best_epoch, float(best_score), best_val_proba, stopped, seconds, use_cache, resumed_from,
+        runner.name if runner is not None else "torch",
+    )  # fmt: skip
 
 
 def _loss_function(train_labels: np.ndarray, n_classes: int, balance: str, device: torch.device | None = None):

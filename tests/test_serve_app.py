@@ -739,6 +739,26 @@ def test_runtime_onnx_exports_once_and_answers_like_torch(onnx_model_dir, upload
     assert np.abs(changed - expected).max() > 1e-2
 
 
+def test_several_workers_with_runtime_onnx_share_one_export_made_before_they_start(onnx_model_dir, monkeypatch):
+    from typer.testing import CliRunner
+
+    import pixsort.cli.serve_cmd as serve_cmd
+    from pixsort.cli import app
+
+    started = []
+    monkeypatch.setattr(serve_cmd, "run_workers", lambda factory, **options: started.append(factory))
+    result = CliRunner().invoke(app, ["serve", str(onnx_model_dir), "--runtime", "onnx", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    exported = onnx_model_dir / "model.onnx"
+    assert exported.exists()  # by the parent, before any worker
+    ((factory,),) = [started]
+    assert factory.args[1].runtime == "onnx"
+    stamp = exported.stat().st_mtime_ns
+    application = factory()  # what each worker runs: the checked export is reused
+    assert exported.stat().st_mtime_ns == stamp
+    assert type(application.state.model).__name__ == "OnnxClassifier"
+
+
 def test_runtime_onnx_is_checked_and_is_for_classifiers(onnx_model_dir, clusterer_dir):
     from pixsort.base.errors import ModelFileError
     from pixsort.serve.settings import ServeSettings
@@ -764,6 +784,8 @@ def test_serve_command_takes_runtime_onnx(onnx_model_dir, clusterer_dir, monkeyp
     ((application,),) = [served]
     assert application.state.settings.runtime == "onnx" and (onnx_model_dir / "model.onnx").exists()
     refused = CliRunner().invoke(app, ["serve", str(clusterer_dir), "--runtime", "onnx"])
+    assert refused.exit_code == 2 and "only classifiers" in " ".join(refused.output.split())
+    refused = CliRunner().invoke(app, ["serve", str(clusterer_dir), "--runtime", "onnx", "--workers", "2"])
     assert refused.exit_code == 2 and "only classifiers" in " ".join(refused.output.split())
     refused = CliRunner().invoke(app, ["serve", str(onnx_model_dir), "--runtime", "tf"])
     assert refused.exit_code == 2 and "runtime must be one of" in refused.output

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import re
 import shutil
@@ -35,6 +36,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 from tests.conftest import shared_path
@@ -674,6 +676,119 @@ def test_serve_command_loads_the_model_before_it_says_it_serves(classifier_dir, 
     settings = application.state.settings
     assert (settings.max_upload_mb, settings.max_batch, settings.threads, settings.api_key) == (2, 3, None, None)
     assert application.state.predictor.kind == "classifier"
+
+
+# -- serving through ONNX Runtime -------------------------------------------------------------
+
+
+@pytest.fixture
+def onnx_model_dir(classifier_dir, tmp_path) -> Path:
+    """A copy of the synthetic classifier's folder, without an exported graph."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    folder = tmp_path / "synthetic-seed-cnn"
+    shutil.copytree(classifier_dir, folder)
+    return folder
+
+
+def torch_fp32(model_dir: Path):
+    """The saved classifier in torch at float32: what the exported graph is checked against
+    (on a CPU with bf16, ``precision="auto"`` torch rounds through bf16)."""
+    from pixsort.workflows import load_model
+
+    model = load_model(model_dir)
+    model.network_.set_precision("fp32")
+    return model
+
+
+def test_runtime_onnx_exports_once_and_answers_like_torch(onnx_model_dir, uploads):
+    exported = onnx_model_dir / "model.onnx"
+    assert not exported.exists()
+    app = create_app(onnx_model_dir, runtime="onnx")  # exported (and checked) on the fly
+    record = json.loads((onnx_model_dir / "model.onnx.json").read_text())
+    assert record["parity"]["max_abs_diff"] <= 1e-4
+    assert type(app.state.model).__name__ == "OnnxClassifier"
+    model = torch_fp32(onnx_model_dir)
+    images = np.stack([decode_image(p, model.decode_settings)[0] for p in uploads])
+    expected = model.predict_proba(images)
+    with TestClient(app) as client:
+        response = client.post("/predict", files=upload(*uploads))
+        info = client.get("/model").json()
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    got = np.array([list(r["probabilities"].values()) for r in results])
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    assert [r["decision"] for r in results] == [model.classes_[d] for d in model.predict(images)]
+    assert [r["threshold"] for r in results] == [pytest.approx(model.threshold_)] * len(uploads)
+    assert info["runtime"] == "onnx" and info["classes"] == SYNTHETIC_CLASSES
+    assert info["threshold"] == pytest.approx(model.threshold_)
+
+    # a second start reuses the checked export ...
+    stamp = exported.stat().st_mtime_ns
+    create_app(onnx_model_dir, runtime="onnx")
+    assert exported.stat().st_mtime_ns == stamp
+    # ... and a model saved anew into the folder (other weights) gets a fresh one
+    with torch.no_grad():
+        model.network_.trainable[-1][-1].bias.add_(3.0)
+    model.network_.set_precision("auto")
+    model.save(onnx_model_dir)
+    app = create_app(onnx_model_dir, runtime="onnx")
+    assert exported.stat().st_mtime_ns != stamp
+    changed = torch_fp32(onnx_model_dir).predict_proba(images)
+    np.testing.assert_allclose(app.state.model.predict_proba(images), changed, atol=1e-4, rtol=0)
+    assert np.abs(changed - expected).max() > 1e-2
+
+
+def test_several_workers_with_runtime_onnx_share_one_export_made_before_they_start(onnx_model_dir, monkeypatch):
+    from typer.testing import CliRunner
+
+    import pixsort.cli.serve_cmd as serve_cmd
+    from pixsort.cli import app
+
+    started = []
+    monkeypatch.setattr(serve_cmd, "run_workers", lambda factory, **options: started.append(factory))
+    result = CliRunner().invoke(app, ["serve", str(onnx_model_dir), "--runtime", "onnx", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    exported = onnx_model_dir / "model.onnx"
+    assert exported.exists()  # by the parent, before any worker
+    ((factory,),) = [started]
+    assert factory.args[1].runtime == "onnx"
+    stamp = exported.stat().st_mtime_ns
+    application = factory()  # what each worker runs: the checked export is reused
+    assert exported.stat().st_mtime_ns == stamp
+    assert type(application.state.model).__name__ == "OnnxClassifier"
+
+
+def test_runtime_onnx_is_checked_and_is_for_classifiers(onnx_model_dir, clusterer_dir):
+    from pixsort.base.errors import ModelFileError
+    from pixsort.serve.settings import ServeSettings
+
+    with pytest.raises(ValueError, match="runtime must be one of torch, onnx"):
+        ServeSettings(runtime="tensorrt")
+    assert ServeSettings().runtime == "torch"
+    with pytest.raises(ModelFileError, match="holds a clusterer: only classifiers"):
+        create_app(clusterer_dir, runtime="onnx")
+
+
+def test_serve_command_takes_runtime_onnx(onnx_model_dir, clusterer_dir, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from pixsort.cli import app
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda application, **options: served.append(application))
+    result = CliRunner().invoke(app, ["serve", str(onnx_model_dir), "--runtime", "onnx"])
+    assert result.exit_code == 0, result.output
+    assert "runtime: onnx" in result.output
+    ((application,),) = [served]
+    assert application.state.settings.runtime == "onnx" and (onnx_model_dir / "model.onnx").exists()
+    refused = CliRunner().invoke(app, ["serve", str(clusterer_dir), "--runtime", "onnx"])
+    assert refused.exit_code == 2 and "only classifiers" in " ".join(refused.output.split())
+    refused = CliRunner().invoke(app, ["serve", str(clusterer_dir), "--runtime", "onnx", "--workers", "2"])
+    assert refused.exit_code == 2 and "only classifiers" in " ".join(refused.output.split())
+    refused = CliRunner().invoke(app, ["serve", str(onnx_model_dir), "--runtime", "tf"])
+    assert refused.exit_code == 2 and "runtime must be one of" in refused.output
 
 
 # -- the real server process --------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """What this CPU can do, and process-wide tuning applied once at start-up.
 
-One precision vocabulary for the whole package: ``"auto"``, ``"fp32"``, ``"bf16"``.
+One precision vocabulary for the whole package: ``"auto"``, ``"fp32"``, ``"bf16"``;
+one device vocabulary: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` (:func:`select_device`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import functools
 import os
 
 PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 _M_MMAP_MAX = -4  # glibc mallopt parameter id
 _applied = False
@@ -101,12 +103,47 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def _device_available(kind: str) -> bool:
+    import torch
+
+    if kind == "cuda":
+        return bool(torch.cuda.is_available())
+    if kind == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        return bool(mps is not None and mps.is_available())
+    return kind == "cpu"
+
+
+def select_device(setting: str = "auto"):
+    """The ``torch.device`` for a device setting of :data:`DEVICES`.
+
+    ``auto``: ``cuda`` if torch sees a CUDA device, else ``mps`` (Apple GPUs) if
+    available, else ``cpu``.  Naming a device this machine does not have is a
+    ValueError (never a silent fall-back to the CPU).
+    """
+    import torch
+
+    if setting not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {setting!r}")
+    if setting == "auto":
+        setting = next(kind for kind in ("cuda", "mps", "cpu") if _device_available(kind))
+    elif not _device_available(setting):
+        raise ValueError(
+            f"device {setting!r} is not available on this machine"
+            f" (torch {torch.__version__}: {'no CUDA device' if setting == 'cuda' else 'no MPS backend'});"
+            " use --device auto or cpu"
+        )
+    return torch.device(setting)
+
+
 __all__ = [
     "CPU_FLAGS",
+    "DEVICES",
     "PRECISIONS",
     "available_cores",
     "check_precision",
     "cpu_description",
     "native_bf16",
+    "select_device",
     "tune_cpu",
 ]

@@ -29,7 +29,7 @@ from pixsort.base.errors import check_fitted
 from pixsort.base.images import check_images
 from pixsort.base.modelfile import WEIGHTS_FILE, read_model_folder, write_model_folder, write_model_meta
 from pixsort.base.params import Integral, Interval, Real, StrOptions, validate_params
-from pixsort.base.runtime import PRECISIONS, tune_cpu
+from pixsort.base.runtime import DEVICES, PRECISIONS, select_device, tune_cpu
 from pixsort.classify.augment import VIEW_SETS, get_augment, get_views, oversample_minority
 from pixsort.classify.metrics import BOOTSTRAP_RESAMPLES, MONITORS, classification_metrics, predict_from_proba
 from pixsort.classify.networks import RECIPES, SEED_MODELS, build_network, make_spec, n_outputs_for, parse_model_name
@@ -47,7 +47,7 @@ from pixsort.data.decode import DecodeSettings
 from pixsort.data.split import holdout
 
 # parameters of a run, not of the model: never saved with it
-RUN_PARAMS = ("weights_path", "checkpoint_dir", "resume", "progress")
+RUN_PARAMS = ("weights_path", "checkpoint_dir", "resume", "progress", "device")
 
 
 class ImageClassifier(ClassifierMixin, BaseEstimator):
@@ -106,6 +106,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         continues from the last one.
     progress : bool
         Progress bars and per-epoch lines on stderr.
+    device : "auto" | "cpu" | "cuda" | "mps"
+        Where training and inference run (:func:`pixsort.base.runtime.select_device`):
+        ``auto`` takes a CUDA GPU, else an Apple GPU, else the CPU.  A run setting,
+        not saved with the model.
 
     Attributes
     ----------
@@ -166,6 +170,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         "checkpoint_dir": [str, os.PathLike, None],
         "resume": ["boolean"],
         "progress": ["boolean"],
+        "device": [StrOptions(set(DEVICES))],
     }
 
     def __init__(
@@ -200,6 +205,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         checkpoint_dir: str | os.PathLike | None = None,
         resume: bool = False,
         progress: bool = True,
+        device: str = "auto",
     ):
         self.model = model
         self.epochs = epochs
@@ -230,6 +236,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.progress = progress
+        self.device = device
 
     # ------------------------------------------------------------------ parameters
 
@@ -240,6 +247,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         validate_params(self)
         parse_model_name(self.model)
         get_augment(self.augment)  # raises for an unknown preset
+        select_device(self.device)  # raises for a device this machine lacks
         return self._train_config()
 
     @property
@@ -380,6 +388,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             resume=self.resume,
             progress=self.progress,
             find_lr=isinstance(self.lr, str),
+            device=select_device(self.device),
         )
         self.network_ = net
         self.history_ = result.history
@@ -391,6 +400,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             "monitor": cfg.monitor,
             "stopped": result.stopped,
             "cached_features": result.cached_features,
+            "features_runtime": result.features_runtime,
             "resumed_from_epoch": result.resumed_from_epoch,
             "n_train": int(len(y_train)),
             "n_val": int(len(y_val_idx)),
@@ -450,6 +460,13 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def _check_fitted(self) -> None:
         check_fitted(self, "network_")
 
+    def _network(self):
+        """The fitted network, on the device ``device`` names now."""
+        device = select_device(self.device)
+        if self.network_.device != device:
+            self.network_.to(device)
+        return self.network_
+
     def predict_logits(self, X, batch_size: int = 64, tta: bool | None = None) -> np.ndarray:
         """The network's outputs, float32 ``(n, 1)`` for two classes (the positive
         class's logit), ``(n, K)`` otherwise; the temperature is not applied."""
@@ -457,7 +474,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         X = check_images(X, "X", allow_empty=False)
         views = get_views(self.train_config_.get("views", "none"))
         logits = predict_logits(
-            self.network_, X, batch_size, self.channels_last, self.tta if tta is None else tta, views=views
+            self._network(), X, batch_size, self.channels_last, self.tta if tta is None else tta, views=views
         )
         return logits.float().numpy()
 
@@ -489,6 +506,15 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         return classification_metrics(y_idx, self.predict_proba(X), self.classes_, self.threshold_)
 
     # ------------------------------------------------------------------ persistence
+
+    def export_onnx(self, path: str | os.PathLike, *, images=None, atol: float = 1e-4) -> dict:
+        """Write this model as one ONNX graph (uint8 images in, ``predict_proba``'s
+        probabilities out, dynamic batch) to ``path``, kept only if ONNX Runtime
+        matches torch within ``atol``; see :mod:`pixsort.classify.export`.  Returns the
+        record written beside it (``<path>.json``)."""
+        from pixsort.classify.export import export_onnx
+
+        return export_onnx(self, path, images=images, atol=atol)
 
     def save(self, path: str | os.PathLike, *, weights: bool = True) -> Path:
         """Write ``model.json`` + ``weights.safetensors`` into the folder ``path``;
@@ -531,23 +557,25 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
             if not (Path(path) / WEIGHTS_FILE).exists():
                 raise FileNotFoundError(f"{path} holds no {WEIGHTS_FILE}: save with weights=True first")
             return write_model_meta(path, "classifier", meta)
-        state = {k: v.detach().contiguous() for k, v in self.network_.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.network_.state_dict().items()}
         return write_model_folder(path, "classifier", meta, state)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, meta: dict | None = None) -> ImageClassifier:
-        """Rebuild a saved classifier (architecture from JSON, weights from safetensors);
-        ``meta`` is its ``model.json`` when already read."""
+    def load(cls, path: str | os.PathLike, *, meta: dict | None = None, device: str = "auto") -> ImageClassifier:
+        """Rebuild a saved classifier (architecture from JSON, weights from safetensors)
+        on ``device``; ``meta`` is its ``model.json`` when already read."""
         _, meta, state = read_model_folder(path, "classifier", meta=meta, framework="pt")
         params = dict(meta.get("params", {}))
         if "seed" in params:  # files written before one name for the seed
             params["random_state"] = params.pop("seed")
         valid = set(cls._get_param_names())
-        clf = cls(**{k: v for k, v in params.items() if k in valid}, progress=False)
+        params.pop("device", None)
+        clf = cls(**{k: v for k, v in params.items() if k in valid}, progress=False, device=device)
         clf.check_params()
         spec = meta["architecture"]
         net = build_network(spec, pretrained=False)
         net.load_state_dict(state, strict=True)
+        net.to(select_device(device))
         if clf.channels_last:
             net.to(memory_format=torch.channels_last)
         net.set_precision(clf.precision)

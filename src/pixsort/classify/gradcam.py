@@ -46,21 +46,22 @@ def grad_cam(
     handle = layer.register_forward_hook(hook)
     try:
         for start in range(0, len(images), batch_size):
-            x = to_float(images[start : start + batch_size]).requires_grad_(True)  # grads flow through frozen parts
+            x = to_float(images[start : start + batch_size]).to(net.device)
+            x.requires_grad_(True)  # grads flow through frozen parts
             with torch.enable_grad():
                 logits = net(x).float()
                 if logits.shape[1] == 1:
                     chosen = (logits[:, 0] >= 0).long()
                     if classes is not None:
-                        chosen = torch.as_tensor(classes[start : start + len(x)], dtype=torch.long)
+                        chosen = torch.as_tensor(classes[start : start + len(x)], dtype=torch.long, device=x.device)
                     score = torch.where(chosen == 1, logits[:, 0], -logits[:, 0])
                 else:
                     chosen = logits.argmax(1)
                     if classes is not None:
-                        chosen = torch.as_tensor(classes[start : start + len(x)], dtype=torch.long)
+                        chosen = torch.as_tensor(classes[start : start + len(x)], dtype=torch.long, device=x.device)
                     score = logits.gather(1, chosen[:, None])[:, 0]
                 score.sum().backward()
-            act, grad = store["act"].detach().float(), store["act"].grad.float()
+            act, grad = store["act"].detach().float().cpu(), store["act"].grad.float().cpu()
             weights = grad.mean(dim=(2, 3), keepdim=True)
             cam = F.relu((weights * act).sum(dim=1, keepdim=True))
             cam = F.interpolate(cam, size=images.shape[1:3], mode="bilinear", align_corners=False)[:, 0]
@@ -68,7 +69,7 @@ def grad_cam(
             lo, hi = flat.min(1).values, flat.max(1).values
             cam = (cam - lo[:, None, None]) / (hi - lo).clamp_min(1e-8)[:, None, None]
             maps.append(cam.numpy().astype(np.float32))
-            explained.append(chosen.numpy())
+            explained.append(chosen.cpu().numpy())
     finally:
         handle.remove()
     return np.concatenate(maps), np.concatenate(explained).astype(np.int64)

@@ -218,6 +218,11 @@ class ClassifierNet(nn.Module):
         return self.get_submodule(self.gradcam_layer_name) if self.gradcam_layer_name else None
 
     @property
+    def device(self) -> torch.device:
+        """Where the weights are (inputs go there too)."""
+        return next(self.parameters()).device
+
+    @property
     def has_frozen_part(self) -> bool:
         return any(True for _ in self.frozen.parameters())
 

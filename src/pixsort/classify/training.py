@@ -43,6 +43,7 @@ from pixsort.classify.augment import AugmentConfig, apply_view, augment_batch, g
 from pixsort.classify.lr_finder import lr_range_test
 from pixsort.classify.metrics import classification_metrics, monitor_value
 from pixsort.classify.networks import ClassifierNet
+from pixsort.classify.onnxrt import frozen_runner
 
 BALANCE_MODES = ("none", "weights", "sampler", "oversample")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -101,6 +102,7 @@ class TrainResult:
     cached_features: bool
     resumed_from_epoch: int = 0
     lr_finder: dict | None = None  # the range test's curve and choice, when it chose ``lr``
+    features_runtime: str = "torch"  # what computed the cached features: "torch" | "onnxruntime"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -156,17 +158,25 @@ def compute_features(
     progress=None,
     label: str = "Caching frozen features",
     view: float = 1.0,
+    runner=None,
 ) -> torch.Tensor:
-    """Outputs of ``net``'s frozen part for uint8 images ``(N, H, W, C)`` (float32), of
-    each image seen through ``view`` (:func:`~pixsort.classify.augment.apply_view`)."""
+    """Outputs of ``net``'s frozen part for uint8 images ``(N, H, W, C)`` (float32, on the
+    network's device), of each image seen through ``view``
+    (:func:`~pixsort.classify.augment.apply_view`); ``runner``
+    (``onnxrt.frozen_runner``) computes the plain view instead of torch."""
     net.eval()
+    device = net.device
     task = progress.add_task(label, total=len(images)) if progress is not None else None
     chunks = []
     for start in range(0, len(images), batch_size):
-        x = _channels_last(apply_view(to_float(images[start : start + batch_size]), view), channels_last)
-        chunks.append(net.features(x).contiguous())
+        batch = images[start : start + batch_size]
+        if runner is not None and view == 1.0:
+            chunks.append(runner(batch).to(device))
+        else:
+            x = _channels_last(apply_view(to_float(batch).to(device), view), channels_last)
+            chunks.append(net.features(x).contiguous())
         if task is not None:
-            progress.advance(task, len(x))
+            progress.advance(task, len(batch))
     if task is not None:
         progress.remove_task(task)
     return torch.cat(chunks) if chunks else torch.empty(0)
@@ -181,25 +191,31 @@ def predict_logits(
     tta: bool = False,
     views: tuple[float, ...] = (1.0,),
 ) -> torch.Tensor:
-    """Logits for uint8 images ``(N, H, W, C)``.  With several ``views`` (aspect
-    stretches, :func:`~pixsort.classify.augment.apply_view`) and with ``tta`` (each
-    also mirrored) the probabilities are averaged and returned as logits of the
-    averaged probability."""
+    """Logits for uint8 images ``(N, H, W, C)``, as :func:`batch_logits` computes them.
+    The batches run on the network's device; the logits come back on the CPU."""
     net.eval()
+    device = net.device
     out = []
     for start in range(0, len(images), batch_size):
-        x = to_float(images[start : start + batch_size])
-        if len(views) == 1 and views[0] == 1.0 and not tta:
-            out.append(net(_channels_last(x, channels_last)))
-            continue
-        probs = []
-        for view in views:
-            xv = _channels_last(apply_view(x, view), channels_last)
-            probs.append(logits_to_proba(net(xv)))
-            if tta:
-                probs.append(logits_to_proba(net(torch.flip(xv, dims=[3]))))
-        out.append(_proba_to_logits(torch.stack(probs).mean(0), net.spec["n_outputs"]))
+        x = _channels_last(to_float(images[start : start + batch_size]).to(device), channels_last)
+        out.append(batch_logits(net, x, tta, views).cpu())
     return torch.cat(out) if out else torch.empty(0, net.spec["n_outputs"])
+
+
+def batch_logits(net: ClassifierNet, x: torch.Tensor, tta: bool = False, views: tuple[float, ...] = (1.0,)):
+    """Logits of one float batch ``(N, C, H, W)`` in [0, 1] (the ONNX export traces this
+    same function).  With several ``views`` (aspect stretches,
+    :func:`~pixsort.classify.augment.apply_view`) and with ``tta`` (each also mirrored)
+    the probabilities are averaged and returned as logits of the averaged probability."""
+    if tuple(views) == (1.0,) and not tta:
+        return net(x)
+    probs = []
+    for view in views:
+        xv = apply_view(x, view)
+        probs.append(logits_to_proba(net(xv)))
+        if tta:
+            probs.append(logits_to_proba(net(torch.flip(xv, dims=[3]))))
+    return _proba_to_logits(torch.stack(probs).mean(0), net.spec["n_outputs"])
 
 
 def _proba_to_logits(p: torch.Tensor, n_outputs: int) -> torch.Tensor:
@@ -245,7 +261,7 @@ class Checkpointer:
 
     def _atomic_save(self, tensors: dict[str, torch.Tensor], name: str) -> None:
         tmp = self.folder / (name + ".tmp")
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp))
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
         tmp.replace(self.folder / name)
 
     def save(
@@ -294,6 +310,7 @@ def fit_network(
     resume: bool = False,
     progress: bool = True,
     find_lr: bool = False,
+    device: torch.device | None = None,
 ) -> TrainResult:
     """Train ``net`` in place; on return it holds the weights of the best epoch.
 
@@ -306,6 +323,8 @@ def fit_network(
     resume : continue from the checkpoint in ``checkpoint_dir`` if there is one
     find_lr : choose ``cfg.lr`` by a learning-rate range test first (``cfg.lr`` is ignored);
         a resumed run repeats the test (deterministic: the same network, the same batches)
+    device : where the network and its batches go (None: where the network is);
+        images are decoded and augmented on the CPU, then moved
     """
     torch.manual_seed(cfg.random_state)
     n_classes = len(class_names)
@@ -313,6 +332,8 @@ def fit_network(
     y_val = np.asarray(val_labels, dtype=np.int64)
     started = time.perf_counter()
     ckpt = Checkpointer(checkpoint_dir)
+    if device is not None:
+        net.to(device)
 
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
@@ -321,23 +342,27 @@ def fit_network(
 
     views = get_views(cfg.views)
     with Progress(progress) as bar:
-        train_feats = val_feats = None
-        if use_cache:
+        train_feats = val_feats = runner = None
+        if use_cache:  # ONNX Runtime where it gives torch's float32 features faster (onnxrt.frozen_runner)
+            runner = frozen_runner(net, train_images[:16], len(train_images) + len(val_images))
             shown = bar if progress else None
             # every view of every training image is one training row; validation keeps
             # its views apart so its probabilities are averaged as predict_proba does
             train_feats = torch.cat([compute_features(net, train_images, cfg.eval_batch_size, cfg.channels_last,
-                                                      shown, f"Caching frozen features (train, view {v:g})", v)
+                                                      shown, f"Caching frozen features (train, view {v:g})", v,
+                                                      runner)
                                      for v in views])  # fmt: skip
             val_feats = [compute_features(net, val_images, cfg.eval_batch_size, cfg.channels_last, shown,
-                                          f"Caching frozen features (val, view {v:g})", v) for v in views]  # fmt: skip
+                                          f"Caching frozen features (val, view {v:g})", v, runner)
+                         for v in views]  # fmt: skip
             if len(views) > 1:
                 train_labels = np.tile(np.asarray(train_labels), len(views))
                 y_train = torch.as_tensor(train_labels, dtype=torch.long)
         elif len(views) > 1:
             raise ValueError("views need a frozen part and no augmentation (they are cached features)")
+        y_train = y_train.to(net.device)
 
-        loss_fn = _loss_function(train_labels, n_classes, cfg.balance, cfg.label_smoothing)
+        loss_fn = _loss_function(train_labels, n_classes, cfg.balance, cfg.label_smoothing, net.device)
         optimizer = _make_optimizer(net, cfg)
         total_steps = max(1, math.ceil(len(train_labels) / cfg.batch_size)) * cfg.epochs
         sample_weights = None
@@ -416,12 +441,16 @@ def fit_network(
         best_val_proba = _val_proba(net, val_images, val_feats, cfg)
     net.eval()
     seconds = time.perf_counter() - started
+    runtime = runner.name if runner is not None else "torch"
     return TrainResult(
-        history, best_epoch, float(best_score), best_val_proba, stopped, seconds, use_cache, resumed_from, lr_finder
-    )
+        history, best_epoch, float(best_score), best_val_proba, stopped, seconds, use_cache, resumed_from, lr_finder,
+        runtime,
+    )  # fmt: skip
 
 
-def _loss_function(train_labels: np.ndarray, n_classes: int, balance: str, smoothing: float = 0.0):
+def _loss_function(
+    train_labels: np.ndarray, n_classes: int, balance: str, smoothing: float = 0.0, device: torch.device | None = None
+):
     """``loss(logits, y)``: binary cross-entropy on one logit for two classes (with the
     positive class weighted by ``pos_weight`` when balancing by weights), else
     cross-entropy, class-weighted when balancing by weights; ``smoothing`` moves each
@@ -430,14 +459,14 @@ def _loss_function(train_labels: np.ndarray, n_classes: int, balance: str, smoot
     if n_classes == 2:
         pos_weight = None
         if weights is not None and weights[1] > 0:
-            pos_weight = torch.tensor([weights[1] / weights[0]], dtype=torch.float32)
+            pos_weight = torch.tensor([weights[1] / weights[0]], dtype=torch.float32, device=device)
 
         def binary(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             target = y.float() * (1.0 - smoothing) + 0.5 * smoothing if smoothing else y.float()
             return F.binary_cross_entropy_with_logits(logits[:, 0].float(), target, pos_weight=pos_weight)
 
         return binary
-    w = torch.as_tensor(weights, dtype=torch.float32) if weights is not None else None
+    w = torch.as_tensor(weights, dtype=torch.float32, device=device) if weights is not None else None
     return lambda logits, y: F.cross_entropy(logits.float(), y, weight=w, label_smoothing=smoothing)
 
 
@@ -473,11 +502,11 @@ def _train_epoch(net, optimizer, loss_fn, cfg: TrainConfig, epoch: int, train_im
         else:
             idx = torch.sort(idx).values  # ascending reads are faster on a memmap
             x = to_float(train_images[idx.numpy()])
-            x, forward = _channels_last(augment_batch(x, cfg.augment, gen), cfg.channels_last), net
+            x, forward = _channels_last(augment_batch(x, cfg.augment, gen).to(net.device), cfg.channels_last), net
         if cfg.mixup:
             # mixup (Zhang et al. 2018): convex pairs of inputs, the loss mixed alike
             lam = float(mix_rng.beta(cfg.mixup, cfg.mixup))
-            pair = torch.randperm(len(idx), generator=gen)
+            pair = torch.randperm(len(idx), generator=gen).to(x.device)
             logits = forward(lam * x + (1.0 - lam) * x[pair])
             loss = lam * loss_fn(logits, y_train[idx]) + (1.0 - lam) * loss_fn(logits, y_train[idx][pair])
         else:
@@ -518,8 +547,8 @@ def _find_lr(net, optimizer, loss_fn, cfg: TrainConfig, train_images: np.ndarray
         if train_feats is not None:
             return loss_fn(net.head(train_feats[idx]), y_train[idx])
         idx = torch.sort(idx).values
-        x = _channels_last(augment_batch(to_float(train_images[idx.numpy()]), cfg.augment, gen), cfg.channels_last)
-        return loss_fn(net(x), y_train[idx])
+        x = augment_batch(to_float(train_images[idx.numpy()]), cfg.augment, gen).to(net.device)
+        return loss_fn(net(_channels_last(x, cfg.channels_last)), y_train[idx])
 
     result = lr_range_test(net, optimizer, batch_loss, default_lr=cfg.lr).to_dict()
     result["on_cached_features"] = train_feats is not None
@@ -538,7 +567,7 @@ def _val_proba(
         if feats is None:
             return logits_to_proba(predict_logits(net, images, cfg.eval_batch_size, cfg.channels_last)).double().numpy()
         per_view = [
-            logits_to_proba(torch.cat([net.head(f[i : i + 256]) for i in range(0, len(f), 256)])) for f in feats
+            logits_to_proba(torch.cat([net.head(f[i : i + 256]) for i in range(0, len(f), 256)]).cpu()) for f in feats
         ]
     return torch.stack(per_view).mean(0).double().numpy()
 

@@ -27,6 +27,7 @@ _COMMAND_MODULES = [
     "pixsort.cli.calibrate_cmd",
     "pixsort.cli.table_cmd",
     "pixsort.cli.serve_cmd",
+    "pixsort.cli.export_cmd",
     "pixsort.cli.demo_cmd",
 ]
 

@@ -85,6 +85,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint after an interruption."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-image cache (default ~/.cache/pixsort)."),
     workers: int | None = typer.Option(None, "--workers", min=0, help="Decoding processes."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda, else mps, else cpu) | cpu | cuda | mps."),
 ) -> None:
     """Train a classifier, choose its threshold on validation, save it with a report."""
     from pixsort.data import NoUsableImages, SourceError
@@ -109,6 +110,7 @@ def train(
         max_minutes=max_minutes,
         random_state=seed,
         resume=resume,
+        device=device,
     )
     if patience is not None:
         options["patience"] = patience
@@ -159,6 +161,7 @@ def evaluate(
     tta: bool | None = typer.Option(None, "--tta/--no-tta", help="Override the model's test-time augmentation."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir"),
     workers: int | None = typer.Option(None, "--workers", min=0),
+    device: str = typer.Option("auto", "--device", help="auto (cuda, else mps, else cpu) | cpu | cuda | mps."),
 ) -> None:
     """Evaluate a saved classifier: metrics.json, predictions.csv, plots, report.html."""
     from pixsort.base.errors import ModelFileError
@@ -168,7 +171,9 @@ def evaluate(
     existing_path(model), existing_path(data)
     out = out or model.resolve().parent / "evaluation"
     try:
-        ev = evaluate_classifier(model, data, out, split=split, tta=tta, cache_dir=cache_dir, workers=workers)
+        ev = evaluate_classifier(
+            model, data, out, split=split, tta=tta, cache_dir=cache_dir, workers=workers, device=device
+        )
     except (ValueError, SourceError, NoUsableImages, ModelFileError) as exc:
         raise fail(str(exc)) from None
     print_metric_sets(f"Evaluation ({ev.metrics.get('split')})", {"value [95% interval]": ev.metrics})
@@ -183,6 +188,7 @@ def predict(
     tta: bool | None = typer.Option(None, "--tta/--no-tta"),
     cache_dir: Path | None = typer.Option(None, "--cache-dir"),
     workers: int | None = typer.Option(None, "--workers", min=0),
+    device: str = typer.Option("auto", "--device", help="auto (cuda, else mps, else cpu) | cpu | cuda | mps."),
 ) -> None:
     """Predict classes; files that cannot be read are listed with their reason, not fatal."""
     from pixsort.base.errors import ModelFileError
@@ -191,7 +197,7 @@ def predict(
 
     existing_path(model), existing_path(images)
     try:
-        frame = predict_images(model, images, out, tta=tta, cache_dir=cache_dir, workers=workers)
+        frame = predict_images(model, images, out, tta=tta, cache_dir=cache_dir, workers=workers, device=device)
     except (ValueError, SourceError, ModelFileError) as exc:
         raise fail(str(exc)) from None
     loaded = frame[frame["status"] == "loaded"]

@@ -28,9 +28,15 @@ def serve(
         32, min=1, help="Most images stacked into one model call across concurrent requests."
     ),
     threads: int | None = typer.Option(
-        None, min=1, help="torch threads per process (default: the cores, shared out among the workers)."
+        None, min=1, help="Inference threads per process (default: the cores, shared out among the workers)."
     ),
     log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
+    runtime: str = typer.Option(
+        "torch",
+        "--runtime",
+        help="torch | onnx: a classifier through ONNX Runtime on MODEL/model.onnx "
+        "(exported and checked against torch first when missing or stale).",
+    ),
 ) -> None:
     """Serve MODEL: an upload page at /, POST /predict, GET /model, GET /health, docs at /docs."""
     import uvicorn
@@ -41,8 +47,9 @@ def serve(
     existing_path(model)
     try:
         settings = ServeSettings(
-            max_upload_mb=max_upload_mb, api_key=api_key or None, max_batch=max_batch, threads=threads
-        )
+            max_upload_mb=max_upload_mb, api_key=api_key or None, max_batch=max_batch, threads=threads,
+            runtime=runtime,
+        )  # fmt: skip
     except ValueError as exc:
         raise fail(str(exc)) from None
 
@@ -69,8 +76,14 @@ def serve(
 
     try:
         kind = read_model_meta(model)["kind"]
+        if runtime == "onnx":  # export once here, not in every worker at the same time
+            from pixsort.workflows import ensure_onnx_export
+
+            ensure_onnx_export(model)
     except ModelFileError as exc:
         raise fail(str(exc)) from None
+    except Exception as exc:  # an export that failed its parity check, or onnx not installed
+        raise fail(f"cannot serve {model}: {type(exc).__name__}: {exc}") from None
     settings = settings.replace(threads=threads or max(1, available_cores() // workers))
     _announce(kind, model, host, port, settings)
     run_workers(
@@ -102,6 +115,8 @@ def _announce(kind: str, model: Path, host: str, port: int, settings) -> None:
     url = f"http://{_url_host(host)}:{port}"
     console.print(f"[bold]pixsort serve[/]: {kind} [bold]{model.resolve().name}[/] at [link={url}/]{url}/[/]")
     console.print(f"  upload page {url}/   API docs {url}/docs")
+    if settings.runtime != "torch":
+        console.print("  runtime: onnx (ONNX Runtime on the model's exported model.onnx)")
     console.print(f"  uploads up to {settings.max_upload_mb:g} MB per request; stop with Ctrl+C")
     if settings.api_key:
         console.print("  API key required (X-API-Key header) for /predict, /model and /thumbnails")

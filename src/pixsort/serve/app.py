@@ -51,7 +51,7 @@ from pixsort.serve.security import API_KEY_HEADER, require_key
 from pixsort.serve.settings import ServeSettings
 from pixsort.serve.thumbnails import ThumbnailUnavailable, TrainingThumbnails
 from pixsort.serve.uploads import BodySizeLimit, DecodedUpload, UploadRejected, decode_upload, too_large_body
-from pixsort.workflows import load_model
+from pixsort.workflows import load_model, load_onnx_classifier
 
 _MAX_FILENAME = 255
 _MAX_FORM_FIELDS = 16
@@ -100,6 +100,7 @@ async def model_info(request: Request) -> dict:
         "max_images_per_request": settings.max_images,
         "auth_required": settings.auth_required,
         "pixsort_version": __version__,
+        "runtime": settings.runtime,
     }
 
 
@@ -218,7 +219,7 @@ def create_app(model_path: str | os.PathLike, settings: ServeSettings | None = N
     **overrides
         Fields of :class:`~pixsort.serve.settings.ServeSettings` to change:
         ``max_upload_mb``, ``api_key``, ``max_images``, ``n_neighbors``, ``max_batch``,
-        ``threads``; checked like the settings themselves (ValueError).
+        ``threads``, ``runtime``; checked like the settings themselves (ValueError).
 
     ``functools.partial(create_app, model_path, settings)`` pickles (module-level
     function, plain data), so it is the app factory each worker process calls.
@@ -235,7 +236,10 @@ def create_app(model_path: str | os.PathLike, settings: ServeSettings | None = N
 
     tune_cpu(settings.threads)
     folder = Path(model_path)
-    model = load_model(folder)
+    if settings.runtime == "onnx":  # a classifier through ONNX Runtime (exported first if need be)
+        model = load_onnx_classifier(folder, threads=settings.threads)
+    else:
+        model = load_model(folder)
     if settings.threads is not None:
         import torch  # tune_cpu may have run earlier in this process with another count
 

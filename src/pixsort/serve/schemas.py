@@ -68,6 +68,7 @@ class ModelInfo(BaseModel):
     max_images_per_request: int
     auth_required: bool
     pixsort_version: str
+    runtime: Literal["torch", "onnx"] = "torch"
 
 
 class Health(BaseModel):

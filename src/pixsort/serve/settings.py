@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from pixsort.serve.uploads import MB
 
+RUNTIMES = ("torch", "onnx")
+
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -35,8 +37,13 @@ class ServeSettings:
     max_batch : int
         Most images stacked into one model call across concurrent requests.
     threads : int, optional
-        torch threads for inference (default: every available core).  Fewer leaves
-        cores to HTTP parsing and decoding, and is a must with several workers.
+        torch (or ONNX Runtime) threads for inference (default: every available
+        core).  Fewer leaves cores to HTTP parsing and decoding, and is a must with
+        several workers.
+    runtime : "torch" | "onnx"
+        What runs a classifier: torch, or ONNX Runtime on the model folder's
+        ``model.onnx`` (exported and parity-checked at start-up when missing or stale).
+        Clusterers are served by torch only.
     """
 
     max_upload_mb: float = 20
@@ -45,6 +52,7 @@ class ServeSettings:
     n_neighbors: int = 5
     max_batch: int = 32
     threads: int | None = None
+    runtime: str = "torch"
 
     def __post_init__(self) -> None:
         if not self.max_upload_mb > 0:
@@ -59,6 +67,8 @@ class ServeSettings:
             isinstance(self.threads, bool) or not isinstance(self.threads, numbers.Integral) or self.threads < 1
         ):
             raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -74,4 +84,4 @@ class ServeSettings:
         return dataclasses.replace(self, **changes) if changes else self
 
 
-__all__ = ["ServeSettings"]
+__all__ = ["RUNTIMES", "ServeSettings"]

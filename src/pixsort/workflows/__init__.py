@@ -10,6 +10,7 @@ order, has ``report`` write the outputs, and returns a result object:
 * :func:`inspect_source` - :mod:`~.inspection`
 * :func:`run_demo` - :mod:`~.demo`
 * :func:`load_model` - :mod:`~.models`, any saved model by its kind
+* :func:`export_model`, :func:`ensure_onnx_export`, :func:`load_onnx_classifier` - :mod:`~.export`
 
 Names are imported on use so that ``import pixsort.workflows`` stays cheap.
 """
@@ -33,6 +34,10 @@ _LAZY = {
     "run_demo": "pixsort.workflows.demo",
     "inspect_source": "pixsort.workflows.inspection",
     "load_model": "pixsort.workflows.models",
+    "export_model": "pixsort.workflows.export",
+    "ensure_onnx_export": "pixsort.workflows.export",
+    "load_onnx_classifier": "pixsort.workflows.export",
+    "ExportOutcome": "pixsort.workflows.export",
 }
 
 __getattr__, __all__ = lazy_exports(__name__, _LAZY)

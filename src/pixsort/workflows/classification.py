@@ -251,10 +251,13 @@ def _torch_version() -> str:
     return torch.__version__
 
 
-def _load(model: str | os.PathLike | ImageClassifier) -> ImageClassifier:
+def _load(model: str | os.PathLike | ImageClassifier, device: str | None = None) -> ImageClassifier:
+    """A saved (or given) classifier, on ``device`` when one is named."""
     if isinstance(model, ImageClassifier):
+        if device is not None:
+            model.set_params(device=device).check_params()
         return model
-    return ImageClassifier.load(model_folder(model))
+    return ImageClassifier.load(model_folder(model), device=device or "auto")
 
 
 def evaluate_classifier(
@@ -267,13 +270,15 @@ def evaluate_classifier(
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> Evaluation:
     """Evaluate a saved model on the labelled images of ``data``.
 
     ``split``: ``auto`` (``test`` if the source has one, else every item), ``all``,
-    or a split name (``train``, ``val``, ``test``).
+    or a split name (``train``, ``val``, ``test``).  ``device`` (``auto``, ``cpu``,
+    ``cuda``, ``mps``): where the model runs (default ``auto``).
     """
-    clf = _load(model)
+    clf = _load(model, device)
     if tta is not None:
         clf.tta = tta
     dataset = open_dataset(data)
@@ -308,15 +313,16 @@ def predict_images(
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> pd.DataFrame:
     """Predict every image of a source (file, folder, CSV, arrays).
 
     Returns (and writes to ``out_csv``) one row per item: ``path``, ``status``
     (``loaded`` / ``skipped``), ``predicted``, ``confidence``, ``p_<class>``,
     ``reason`` (why an item was skipped), and ``true`` / ``correct`` where the
-    source carries labels the model knows.
+    source carries labels the model knows.  ``device``: as for :func:`evaluate_classifier`.
     """
-    clf = _load(model)
+    clf = _load(model, device)
     if tta is not None:
         clf.tta = tta
     dataset = open_dataset(images)

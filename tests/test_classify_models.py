@@ -222,3 +222,20 @@ def test_views_train_on_every_view_and_predictions_average_over_them():
     assert len(get_views("aspect")) == 5
     with pytest.raises(ValueError, match="views need a frozen part"):
         ImageClassifier("seed-cnn", epochs=1, image_size=32, views="aspect", progress=False).fit(xt, yt, xv, yv)
+
+
+def test_the_default_recipe_is_partial_lite0_with_xray_augmentation_and_a_sensitivity_threshold():
+    from pixsort.classify.estimator import ImageClassifier
+    from pixsort.classify.networks import DEFAULT_MODEL, RECIPES
+    from synthetic import two_class_arrays
+
+    assert ImageClassifier().model == DEFAULT_MODEL == "partial:efficientnet_lite0"
+    recipe = RECIPES["partial"]
+    assert (recipe.augment, recipe.label_smoothing, recipe.target_sensitivity) == ("xray", 0.1, 0.95)
+    xt, yt, xv, yv = two_class_arrays(n_train=(20, 20), n_val=(10, 10))
+    common = dict(pretrained=False, image_size=32, epochs=1, progress=False)
+    auto = ImageClassifier(**common).fit(xt, yt, xv, yv)
+    assert auto.threshold_info_["method"] == "sensitivity" and auto.threshold_info_["target_sensitivity"] == 0.95
+    assert auto.train_config_["augment"]["aspect"] == 0.35 and auto.training_["cached_features"] is False
+    youden = ImageClassifier(target_sensitivity=None, **common).fit(xt, yt, xv, yv)
+    assert youden.threshold_info_["method"] == "youden"

@@ -32,7 +32,15 @@ from pixsort.base.params import Integral, Interval, Real, StrOptions, validate_p
 from pixsort.base.runtime import DEVICES, PRECISIONS, select_device, tune_cpu
 from pixsort.classify.augment import VIEW_SETS, get_augment, get_views, oversample_minority
 from pixsort.classify.metrics import BOOTSTRAP_RESAMPLES, MONITORS, classification_metrics, predict_from_proba
-from pixsort.classify.networks import RECIPES, SEED_MODELS, build_network, make_spec, n_outputs_for, parse_model_name
+from pixsort.classify.networks import (
+    DEFAULT_MODEL,
+    RECIPES,
+    SEED_MODELS,
+    build_network,
+    make_spec,
+    n_outputs_for,
+    parse_model_name,
+)
 from pixsort.classify.threshold import choose_threshold
 from pixsort.classify.training import (
     BALANCE_MODES,
@@ -55,7 +63,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    model : str
+    model : str, default "partial:efficientnet_lite0"
         A name from :func:`pixsort.classify.networks.list_models`: ``seed-cnn``,
         ``seed-cnn-dropout``, ``probe:<backbone>``, ``mlp:<backbone>``,
         ``partial:<backbone>``, ``finetune:<backbone>``, ``timm:<name>``.
@@ -77,9 +85,11 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         Network input size (default: the model's, e.g. 128 for the seed CNN).
     train_blocks : int, optional
         For ``partial:``, how many last backbone stages are fine-tuned.
-    target_sensitivity : float, optional
+    target_sensitivity : float, "auto" or None, default "auto"
         Choose the binary threshold as the highest one with at least this
-        sensitivity on validation; else ``threshold`` says how.
+        sensitivity on validation; ``"auto"`` takes the recipe's (0.95 for
+        ``partial:``, measured on X-rays of other patients); None: ``threshold``
+        says how.
     threshold : "youden" | "fixed"
         ``youden`` maximises sensitivity + specificity - 1 on validation.
     tta : bool
@@ -157,7 +167,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "image_size": [Interval(Integral, 8, 1024, closed="both"), None],
         "train_blocks": [Interval(Integral, 1, None, closed="left"), None],
-        "target_sensitivity": [Interval(Real, 0, 1, closed="right"), None],
+        "target_sensitivity": [Interval(Real, 0, 1, closed="right"), StrOptions({"auto"}), None],
         "threshold": [StrOptions({"youden", "fixed"})],
         "tta": ["boolean"],
         "views": [StrOptions(set(VIEW_SETS)), None],
@@ -175,7 +185,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        model: str = "seed-cnn",
+        model: str = DEFAULT_MODEL,
         *,
         epochs: int | None = None,
         batch_size: int | None = None,
@@ -192,7 +202,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         validation_fraction: float = 0.15,
         image_size: int | None = None,
         train_blocks: int | None = None,
-        target_sensitivity: float | None = None,
+        target_sensitivity: float | str | None = "auto",
         threshold: str = "youden",
         tta: bool = False,
         views: str | None = None,
@@ -280,6 +290,10 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
         if native_size is not None and max(native_size) < size:
             return DecodeSettings(size=tuple(int(s) for s in native_size), channels="RGB", resize="squash")
         return DecodeSettings(size=size, channels="RGB", resize="squash")
+
+    def _target_sensitivity(self) -> float | None:
+        """The threshold rule's target: the parameter, or the recipe's for ``"auto"``."""
+        return self.recipe.target_sensitivity if self.target_sensitivity == "auto" else self.target_sensitivity
 
     def _train_config(self) -> TrainConfig:
         """The model's recipe merged with the parameters that override it."""
@@ -419,7 +433,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def _set_threshold(self, y_val: np.ndarray, val_proba: np.ndarray) -> None:
         self.threshold_, self.threshold_info_ = None, {"method": "argmax"}
         if len(self.classes_) == 2 and len(np.unique(y_val)) == 2:
-            choice = choose_threshold(y_val, val_proba[:, 1], self.threshold, self.target_sensitivity)
+            choice = choose_threshold(y_val, val_proba[:, 1], self.threshold, self._target_sensitivity())
             self.threshold_, self.threshold_info_ = choice.threshold, choice.to_dict()
         elif len(self.classes_) == 2:
             self.threshold_, self.threshold_info_ = (

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from pixsort.base.jsonio import dumps
+from pixsort.classify.augment import get_views
 from pixsort.classify.networks import ClassifierNet
 from pixsort.classify.onnxrt import EXPORTER, export_module, make_session, require_onnx
 from pixsort.classify.training import batch_logits, logits_to_proba, predict_logits
@@ -65,14 +66,15 @@ class ExportError(ValueError):
 class ProbaGraph(nn.Module):
     """uint8 ``(N, H, W, C)`` -> class probabilities ``(N, K)``: what is exported."""
 
-    def __init__(self, net: ClassifierNet, tta: bool = False):
+    def __init__(self, net: ClassifierNet, tta: bool = False, views: tuple[float, ...] = (1.0,)):
         super().__init__()
         self.net = net
         self.tta = bool(tta)
+        self.views = tuple(views)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.permute(0, 3, 1, 2).float() / 255.0  # augment.to_float
-        return logits_to_proba(batch_logits(self.net, x, self.tta))
+        return logits_to_proba(batch_logits(self.net, x, self.tta, self.views))
 
 
 # ----------------------------------------------------------------------------- check images
@@ -195,7 +197,8 @@ def export_onnx(
     # a CPU float32 copy: the live network keeps its device, precision and layout
     net = copy.deepcopy(clf.network_).cpu().eval()
     net.set_precision("fp32")
-    graph = ProbaGraph(net, tta=bool(clf.tta)).eval()
+    views = get_views(clf.train_config_.get("views", "none"))
+    graph = ProbaGraph(net, tta=bool(clf.tta), views=views).eval()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     started = time.perf_counter()
     try:
@@ -207,7 +210,8 @@ def export_onnx(
         diffs, model_diffs = [], []
         for batch in batches:
             got = onnx_proba(session, batch)
-            reference = logits_to_proba(predict_logits(net, batch, 64, clf.channels_last, bool(clf.tta))).double()
+            logits = predict_logits(net, batch, 64, clf.channels_last, bool(clf.tta), views=views)
+            reference = logits_to_proba(logits).double()
             reference = reference.numpy()
             if got.shape != reference.shape or not np.isfinite(got).all():
                 raise ExportError(

@@ -74,6 +74,7 @@ class Recipe:
     views: str = "none"  # fixed views whose cached features the trainable part learns from
     patience: int | None = 5  # epochs without improvement before stopping; None = never
     image_size: int = 224
+    target_sensitivity: float | None = None  # two classes: the threshold rule (None: Youden's J)
 
 
 # the published baseline, faithfully: no balancing, no augmentation, fixed lr, all 20 epochs
@@ -84,8 +85,17 @@ _FROZEN_RECIPE = Recipe(epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-3, s
                         balance="weights", patience=25)  # fmt: skip
 
 # the last stages and the head train on cached feature maps of the frozen ones
-_PARTIAL_RECIPE = Recipe(epochs=12, batch_size=32, lr=1e-3, weight_decay=1e-2, schedule="onecycle", augment="none",
-                         balance="weights", patience=4)  # fmt: skip
+# Measured with bench/xray_shift.py: trained on the Kaggle chest X-ray train split, the
+# threshold chosen on validation carved from it by patient, measured on other patients
+# (chest_xray_external_val).  Without augmentation (12 epochs) the external ROC-AUC was
+# 0.885 and the specificity 0.44; a frozen probe 0.965 / 0.57.  With the X-ray
+# augmentation (which breaks the aspect-ratio shortcut), label smoothing 0.1 and 6
+# epochs: AUC 0.966 and, at the highest threshold with sensitivity >= 0.95 on the carved
+# split, sensitivity 0.978 and specificity 0.922 on the external set (2-core AMX Xeon,
+# 12 min).  The threshold rule is part of the recipe: Youden's J on the carved split
+# gave specificity 0.81 there.
+_PARTIAL_RECIPE = Recipe(epochs=6, batch_size=32, lr=1e-3, weight_decay=1e-2, schedule="onecycle", augment="xray",
+                         balance="weights", label_smoothing=0.1, patience=None, target_sensitivity=0.95)  # fmt: skip
 _FINETUNE_RECIPE = Recipe(epochs=8, batch_size=32, lr=1e-3, weight_decay=1e-2, schedule="onecycle", augment="light",
                           balance="weights", patience=3)  # fmt: skip
 
@@ -135,6 +145,8 @@ def parse_model_name(name: str) -> ModelName:
 # X-ray train split (patient-grouped 15 % validation, 2-core CPU): partial:efficientnet_lite0
 # reached validation ROC-AUC 0.9985 in 883 s (--max-minutes 18), probe: 0.9975 in 821 s.
 RECOMMENDED_MODE = "partial"
+# what ``pixsort train`` and ``ImageClassifier()`` train when no model is named
+DEFAULT_MODEL = "partial:efficientnet_lite0"
 
 
 def list_models() -> list[str]:

@@ -34,10 +34,11 @@ def train(
         ..., help="Labelled images: class folders (optionally under train/val/test), .npz/.npy, CSV."
     ),
     model: str = typer.Option(
-        "seed-cnn",
+        "partial:efficientnet_lite0",
         "--model",
         "-m",
-        help="seed-cnn, seed-cnn-dropout, probe:|mlp:|partial:|finetune:<backbone>, timm:<name>.",
+        help="partial:efficientnet_lite0 (default: measured best on X-rays of other patients), seed-cnn, "
+        "seed-cnn-dropout, probe:|mlp:|partial:|finetune:<backbone>, timm:<name>.",
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="Output folder (model/, metrics.json, predictions.csv, report.html)."
@@ -58,8 +59,16 @@ def train(
     image_size: int | None = typer.Option(None, "--image-size", help="Network input size (default: the model's)."),
     train_blocks: int | None = typer.Option(None, "--train-blocks", help="partial: how many last stages to tune."),
     target_sensitivity: float | None = typer.Option(
-        None, "--target-sensitivity", help="Threshold: highest one with this sensitivity on validation."
+        None,
+        "--target-sensitivity",
+        help="Threshold: highest one with this sensitivity on validation (default: the recipe's, 0.95 for partial:).",
     ),
+    youden: bool = typer.Option(
+        False, "--youden", help="Threshold by Youden's J, even where the recipe targets a sensitivity."
+    ),  # fmt: skip
+    label_smoothing: float | None = typer.Option(None, "--label-smoothing", help="Default: the recipe's."),
+    mixup: float | None = typer.Option(None, "--mixup", help="Beta alpha of mixup (0: off; default: the recipe's)."),
+    views: str | None = typer.Option(None, "--views", help="none | aspect: cached views of a frozen part."),
     validation_fraction: float = typer.Option(
         0.15, "--val-fraction", help="Held out of train when no usable val split."
     ),
@@ -106,7 +115,10 @@ def train(
         train_blocks=train_blocks,
         tta=tta,
         precision=precision,
-        target_sensitivity=target_sensitivity,
+        target_sensitivity=None if youden else (target_sensitivity if target_sensitivity is not None else "auto"),
+        label_smoothing=label_smoothing,
+        mixup=mixup,
+        views=views,
         max_minutes=max_minutes,
         random_state=seed,
         resume=resume,

@@ -33,6 +33,7 @@ from pixsort.base.runtime import cpu_description
 from pixsort.classify.estimator import ImageClassifier
 from pixsort.classify.evaluation import Evaluation, evaluate, predictions_frame, with_skipped
 from pixsort.classify.metrics import disagreements
+from pixsort.classify.networks import DEFAULT_MODEL
 from pixsort.data import (
     Grouping,
     NoUsableImages,
@@ -126,7 +127,7 @@ def _counts(labels: np.ndarray, class_names: list[str]) -> dict[str, int]:
 def train_classifier(
     data: str | os.PathLike,
     out_dir: str | os.PathLike,
-    model: str = "seed-cnn",
+    model: str = DEFAULT_MODEL,
     *,
     validation_fraction: float = 0.15,
     group_pattern: str | None = None,

@@ -29,3 +29,18 @@ def cache_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module of small trainings (thread start-up costs more
+    than it saves on tiny batches, and two test processes share two cores)."""
+    import torch
+
+    from pixsort.base.runtime import tune_cpu
+
+    tune_cpu()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

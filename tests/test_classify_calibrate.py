@@ -16,16 +16,7 @@ from pixsort.classify.estimator import ImageClassifier
 from pixsort.classify.training import logits_to_proba
 from synthetic import level_images, level_picture, two_class_arrays, write_class_folders
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    from pixsort.base.runtime import tune_cpu
-
-    tune_cpu()
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small trainings: one torch thread (conftest)
 
 
 def _sha(path) -> str:

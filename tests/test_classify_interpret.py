@@ -22,14 +22,7 @@ from pixsort.classify.networks import ClassifierNet
 from pixsort.report.classification import write_evaluation
 from synthetic import pattern_image, two_class_arrays, write_class_folders
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train faster on one thread when the cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small trainings: one torch thread (conftest)
 
 
 @pytest.fixture(scope="module")

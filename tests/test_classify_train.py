@@ -34,20 +34,7 @@ from synthetic import (
     write_class_folders,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train faster on one thread, and much faster when the cores are
-    shared (OpenMP barriers across busy cores cost more than the convolutions)."""
-    import torch
-
-    from pixsort.base.runtime import tune_cpu
-
-    tune_cpu()
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small trainings: one torch thread (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from pixsort.classify.threshold import choose_threshold
 from pixsort.workflows import train_classifier
@@ -23,15 +22,7 @@ from synthetic import level_picture, write_class_folders
 CI_KEYS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "pr_auc")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    from pixsort.base.runtime import tune_cpu
-
-    tune_cpu()
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small trainings: one torch thread (conftest)
 
 
 def _kaggle_name(cls: str, i: int, group: int) -> str:

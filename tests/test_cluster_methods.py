@@ -27,17 +27,7 @@ runner = CliRunner()
 N_PER_GROUP = 40
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    from pixsort.base.runtime import tune_cpu
-
-    tune_cpu()
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small trainings: one torch thread (conftest)
 
 
 def _write_groups(root: Path, n_per_group: int, seed: int = 0) -> dict[str, list[Path]]:

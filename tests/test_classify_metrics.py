@@ -137,18 +137,21 @@ def test_threshold_hits_target_sensitivity(target):
     assert achieved >= target
     assert choice.sensitivity == pytest.approx(achieved)
     assert choice.specificity == pytest.approx(np.mean(scores[y == 0] < choice.threshold))
-    # the highest such threshold: the next observed score above it misses the target
+    # the highest such operating point: the threshold sits just below the lowest score it
+    # keeps; one observed score higher misses the target
     above = np.sort(np.unique(scores[scores > choice.threshold]))
-    if len(above):
-        assert np.mean(scores[y == 1] >= above[0]) < target
+    assert np.mean(scores[y == 1] >= above[0]) == pytest.approx(achieved)
+    if len(above) > 1:
+        assert np.mean(scores[y == 1] >= above[1]) < target
 
 
 def test_threshold_on_known_scores():
-    # positives' scores 0.2..0.95; 5 of 6 positives are >= 0.55
-    assert threshold_for_sensitivity(Y, P1, 0.8).threshold == pytest.approx(0.55)
-    assert threshold_for_sensitivity(Y, P1, 0.9).threshold == pytest.approx(0.2)
+    # positives' scores 0.2..0.95; 5 of 6 positives are >= 0.55; the threshold lies halfway
+    # to the next lower score (0.4 below 0.55, 0.1 below 0.2)
+    assert threshold_for_sensitivity(Y, P1, 0.8).threshold == pytest.approx((0.55 + 0.4) / 2)
+    assert threshold_for_sensitivity(Y, P1, 0.9).threshold == pytest.approx((0.2 + 0.1) / 2)
     j = threshold_youden(Y, P1)
-    assert j.threshold == pytest.approx(0.55) and j.sensitivity + j.specificity - 1 == pytest.approx(5 / 6 + 3 / 4 - 1)
+    assert j.threshold == pytest.approx(0.475) and j.sensitivity + j.specificity - 1 == pytest.approx(5 / 6 + 3 / 4 - 1)
     assert choose_threshold(Y, P1, "fixed", fixed=0.5).threshold == 0.5
 
 
@@ -276,3 +279,17 @@ def test_disagreements_need_intervals_that_do_not_overlap():
     assert [d["metric"] for d in found] == ["roc_auc"]  # balanced accuracy intervals overlap
     assert found[0]["a_ci95"] == [0.98, 1.0] and found[0]["b"] == 0.88
     assert disagreements(a, {"roc_auc": 0.5}) == []  # no interval: nothing to compare
+
+
+def test_a_chosen_threshold_lies_between_two_scores_so_rounding_cannot_flip_an_image():
+    from pixsort.classify.threshold import threshold_for_sensitivity, threshold_youden
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(200, int), np.ones(400, int)]
+    scores = np.clip(np.r_[rng.normal(0.3, 0.15, 200), rng.normal(0.7, 0.15, 400)], 0, 1)
+    for choice in (threshold_for_sensitivity(y, scores, 0.95), threshold_youden(y, scores)):
+        assert not np.isin(choice.threshold, scores)  # never exactly an image's score
+        for stored in (scores, np.round(scores, 6), scores.astype(np.float32)):
+            pred = stored >= choice.threshold
+            assert pred[y == 1].mean() == pytest.approx(choice.sensitivity)
+            assert (~pred[y == 0]).mean() == pytest.approx(choice.specificity)

@@ -246,8 +246,8 @@ def test_cli_train_with_val_data_prints_both_sets_and_the_warning(folders, tmp_p
     from pixsort.cli import app
 
     out = tmp_path / "cli"
-    args = ["train", str(folders / "data"), "--out", str(out), "--epochs", "2", "--image-size", "16",
-            "--val-fraction", "0.25", "--val-data", str(folders / "flipped"), "--no-groups",
+    args = ["train", str(folders / "data"), "--out", str(out), "--model", "seed-cnn", "--epochs", "2",
+            "--image-size", "16", "--val-fraction", "0.25", "--val-data", str(folders / "flipped"), "--no-groups",
             "--cache-dir", str(folders / "cache"), "--workers", "0"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

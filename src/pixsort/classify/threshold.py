@@ -41,6 +41,13 @@ def _curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return fpr[finite], tpr[finite], thr[finite]
 
 
+def _between(thr: np.ndarray, i: int) -> float:
+    """A threshold halfway between the score ``thr[i]`` and the next lower one: the same
+    operating point, but one that a score rounded when stored (model.json keeps six
+    decimals) or recomputed at another precision does not flip."""
+    return float(thr[i]) if i + 1 >= len(thr) else float((thr[i] + thr[i + 1]) / 2)
+
+
 def threshold_for_sensitivity(y_true, scores, target: float = 0.95) -> ThresholdChoice:
     """The highest threshold whose sensitivity (recall of class 1) is >= ``target``.
 
@@ -51,14 +58,14 @@ def threshold_for_sensitivity(y_true, scores, target: float = 0.95) -> Threshold
     fpr, tpr, thr = _curve(y_true, scores)
     ok = np.flatnonzero(tpr >= target - 1e-12)
     i = ok[0]  # thresholds decrease along the curve: the first that reaches the target
-    return ThresholdChoice(float(thr[i]), "sensitivity", float(tpr[i]), float(1 - fpr[i]), float(target))
+    return ThresholdChoice(_between(thr, i), "sensitivity", float(tpr[i]), float(1 - fpr[i]), float(target))
 
 
 def threshold_youden(y_true, scores) -> ThresholdChoice:
     """The threshold maximising Youden's J = sensitivity + specificity - 1."""
     fpr, tpr, thr = _curve(y_true, scores)
     i = int(np.argmax(tpr - fpr))
-    return ThresholdChoice(float(thr[i]), "youden", float(tpr[i]), float(1 - fpr[i]))
+    return ThresholdChoice(_between(thr, i), "youden", float(tpr[i]), float(1 - fpr[i]))
 
 
 def fixed_threshold(y_true, scores, threshold: float = 0.5) -> ThresholdChoice:

@@ -1,6 +1,8 @@
 """Decode one image (file, bytes or array) to a fixed-size uint8 array, or say why not.
 
-Everything Pillow reads is accepted.  The decode is shaped for speed and safety:
+JPEG, PNG, GIF, BMP, TIFF and WebP are decoded (:mod:`pixsort.data.formats`, the one
+allow-list); other formats Pillow knows (EPS, ...) are skipped as ``unsupported_format``.
+The decode is shaped for speed and safety:
 
 * JPEGs are decoded with ``Image.draft`` at the smallest DCT scale that is still not
   below what the resize needs (up to 8x fewer pixels to decode for large X-rays);
@@ -26,6 +28,8 @@ from typing import BinaryIO, Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from pixsort.data.formats import ACCEPTED_FORMATS
+
 ResizePolicy = Literal["squash", "pad", "crop"]
 Channels = Literal["RGB", "L"]
 ImageSource = str | os.PathLike | bytes | BinaryIO
@@ -45,7 +49,8 @@ class SkipImage(Exception):
     """An input that cannot be used, with a reason code for the manifest.
 
     Reason codes: ``missing``, ``empty``, ``unreadable``, ``not_an_image``,
-    ``truncated``, ``too_many_pixels``, ``bad_aspect_ratio``, ``bad_array``.
+    ``truncated``, ``too_many_pixels``, ``bad_aspect_ratio``, ``bad_array``,
+    ``unsupported_format`` (an image format outside :data:`ACCEPTED_FORMATS`).
     """
 
     def __init__(self, reason: str, detail: str = ""):
@@ -210,7 +215,9 @@ def _open(source: ImageSource) -> Image.Image:
             raise SkipImage("unreadable", str(exc)) from None
         fp = path
     try:
-        return Image.open(fp)
+        return Image.open(fp, formats=ACCEPTED_FORMATS)
+    except UnidentifiedImageError:
+        raise _unidentified(fp) from None
     except FileNotFoundError:
         raise SkipImage("missing", "file not found") from None
     except PermissionError as exc:
@@ -219,10 +226,21 @@ def _open(source: ImageSource) -> Image.Image:
         raise SkipImage("unreadable", "is a directory") from None
     except Image.DecompressionBombError as exc:
         raise SkipImage("too_many_pixels", str(exc)) from None
-    except UnidentifiedImageError:
-        raise SkipImage("not_an_image", "Pillow cannot identify this file as an image") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise SkipImage("truncated", f"unreadable header: {exc}") from None
+
+
+def _unidentified(fp: BinaryIO | str) -> SkipImage:
+    """``unsupported_format`` when Pillow knows the file as a format outside the allow-list."""
+    try:
+        if hasattr(fp, "seek"):
+            fp.seek(0)  # type: ignore[union-attr]
+        # header only: no plugin decodes (or runs Ghostscript) before load()
+        with Image.open(fp) as other:
+            name = other.format or "unknown"
+    except Exception:
+        return SkipImage("not_an_image", "Pillow cannot identify this file as an image")
+    return SkipImage("unsupported_format", f"{name} is not one of {', '.join(ACCEPTED_FORMATS)}")
 
 
 def _check_header(im: Image.Image, settings: DecodeSettings) -> None:

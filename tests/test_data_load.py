@@ -278,3 +278,74 @@ def test_real_cifar_slice(cache_dir):
     pick = np.concatenate([np.flatnonzero(ds.labels == c)[:3] for c in range(10)])
     decoded = load_images(ds.subset(pick), DecodeSettings(size=32), cache_dir=cache_dir)
     assert decoded.images.shape == (30, 32, 32, 3)
+
+
+# -- files that are not regular files ---------------------------------------------------------
+
+
+def _odd_entries(folder: Path) -> dict[str, str]:
+    """A FIFO, a socket, a dangling symlink, a symlink loop and a folder named x.jpg; name -> reason."""
+    import socket
+
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(folder / "p.jpg")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "s.png"))
+    sock.close()
+    os.symlink(folder / "nowhere.png", folder / "dangling.png")
+    os.symlink(folder / "loop.png", folder / "loop.png")
+    (folder / "dir.jpg").mkdir()
+    return {
+        "p.jpg": "not_a_regular_file",
+        "s.png": "not_a_regular_file",
+        "dangling.png": "missing",
+        "loop.png": "symlink_loop",
+    }
+
+
+@pytest.fixture
+def no_hang():
+    """Fail (instead of hanging the suite) if the test blocks, e.g. reading a FIFO."""
+    import signal
+
+    def hung(*_):
+        raise TimeoutError("blocked: a FIFO was opened?")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("layout", ["flat", "classes"])
+def test_fifos_sockets_and_broken_links_are_skipped_by_name_never_opened(tmp_path, cache_dir, layout, no_hang):
+    root = tmp_path / "data"
+    where = root if layout == "flat" else root / "A"
+    _img(where / "ok.png")
+    expected = _odd_entries(where)
+    ds = open_dataset(root)
+    decoded = load_images(ds, size=8, cache_dir=cache_dir, workers=0)
+    reason = {Path(p).name: r.split(":")[0] for p, r in zip(decoded.manifest["path"], decoded.manifest["reason"])}
+    for name, why in expected.items():
+        assert reason[name] == why, (name, reason)
+    assert len(decoded) == 1  # the folder dir.jpg is walked (it is empty), never opened
+
+
+def test_an_unreadable_subfolder_is_noted_not_dropped(tmp_path, cache_dir, monkeypatch):
+    root = tmp_path / "data"
+    _img(root / "A" / "ok.png")
+    _img(root / "B" / "locked" / "hidden.png")
+    locked = root / "B" / "locked"
+    real = os.scandir
+
+    def deny(path="."):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", deny)
+    ds = open_dataset(root)
+    decoded = load_images(ds, size=8, cache_dir=cache_dir, workers=0)
+    row = decoded.manifest[decoded.manifest["path"] == str(locked)].iloc[0]
+    assert row["status"] == "skipped" and row["reason"].startswith("unreadable") and row["label"] == "B"

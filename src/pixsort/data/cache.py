@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixsort.data.decode import DecodeSettings
+from pixsort.data.decode import DecodeSettings, SkipImage, regular_file
 
 HASH_BYTES = 16  # blake2b-128: collision-safe for any image collection, short in file names
 
@@ -86,10 +86,10 @@ class ContentHasher:
                 self._known[(r["p"], r["s"], r["m"])] = r["h"]
 
     def file_hash(self, path: str) -> str | None:
-        """The content hash of ``path``, or None when it cannot be read."""
+        """The content hash of ``path``, or None when it cannot be read or is not a regular file."""
         try:
-            st = os.stat(path)
-        except OSError:
+            st = regular_file(path)  # never open a FIFO, socket or device
+        except SkipImage:
             return None
         stamp = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
         known = self._known.get(stamp)

@@ -19,8 +19,10 @@ human-readable detail; the loader turns them into manifest rows.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import warnings
 from dataclasses import asdict, dataclass
 from typing import BinaryIO, Literal
@@ -48,7 +50,8 @@ _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # rotations by 90/270: width and heigh
 class SkipImage(Exception):
     """An input that cannot be used, with a reason code for the manifest.
 
-    Reason codes: ``missing``, ``empty``, ``unreadable``, ``not_an_image``,
+    Reason codes: ``missing``, ``empty``, ``unreadable``, ``not_a_regular_file`` (a FIFO,
+    socket, device or folder), ``symlink_loop``, ``not_an_image``,
     ``truncated``, ``too_many_pixels``, ``bad_aspect_ratio``, ``bad_array``,
     ``unsupported_format`` (an image format outside :data:`ACCEPTED_FORMATS`).
     """
@@ -206,13 +209,8 @@ def _open(source: ImageSource) -> Image.Image:
         fp = source  # type: ignore[assignment]
     else:
         path = os.fspath(source)
-        try:
-            if os.path.getsize(path) == 0:
-                raise SkipImage("empty", "zero-byte file")
-        except FileNotFoundError:
-            raise SkipImage("missing", "file not found") from None
-        except PermissionError as exc:
-            raise SkipImage("unreadable", str(exc)) from None
+        if regular_file(path).st_size == 0:
+            raise SkipImage("empty", "zero-byte file")
         fp = path
     try:
         return Image.open(fp, formats=ACCEPTED_FORMATS)
@@ -228,6 +226,38 @@ def _open(source: ImageSource) -> Image.Image:
         raise SkipImage("too_many_pixels", str(exc)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise SkipImage("truncated", f"unreadable header: {exc}") from None
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def regular_file(path: str | os.PathLike) -> os.stat_result:
+    """``os.stat`` of ``path`` if it is a regular file (after symlinks), else :class:`SkipImage`.
+
+    Nothing that is not a regular file is ever opened: reading a FIFO would block forever.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise SkipImage("missing", f"dangling symlink to {os.readlink(path)}") from None
+        raise SkipImage("missing", "file not found") from None
+    except PermissionError as exc:
+        raise SkipImage("unreadable", f"permission denied ({exc.strerror})") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SkipImage("symlink_loop", "too many levels of symbolic links") from None
+        raise SkipImage("unreadable", f"{exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+        raise SkipImage("not_a_regular_file", kind)
+    return st
 
 
 def _unidentified(fp: BinaryIO | str) -> SkipImage:
@@ -344,5 +374,6 @@ __all__ = [
     "SkipImage",
     "decode_array",
     "decode_image",
+    "regular_file",
     "to_channels",
 ]

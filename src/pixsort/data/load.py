@@ -248,6 +248,9 @@ def _decode_all(
 
 
 def _skip_entry(dataset: ImageDataset, i: int, settings: DecodeSettings) -> CacheEntry:
+    noted = dataset.notes.get(dataset.paths[i])
+    if noted is not None:
+        return CacheEntry(-1, *noted)
     try:
         decode_image(dataset.paths[i], settings)
     except SkipImage as skip:

@@ -349,3 +349,42 @@ def test_an_unreadable_subfolder_is_noted_not_dropped(tmp_path, cache_dir, monke
     decoded = load_images(ds, size=8, cache_dir=cache_dir, workers=0)
     row = decoded.manifest[decoded.manifest["path"] == str(locked)].iloc[0]
     assert row["status"] == "skipped" and row["reason"].startswith("unreadable") and row["label"] == "B"
+
+
+def test_files_are_hashed_in_bounded_chunks(tmp_path, monkeypatch):
+    """A large file is streamed into blake2b, never read whole (a 2 GB file once cost 2.45 GB RSS)."""
+    import builtins
+
+    import pixsort.data.cache as cache_module
+
+    big = tmp_path / "big.png"
+    data = os.urandom(3 * cache_module.HASH_CHUNK + 123)
+    big.write_bytes(data)
+    real_open = builtins.open
+    sizes: list[int] = []
+
+    class Guarded:
+        def __init__(self, handle):
+            self._handle = handle
+
+        def read(self, n=-1):
+            if n is None or n < 0 or n > cache_module.HASH_CHUNK:
+                pytest.fail(f"read({n}) of a whole file")
+            sizes.append(n)
+            return self._handle.read(n)
+
+        def readinto(self, buffer):
+            if len(buffer) > cache_module.HASH_CHUNK:
+                pytest.fail("readinto a buffer larger than a chunk")
+            sizes.append(len(buffer))
+            return self._handle.readinto(buffer)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._handle.close()
+
+    monkeypatch.setattr(cache_module, "open", lambda *a, **k: Guarded(real_open(*a, **k)), raising=False)
+    digest = cache_module.ContentHasher(None).file_hash(str(big))
+    assert digest == cache_module.hash_bytes(data) and len(sizes) >= 4

@@ -28,6 +28,7 @@ import numpy as np
 from pixsort.data.decode import DecodeSettings, SkipImage, regular_file
 
 HASH_BYTES = 16  # blake2b-128: collision-safe for any image collection, short in file names
+HASH_CHUNK = 1 << 20  # files are hashed 1 MiB at a time: memory stays flat whatever their size
 
 
 def default_cache_dir() -> Path:
@@ -40,6 +41,17 @@ def default_cache_dir() -> Path:
 
 def hash_bytes(data: bytes | memoryview) -> str:
     return hashlib.blake2b(data, digest_size=HASH_BYTES).hexdigest()
+
+
+def hash_file(path: str | os.PathLike) -> str:
+    """The :func:`hash_bytes` of a file's content, streamed in :data:`HASH_CHUNK` pieces."""
+    h = hashlib.blake2b(digest_size=HASH_BYTES)
+    buffer = bytearray(HASH_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while n := handle.readinto(buffer):
+            h.update(view[:n])
+    return h.hexdigest()
 
 
 def hash_array(array: np.ndarray) -> str:
@@ -96,8 +108,7 @@ class ContentHasher:
         if known is not None:
             return known
         try:
-            with open(path, "rb") as handle:
-                digest = hash_bytes(handle.read())
+            digest = hash_file(path)
         except OSError:
             return None
         self._known[stamp] = digest

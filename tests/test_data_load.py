@@ -388,3 +388,45 @@ def test_files_are_hashed_in_bounded_chunks(tmp_path, monkeypatch):
     monkeypatch.setattr(cache_module, "open", lambda *a, **k: Guarded(real_open(*a, **k)), raising=False)
     digest = cache_module.ContentHasher(None).file_hash(str(big))
     assert digest == cache_module.hash_bytes(data) and len(sizes) >= 4
+
+
+@pytest.mark.parametrize("failure", [MemoryError(), OSError(5, "Input/output error")])
+def test_transient_decode_failures_are_not_cached(tmp_path, cache_dir, monkeypatch, failure):
+    _img(tmp_path / "pics" / "a.png", 10)
+    _img(tmp_path / "pics" / "b.png", 200)
+    real = load_module.decode_image
+
+    def flaky(source, settings):
+        if str(source).endswith("b.png"):
+            raise failure
+        return real(source, settings)
+
+    monkeypatch.setattr(load_module, "decode_image", flaky)
+    first = load_images(open_dataset(tmp_path / "pics"), size=8, cache_dir=cache_dir, workers=0)
+    assert len(first) == 1 and first.skipped["reason"].iloc[0].split(":")[0] in ("out_of_memory", "read_error")
+    monkeypatch.setattr(load_module, "decode_image", real)
+    second = load_images(open_dataset(tmp_path / "pics"), size=8, cache_dir=cache_dir, workers=0)
+    assert len(second) == 2 and second.skipped.empty
+
+
+def test_an_os_error_with_an_errno_while_decoding_is_not_truncated(tmp_path, monkeypatch):
+    from pixsort.data.decode import decode_image
+
+    path = _img(tmp_path / "a.png")
+
+    def eio(self):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(Image.Image, "load", eio)
+    with pytest.raises(OSError):
+        decode_image(path, DecodeSettings(size=8))
+
+
+def test_deterministic_skips_are_still_cached(tmp_path, cache_dir, monkeypatch):
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "text.png").write_text("not an image")
+    _img(tmp_path / "pics" / "ok.png")
+    load_images(open_dataset(tmp_path / "pics"), size=8, cache_dir=cache_dir, workers=0)
+    calls = count_decodes(monkeypatch)
+    again = load_images(open_dataset(tmp_path / "pics"), size=8, cache_dir=cache_dir, workers=0)
+    assert calls == [] and again.skipped["reason"].iloc[0].startswith("not_an_image")

@@ -157,6 +157,7 @@ def decode_image(source: ImageSource, settings: DecodeSettings) -> tuple[np.ndar
                 warnings.simplefilter("ignore")  # Pillow's noisy EXIF/palette warnings
                 im.load()
         except (OSError, SyntaxError, ValueError) as exc:
+            _raise_if_io_error(exc)
             raise SkipImage("truncated", f"decoding failed: {exc}") from None
         if orientation in range(2, 9):
             im = ImageOps.exif_transpose(im)
@@ -225,6 +226,7 @@ def _open(source: ImageSource) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise SkipImage("too_many_pixels", str(exc)) from None
     except (OSError, SyntaxError, ValueError) as exc:
+        _raise_if_io_error(exc)
         raise SkipImage("truncated", f"unreadable header: {exc}") from None
 
 
@@ -258,6 +260,16 @@ def regular_file(path: str | os.PathLike) -> os.stat_result:
         kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
         raise SkipImage("not_a_regular_file", kind)
     return st
+
+
+def _raise_if_io_error(exc: BaseException) -> None:
+    """Re-raise an OSError of the system (EIO, ESTALE...: it carries an errno) as it is.
+
+    Pillow's format errors are OSErrors without an errno; only those mean the bytes are bad.
+    A system error may pass on a rerun, so the loader must not remember it as a skip.
+    """
+    if isinstance(exc, OSError) and exc.errno is not None:
+        raise exc
 
 
 def _unidentified(fp: BinaryIO | str) -> SkipImage:

@@ -130,6 +130,7 @@ def open_dataset(
     path_column: str | None = None,
     label_column: str | None = None,
     split_column: str | None = None,
+    exclude: Sequence[str | os.PathLike] = (),
 ) -> ImageDataset:
     """Discover the items of a source (no pixels are read).
 
@@ -140,6 +141,8 @@ def open_dataset(
         found automatically beside ``trainX.npy`` as ``trainy.npy`` / ``trainY.npy``.
     class_names : names for integer labels of array sources (default ``"0"``, ``"1"``...).
     path_column, label_column, split_column : CSV columns (detected by name if omitted).
+    exclude : folders never searched (a run's output folder inside its input, so a second
+        run does not read the first one's images).
 
     Raises
     ------
@@ -159,7 +162,7 @@ def open_dataset(
         others = [p for p in entries if p.suffix.lower() not in (".npz", ".npy", ".md", ".txt")]
         if arrays and not others:
             return _from_arrays(root, arrays, labels, class_names)
-        return _from_folder(root)
+        return _from_folder(root, _real(root, exclude))
     if suffix in (".npz", ".npy"):
         return _from_arrays(root, [root], labels, class_names)
     if suffix in (".csv", ".tsv"):
@@ -188,8 +191,14 @@ def _walk_files(folder: Path, notes: dict[str, tuple[str, str]], exclude: tuple[
     return files
 
 
+def _real(root: Path, exclude: Sequence[str | os.PathLike]) -> tuple[Path, ...]:
+    base = Path(os.path.realpath(root))
+    folders = (Path(os.path.realpath(Path(e).expanduser())) for e in exclude)
+    return tuple(f for f in folders if f != base)  # excluding the source itself would leave nothing
+
+
 def _excluded(path: Path, exclude: tuple[Path, ...]) -> bool:
-    return any(path == e for e in exclude)
+    return bool(exclude) and Path(os.path.realpath(path)) in exclude
 
 
 def _list(folder: Path, notes: dict[str, tuple[str, str]], exclude: tuple[Path, ...] = ()) -> list[Path] | None:

@@ -155,7 +155,7 @@ def train_classifier(
     params.setdefault("checkpoint_dir", out / "checkpoint")
     clf = ImageClassifier(model, validation_fraction=validation_fraction, progress=progress, **params)
     clf.check_params()
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, exclude=[out])
     if not dataset.has_labels:
         raise SourceError(f"{data} has no labels: training needs class folders, labelled arrays or a label column")
     external = _external_set(val_data, dataset.class_names) if val_data is not None else None
@@ -282,7 +282,7 @@ def evaluate_classifier(
     clf = _load(model, device)
     if tta is not None:
         clf.tta = tta
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, exclude=[out_dir])
     if split == "auto":
         split = "test" if (dataset.splits == "test").any() else "all"
     if split != "all":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,26 @@ def load_images(
     elif settings_kwargs:
         raise TypeError("pass either settings or keyword settings, not both")
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if use_cache:
+        try:
+            return _load(dataset, settings, root, True, workers, progress)
+        except OSError as exc:  # a read-only or full cache folder: the run goes on without it
+            warnings.warn(
+                f"cannot write the decoded-image cache in {root} ({exc.strerror or exc}); decoding in memory",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return _load(dataset, settings, root, False, workers, progress)
+
+
+def _load(
+    dataset: ImageDataset,
+    settings: DecodeSettings,
+    root: Path,
+    use_cache: bool,
+    workers: int | None,
+    progress: bool,
+) -> DecodedImages:
     hasher = ContentHasher(root if use_cache else None)
     keys = _content_keys(dataset, hasher)
     hasher.save()

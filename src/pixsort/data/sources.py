@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,33 +298,40 @@ def _from_arrays(
             split_of.append(split)
 
     for file in files:
-        if file.suffix.lower() == ".npz":
-            with np.load(file, allow_pickle=False) as npz:
-                keys = list(npz.keys())
-                image_keys = [k for k in keys if k.endswith("_images") or k in ("images", "x", "X")]
-                if not image_keys:
-                    raise SourceError(f"{file}: no image arrays (keys: {', '.join(keys)})")
-                for k in image_keys:
-                    prefix = k[: -len("_images")] if k.endswith("_images") else ""
-                    label_key = (
-                        f"{prefix}_labels" if prefix else next((c for c in ("labels", "y", "Y") if c in keys), None)
-                    )
-                    y = npz[label_key] if label_key in keys else None
-                    add(f"{file}:{k}", npz[k], SPLIT_ALIASES.get(prefix.lower(), ""), y)
-        else:
-            stem_match = _NPY_IMAGES.match(file.stem)
-            if file.stem.lower().endswith(("y", "labels", "label")) and len(files) > 1:
-                continue  # a labels file beside its images
-            images = np.load(file, mmap_mode="r", allow_pickle=False)
-            y = None
-            if isinstance(labels, np.ndarray):
-                y = labels
-            elif labels is not None:
-                y = np.load(labels, allow_pickle=False)
+        try:
+            if file.suffix.lower() == ".npz":
+                with np.load(file, allow_pickle=False) as npz:
+                    keys = list(npz.keys())
+                    image_keys = [k for k in keys if k.endswith("_images") or k in ("images", "x", "X")]
+                    if not image_keys:
+                        raise SourceError(f"{file}: no image arrays (keys: {', '.join(keys)})")
+                    for k in image_keys:
+                        prefix = k[: -len("_images")] if k.endswith("_images") else ""
+                        label_key = (
+                            f"{prefix}_labels" if prefix else next((c for c in ("labels", "y", "Y") if c in keys), None)
+                        )
+                        y = npz[label_key] if label_key in keys else None
+                        add(f"{file}:{k}", npz[k], SPLIT_ALIASES.get(prefix.lower(), ""), y)
             else:
-                y = _find_npy_labels(file)
-            split = SPLIT_ALIASES.get(stem_match.group("split").lower(), "") if stem_match else ""
-            add(str(file), images, split, y)
+                stem_match = _NPY_IMAGES.match(file.stem)
+                if file.stem.lower().endswith(("y", "labels", "label")) and len(files) > 1:
+                    continue  # a labels file beside its images
+                images = np.load(file, mmap_mode="r", allow_pickle=False)
+                y = None
+                if isinstance(labels, np.ndarray):
+                    y = labels
+                elif labels is not None:
+                    y = np.load(labels, allow_pickle=False)
+                else:
+                    y = _find_npy_labels(file)
+                split = SPLIT_ALIASES.get(stem_match.group("split").lower(), "") if stem_match else ""
+                add(str(file), images, split, y)
+        except SourceError:
+            raise
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
+            # pickled object arrays (refused: loading them runs code), truncated or corrupt files
+            why = "holds pickled objects, which pixsort never loads" if "pickle" in str(exc) else str(exc)
+            raise SourceError(f"cannot read {file}: {why}") from None
 
     if not paths:
         raise SourceError(f"no image arrays found in {root}")

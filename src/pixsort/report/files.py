@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pixsort.base.errors import OutputPathError
 from pixsort.base.jsonio import dumps
 
 # A cell starting with one of these is run as a formula by spreadsheets (CSV injection).
@@ -54,6 +55,24 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike, index: bool = False)
     return path
 
 
+def check_writable(path: str | os.PathLike) -> Path:
+    """Raise :class:`OutputPathError` unless a file can be written at ``path`` (checked before
+    the work whose result it will hold: a long run must not fail at its last step)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputPathError(f"{path} is a folder: give a file name (e.g. {path / 'out.csv'})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with open(path, "a"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        raise OutputPathError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
 def write_json(value, path: str | os.PathLike) -> Path:
     """``value`` as indented JSON (numpy values made plain) at ``path``; returns the path."""
     path = Path(path)
@@ -62,4 +81,4 @@ def write_json(value, path: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["FORMULA_PREFIXES", "neutralise_cell", "write_csv", "write_json"]
+__all__ = ["FORMULA_PREFIXES", "check_writable", "neutralise_cell", "write_csv", "write_json"]

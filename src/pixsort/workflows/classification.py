@@ -45,7 +45,7 @@ from pixsort.data import (
     open_dataset,
 )
 from pixsort.report.classification import write_evaluation
-from pixsort.report.files import write_csv
+from pixsort.report.files import check_writable, write_csv
 from pixsort.report.model_card import write_model_card
 
 CARVED, EXTERNAL = "carved", "external"  # the names of the validation sets
@@ -323,6 +323,8 @@ def predict_images(
     ``reason`` (why an item was skipped), and ``true`` / ``correct`` where the
     source carries labels the model knows.  ``device``: as for :func:`evaluate_classifier`.
     """
+    if out_csv is not None:
+        check_writable(out_csv)  # before any prediction is computed
     clf = _load(model, device)
     if tta is not None:
         clf.tta = tta

@@ -72,3 +72,23 @@ def test_inspect_real_chest_xray_text(tmp_path):
     assert result.exit_code == 0
     info = json.loads(result.output)
     assert info["counts"]["train"] == {"NORMAL": 1341, "PNEUMONIA": 3875}
+
+
+def test_inspect_json_lists_fifos_and_broken_links_without_hanging(tmp_path):
+    import os
+
+    root = tmp_path / "data" / "A"
+    root.mkdir(parents=True)
+    Image.new("L", (20, 10), 10).save(root / "ok.png")
+    os.mkfifo(root / "p.jpg")
+    os.symlink(root / "nowhere.png", root / "dangling.png")
+    out = subprocess.run(
+        [sys.executable, "-m", "pixsort", "inspect", str(tmp_path / "data"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PIXSORT_CACHE": str(tmp_path / "cache")},
+    )
+    assert out.returncode == 0, out.stderr
+    skipped = {f["path"].rsplit("/", 1)[-1]: f["reason"] for f in json.loads(out.stdout)["skipped_files"]}
+    assert skipped["p.jpg"].startswith("not_a_regular_file") and skipped["dangling.png"].startswith("missing")

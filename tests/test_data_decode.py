@@ -250,3 +250,28 @@ def test_settings_validated_up_front():
     with pytest.raises(ValueError):
         DecodeSettings(resize="stretch")
     assert DecodeSettings(size=(10, 20)).key() != DecodeSettings(size=(20, 10)).key()
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\n0 0 moveto 16 16 lineto stroke\n%%EOF\n"
+
+
+def test_formats_outside_the_allow_list_are_skipped_never_handed_to_their_plugin(tmp_path, monkeypatch):
+    """An EPS named .jpg must not reach Ghostscript: it is skipped as unsupported_format."""
+    from PIL import EpsImagePlugin
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: pytest.fail("Ghostscript ran"))
+    (tmp_path / "x.jpg").write_bytes(EPS)
+    _save(Image.new("RGB", (16, 16)), tmp_path / "y.png", format="ICO")  # ICO, named .png
+    assert _reason(tmp_path / "x.jpg") == "unsupported_format"
+    assert _reason(tmp_path / "y.png") == "unsupported_format"
+    assert _reason(EPS) == "unsupported_format"
+    with open(tmp_path / "x.jpg", "rb") as handle:
+        assert _reason(handle) == "unsupported_format"
+
+
+def test_the_server_uses_the_data_allow_list():
+    from pixsort.data import formats
+    from pixsort.serve import uploads
+
+    assert uploads.ACCEPTED_FORMATS is formats.ACCEPTED_FORMATS
+    assert uploads.sniff_format is formats.sniff_format

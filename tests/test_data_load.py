@@ -278,3 +278,155 @@ def test_real_cifar_slice(cache_dir):
     pick = np.concatenate([np.flatnonzero(ds.labels == c)[:3] for c in range(10)])
     decoded = load_images(ds.subset(pick), DecodeSettings(size=32), cache_dir=cache_dir)
     assert decoded.images.shape == (30, 32, 32, 3)
+
+
+# -- files that are not regular files ---------------------------------------------------------
+
+
+def _odd_entries(folder: Path) -> dict[str, str]:
+    """A FIFO, a socket, a dangling symlink, a symlink loop and a folder named x.jpg; name -> reason."""
+    import socket
+
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(folder / "p.jpg")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "s.png"))
+    sock.close()
+    os.symlink(folder / "nowhere.png", folder / "dangling.png")
+    os.symlink(folder / "loop.png", folder / "loop.png")
+    (folder / "dir.jpg").mkdir()
+    return {
+        "p.jpg": "not_a_regular_file",
+        "s.png": "not_a_regular_file",
+        "dangling.png": "missing",
+        "loop.png": "symlink_loop",
+    }
+
+
+@pytest.fixture
+def no_hang():
+    """Fail (instead of hanging the suite) if the test blocks, e.g. reading a FIFO."""
+    import signal
+
+    def hung(*_):
+        raise TimeoutError("blocked: a FIFO was opened?")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+@pytest.mark.parametrize("layout", ["flat", "classes"])
+def test_fifos_sockets_and_broken_links_are_skipped_by_name_never_opened(tmp_path, cache_dir, layout, no_hang):
+    root = tmp_path / "data"
+    where = root if layout == "flat" else root / "A"
+    _img(where / "ok.png")
+    expected = _odd_entries(where)
+    ds = open_dataset(root)
+    decoded = load_images(ds, size=8, cache_dir=cache_dir, workers=0)
+    reason = {Path(p).name: r.split(":")[0] for p, r in zip(decoded.manifest["path"], decoded.manifest["reason"])}
+    for name, why in expected.items():
+        assert reason[name] == why, (name, reason)
+    assert len(decoded) == 1  # the folder dir.jpg is walked (it is empty), never opened
+
+
+def test_an_unreadable_subfolder_is_noted_not_dropped(tmp_path, cache_dir, monkeypatch):
+    root = tmp_path / "data"
+    _img(root / "A" / "ok.png")
+    _img(root / "B" / "locked" / "hidden.png")
+    locked = root / "B" / "locked"
+    real = os.scandir
+
+    def deny(path="."):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", deny)
+    ds = open_dataset(root)
+    decoded = load_images(ds, size=8, cache_dir=cache_dir, workers=0)
+    row = decoded.manifest[decoded.manifest["path"] == str(locked)].iloc[0]
+    assert row["status"] == "skipped" and row["reason"].startswith("unreadable") and row["label"] == "B"
+
+
+def test_files_are_hashed_in_bounded_chunks(tmp_path, monkeypatch):
+    """A large file is streamed into blake2b, never read whole (a 2 GB file once cost 2.45 GB RSS)."""
+    import builtins
+
+    import pixsort.data.cache as cache_module
+
+    big = tmp_path / "big.png"
+    data = os.urandom(3 * cache_module.HASH_CHUNK + 123)
+    big.write_bytes(data)
+    real_open = builtins.open
+    sizes: list[int] = []
+
+    class Guarded:
+        def __init__(self, handle):
+            self._handle = handle
+
+        def read(self, n=-1):
+            if n is None or n < 0 or n > cache_module.HASH_CHUNK:
+                pytest.fail(f"read({n}) of a whole file")
+            sizes.append(n)
+            return self._handle.read(n)
+
+        def readinto(self, buffer):
+            if len(buffer) > cache_module.HASH_CHUNK:
+                pytest.fail("readinto a buffer larger than a chunk")
+            sizes.append(len(buffer))
+            return self._handle.readinto(buffer)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._handle.close()
+
+    monkeypatch.setattr(cache_module, "open", lambda *a, **k: Guarded(real_open(*a, **k)), raising=False)
+    digest = cache_module.ContentHasher(None).file_hash(str(big))
+    assert digest == cache_module.hash_bytes(data) and len(sizes) >= 4
+
+
+@pytest.mark.parametrize("failure", [MemoryError(), OSError(5, "Input/output error")])
+def test_transient_decode_failures_are_not_cached(tmp_path, cache_dir, monkeypatch, failure):
+    _img(tmp_path / "pics" / "a.png", 10)
+    _img(tmp_path / "pics" / "b.png", 200)
+    real = load_module.decode_image
+
+    def flaky(source, settings):
+        if str(source).endswith("b.png"):
+            raise failure
+        return real(source, settings)
+
+    monkeypatch.setattr(load_module, "decode_image", flaky)
+    first = load_images(open_dataset(tmp_path / "pics"), size=8, cache_dir=cache_dir, workers=0)
+    assert len(first) == 1 and first.skipped["reason"].iloc[0].split(":")[0] in ("out_of_memory", "read_error")
+    monkeypatch.setattr(load_module, "decode_image", real)
+    second = load_images(open_dataset(tmp_path / "pics"), size=8, cache_dir=cache_dir, workers=0)
+    assert len(second) == 2 and second.skipped.empty
+
+
+def test_an_os_error_with_an_errno_while_decoding_is_not_truncated(tmp_path, monkeypatch):
+    from pixsort.data.decode import decode_image
+
+    path = _img(tmp_path / "a.png")
+
+    def eio(self):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(Image.Image, "load", eio)
+    with pytest.raises(OSError):
+        decode_image(path, DecodeSettings(size=8))
+
+
+def test_deterministic_skips_are_still_cached(tmp_path, cache_dir, monkeypatch):
+    (tmp_path / "pics").mkdir()
+    (tmp_path / "pics" / "text.png").write_text("not an image")
+    _img(tmp_path / "pics" / "ok.png")
+    load_images(open_dataset(tmp_path / "pics"), size=8, cache_dir=cache_dir, workers=0)
+    calls = count_decodes(monkeypatch)
+    again = load_images(open_dataset(tmp_path / "pics"), size=8, cache_dir=cache_dir, workers=0)
+    assert calls == [] and again.skipped["reason"].iloc[0].startswith("not_an_image")

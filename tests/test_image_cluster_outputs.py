@@ -279,3 +279,26 @@ def test_cluster_a_real_cifar10_slice(tmp_path):
     classes = clusters["label"].astype("category").cat.codes.to_numpy()
     assert metrics["accuracy"] == pytest.approx(hungarian_accuracy(classes, clusters["cluster"].to_numpy()))
     assert "selection" not in metrics and "chosen_k" not in metrics  # k was given
+
+
+def test_an_output_folder_inside_the_input_is_never_clustered(tmp_path):
+    """``pixsort cluster D --out D/results`` twice: the second run sees the same images, not its own output."""
+    folder = _make_folder(tmp_path / "images")
+    out = folder / "results"
+    _cluster(folder, out, tmp_path / "cache", "--copy-to-folders", "copy")
+    first = pd.read_csv(out / "manifest.csv")
+    _cluster(folder, out, tmp_path / "cache", "--copy-to-folders", "copy")
+    second = pd.read_csv(out / "manifest.csv")
+    assert not second["path"].str.contains("/results/").any()
+    assert sorted(second["path"]) == sorted(first["path"]) and len(second) == 3 * N_PER_CLASS + 1
+
+
+def test_open_dataset_excludes_named_folders(tmp_path):
+    from pixsort.data import open_dataset
+
+    folder = _make_folder(tmp_path / "images")
+    Image.new("RGB", (12, 12)).save(folder / "red" / "plot.png")
+    (folder / "red" / "out").mkdir()
+    Image.new("RGB", (12, 12)).save(folder / "red" / "out" / "thumb.png")
+    paths = open_dataset(folder, exclude=[folder / "red" / "out"]).paths
+    assert str(folder / "red" / "plot.png") in paths and not any("/out/" in p for p in paths)

@@ -17,6 +17,10 @@ class ModelFileError(Exception):
     """A model folder that is missing, not pixsort's, of another kind, or from an unknown version."""
 
 
+class OutputPathError(ValueError):
+    """An output file that cannot be written (a folder, a read-only place); found before any work."""
+
+
 def check_fitted(estimator, attribute: str) -> None:
     """Raise :class:`NotFittedError` unless ``estimator`` has the fitted ``attribute``."""
     if not hasattr(estimator, attribute):
@@ -24,4 +28,4 @@ def check_fitted(estimator, attribute: str) -> None:
         raise NotFittedError(f"this {name} is not fitted yet: call fit() or {name}.load() first")
 
 
-__all__ = ["ModelFileError", "NotFittedError", "check_fitted"]
+__all__ = ["ModelFileError", "NotFittedError", "OutputPathError", "check_fitted"]

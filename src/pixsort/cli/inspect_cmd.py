@@ -27,7 +27,7 @@ def inspect(
 
     try:
         result = inspect_source(path, manifest_csv=manifest, cache_dir=cache_dir, workers=workers, progress=not as_json)
-    except SourceError as exc:
+    except (SourceError, ValueError) as exc:  # OutputPathError is a ValueError
         raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))

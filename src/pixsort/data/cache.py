@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pixsort.data.decode import DecodeSettings
+from pixsort.data.decode import DecodeSettings, SkipImage, regular_file
 
 HASH_BYTES = 16  # blake2b-128: collision-safe for any image collection, short in file names
+HASH_CHUNK = 1 << 20  # files are hashed 1 MiB at a time: memory stays flat whatever their size
 
 
 def default_cache_dir() -> Path:
@@ -40,6 +41,17 @@ def default_cache_dir() -> Path:
 
 def hash_bytes(data: bytes | memoryview) -> str:
     return hashlib.blake2b(data, digest_size=HASH_BYTES).hexdigest()
+
+
+def hash_file(path: str | os.PathLike) -> str:
+    """The :func:`hash_bytes` of a file's content, streamed in :data:`HASH_CHUNK` pieces."""
+    h = hashlib.blake2b(digest_size=HASH_BYTES)
+    buffer = bytearray(HASH_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while n := handle.readinto(buffer):
+            h.update(view[:n])
+    return h.hexdigest()
 
 
 def hash_array(array: np.ndarray) -> str:
@@ -86,18 +98,17 @@ class ContentHasher:
                 self._known[(r["p"], r["s"], r["m"])] = r["h"]
 
     def file_hash(self, path: str) -> str | None:
-        """The content hash of ``path``, or None when it cannot be read."""
+        """The content hash of ``path``, or None when it cannot be read or is not a regular file."""
         try:
-            st = os.stat(path)
-        except OSError:
+            st = regular_file(path)  # never open a FIFO, socket or device
+        except SkipImage:
             return None
         stamp = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
         known = self._known.get(stamp)
         if known is not None:
             return known
         try:
-            with open(path, "rb") as handle:
-                digest = hash_bytes(handle.read())
+            digest = hash_file(path)
         except OSError:
             return None
         self._known[stamp] = digest

@@ -1,6 +1,8 @@
 """Decode one image (file, bytes or array) to a fixed-size uint8 array, or say why not.
 
-Everything Pillow reads is accepted.  The decode is shaped for speed and safety:
+JPEG, PNG, GIF, BMP, TIFF and WebP are decoded (:mod:`pixsort.data.formats`, the one
+allow-list); other formats Pillow knows (EPS, ...) are skipped as ``unsupported_format``.
+The decode is shaped for speed and safety:
 
 * JPEGs are decoded with ``Image.draft`` at the smallest DCT scale that is still not
   below what the resize needs (up to 8x fewer pixels to decode for large X-rays);
@@ -17,14 +19,18 @@ human-readable detail; the loader turns them into manifest rows.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import warnings
 from dataclasses import asdict, dataclass
 from typing import BinaryIO, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pixsort.data.formats import ACCEPTED_FORMATS
 
 ResizePolicy = Literal["squash", "pad", "crop"]
 Channels = Literal["RGB", "L"]
@@ -44,8 +50,10 @@ _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # rotations by 90/270: width and heigh
 class SkipImage(Exception):
     """An input that cannot be used, with a reason code for the manifest.
 
-    Reason codes: ``missing``, ``empty``, ``unreadable``, ``not_an_image``,
-    ``truncated``, ``too_many_pixels``, ``bad_aspect_ratio``, ``bad_array``.
+    Reason codes: ``missing``, ``empty``, ``unreadable``, ``not_a_regular_file`` (a FIFO,
+    socket, device or folder), ``symlink_loop``, ``not_an_image``,
+    ``truncated``, ``too_many_pixels``, ``bad_aspect_ratio``, ``bad_array``,
+    ``unsupported_format`` (an image format outside :data:`ACCEPTED_FORMATS`).
     """
 
     def __init__(self, reason: str, detail: str = ""):
@@ -149,6 +157,7 @@ def decode_image(source: ImageSource, settings: DecodeSettings) -> tuple[np.ndar
                 warnings.simplefilter("ignore")  # Pillow's noisy EXIF/palette warnings
                 im.load()
         except (OSError, SyntaxError, ValueError) as exc:
+            _raise_if_io_error(exc)
             raise SkipImage("truncated", f"decoding failed: {exc}") from None
         if orientation in range(2, 9):
             im = ImageOps.exif_transpose(im)
@@ -201,16 +210,13 @@ def _open(source: ImageSource) -> Image.Image:
         fp = source  # type: ignore[assignment]
     else:
         path = os.fspath(source)
-        try:
-            if os.path.getsize(path) == 0:
-                raise SkipImage("empty", "zero-byte file")
-        except FileNotFoundError:
-            raise SkipImage("missing", "file not found") from None
-        except PermissionError as exc:
-            raise SkipImage("unreadable", str(exc)) from None
+        if regular_file(path).st_size == 0:
+            raise SkipImage("empty", "zero-byte file")
         fp = path
     try:
-        return Image.open(fp)
+        return Image.open(fp, formats=ACCEPTED_FORMATS)
+    except UnidentifiedImageError:
+        raise _unidentified(fp) from None
     except FileNotFoundError:
         raise SkipImage("missing", "file not found") from None
     except PermissionError as exc:
@@ -219,10 +225,64 @@ def _open(source: ImageSource) -> Image.Image:
         raise SkipImage("unreadable", "is a directory") from None
     except Image.DecompressionBombError as exc:
         raise SkipImage("too_many_pixels", str(exc)) from None
-    except UnidentifiedImageError:
-        raise SkipImage("not_an_image", "Pillow cannot identify this file as an image") from None
     except (OSError, SyntaxError, ValueError) as exc:
+        _raise_if_io_error(exc)
         raise SkipImage("truncated", f"unreadable header: {exc}") from None
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def regular_file(path: str | os.PathLike) -> os.stat_result:
+    """``os.stat`` of ``path`` if it is a regular file (after symlinks), else :class:`SkipImage`.
+
+    Nothing that is not a regular file is ever opened: reading a FIFO would block forever.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise SkipImage("missing", f"dangling symlink to {os.readlink(path)}") from None
+        raise SkipImage("missing", "file not found") from None
+    except PermissionError as exc:
+        raise SkipImage("unreadable", f"permission denied ({exc.strerror})") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SkipImage("symlink_loop", "too many levels of symbolic links") from None
+        raise SkipImage("unreadable", f"{exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+        raise SkipImage("not_a_regular_file", kind)
+    return st
+
+
+def _raise_if_io_error(exc: BaseException) -> None:
+    """Re-raise an OSError of the system (EIO, ESTALE...: it carries an errno) as it is.
+
+    Pillow's format errors are OSErrors without an errno; only those mean the bytes are bad.
+    A system error may pass on a rerun, so the loader must not remember it as a skip.
+    """
+    if isinstance(exc, OSError) and exc.errno is not None:
+        raise exc
+
+
+def _unidentified(fp: BinaryIO | str) -> SkipImage:
+    """``unsupported_format`` when Pillow knows the file as a format outside the allow-list."""
+    try:
+        if hasattr(fp, "seek"):
+            fp.seek(0)  # type: ignore[union-attr]
+        # header only: no plugin decodes (or runs Ghostscript) before load()
+        with Image.open(fp) as other:
+            name = other.format or "unknown"
+    except Exception:
+        return SkipImage("not_an_image", "Pillow cannot identify this file as an image")
+    return SkipImage("unsupported_format", f"{name} is not one of {', '.join(ACCEPTED_FORMATS)}")
 
 
 def _check_header(im: Image.Image, settings: DecodeSettings) -> None:
@@ -326,5 +386,6 @@ __all__ = [
     "SkipImage",
     "decode_array",
     "decode_image",
+    "regular_file",
     "to_channels",
 ]

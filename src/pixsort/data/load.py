@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,11 @@ MANIFEST_COLUMNS = ["path", "label", "split", "status", "reason", "width", "heig
 _WRITE_BATCH = 256
 _PARALLEL_MIN = 64  # below this, worker start-up costs more than it saves
 _BAR_MIN = 200  # a bar for fewer files would only flicker
+# Skip reasons that the same bytes always give: only these are remembered in the cache.
+# Anything else (out_of_memory, read_error, decode_error) may pass on a rerun, so is retried.
+PERMANENT_REASONS = frozenset(
+    {"empty", "not_an_image", "truncated", "too_many_pixels", "bad_aspect_ratio", "unsupported_format", "bad_array"}
+)
 
 
 class NoUsableImages(Exception):
@@ -129,6 +135,26 @@ def load_images(
     elif settings_kwargs:
         raise TypeError("pass either settings or keyword settings, not both")
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if use_cache:
+        try:
+            return _load(dataset, settings, root, True, workers, progress)
+        except OSError as exc:  # a read-only or full cache folder: the run goes on without it
+            warnings.warn(
+                f"cannot write the decoded-image cache in {root} ({exc.strerror or exc}); decoding in memory",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return _load(dataset, settings, root, False, workers, progress)
+
+
+def _load(
+    dataset: ImageDataset,
+    settings: DecodeSettings,
+    root: Path,
+    use_cache: bool,
+    workers: int | None,
+    progress: bool,
+) -> DecodedImages:
     hasher = ContentHasher(root if use_cache else None)
     keys = _content_keys(dataset, hasher)
     hasher.save()
@@ -141,7 +167,7 @@ def load_images(
     pending: list[tuple[str, np.ndarray | None, CacheEntry]] = []
     for key, array, entry in _decode_all(dataset, keys, todo, settings, workers, progress):
         known[key] = entry
-        if store is not None:
+        if store is not None and (array is not None or entry.reason in PERMANENT_REASONS):
             pending.append((key, array, entry))
             if len(pending) >= _WRITE_BATCH:
                 store.append(pending)
@@ -150,7 +176,7 @@ def load_images(
             memory[key] = array
     if store is not None:
         store.append(pending)
-        known = store.entries
+        known.update(store.entries)  # rows of what was stored; transient skips stay for this run only
 
     # items whose file cannot even be read have no key: decode them directly for the reason
     unkeyed = {i: _skip_entry(dataset, i, settings) for i, k in enumerate(keys) if k is None}
@@ -196,6 +222,10 @@ def _decode_one_file(job: tuple[int, str, str, DecodeSettings]) -> tuple[int, st
         array, info = decode_image(path, settings)
     except SkipImage as skip:
         return i, key, None, CacheEntry(-1, skip.reason, skip.detail)
+    except MemoryError:
+        return i, key, None, CacheEntry(-1, "out_of_memory", "ran out of memory while decoding (retried next run)")
+    except OSError as exc:  # the disk or the network share, not the bytes: retried next run
+        return i, key, None, CacheEntry(-1, "read_error", f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # a decoder bug must cost one file, not the run
         return i, key, None, CacheEntry(-1, "decode_error", f"{type(exc).__name__}: {exc}")
     return i, key, array, CacheEntry(0, "", "", info.width, info.height, info.mode, info.format)
@@ -248,6 +278,9 @@ def _decode_all(
 
 
 def _skip_entry(dataset: ImageDataset, i: int, settings: DecodeSettings) -> CacheEntry:
+    noted = dataset.notes.get(dataset.paths[i])
+    if noted is not None:
+        return CacheEntry(-1, *noted)
     try:
         decode_image(dataset.paths[i], settings)
     except SkipImage as skip:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +80,8 @@ class ImageDataset:
     class_names: list[str]
     splits: np.ndarray
     store: ArrayStore | None = None
+    # path -> (reason, detail) for items discovery already found unusable (an unreadable folder)
+    notes: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -103,6 +107,7 @@ class ImageDataset:
             class_names=list(self.class_names),
             splits=self.splits[idx].copy(),
             store=store,
+            notes=self.notes,
         )
 
     def split(self, name: str) -> ImageDataset:
@@ -127,6 +132,7 @@ def open_dataset(
     path_column: str | None = None,
     label_column: str | None = None,
     split_column: str | None = None,
+    exclude: Sequence[str | os.PathLike] = (),
 ) -> ImageDataset:
     """Discover the items of a source (no pixels are read).
 
@@ -137,6 +143,8 @@ def open_dataset(
         found automatically beside ``trainX.npy`` as ``trainy.npy`` / ``trainY.npy``.
     class_names : names for integer labels of array sources (default ``"0"``, ``"1"``...).
     path_column, label_column, split_column : CSV columns (detected by name if omitted).
+    exclude : folders never searched (a run's output folder inside its input, so a second
+        run does not read the first one's images).
 
     Raises
     ------
@@ -148,11 +156,15 @@ def open_dataset(
         raise SourceError(f"path does not exist: {root}")
     suffix = root.suffix.lower()
     if root.is_dir():
-        arrays = sorted(p for p in root.iterdir() if p.suffix.lower() in (".npz", ".npy") and p.is_file())
-        others = [p for p in root.iterdir() if p.suffix.lower() not in (".npz", ".npy", ".md", ".txt")]
+        try:
+            entries = list(root.iterdir())
+        except OSError as exc:
+            raise SourceError(f"cannot list {root}: {exc.strerror or exc}") from None
+        arrays = sorted(p for p in entries if p.suffix.lower() in (".npz", ".npy") and p.is_file())
+        others = [p for p in entries if p.suffix.lower() not in (".npz", ".npy", ".md", ".txt")]
         if arrays and not others:
             return _from_arrays(root, arrays, labels, class_names)
-        return _from_folder(root)
+        return _from_folder(root, _real(root, exclude))
     if suffix in (".npz", ".npy"):
         return _from_arrays(root, [root], labels, class_names)
     if suffix in (".csv", ".tsv"):
@@ -164,53 +176,94 @@ def open_dataset(
 # -- folders ---------------------------------------------------------------------------
 
 
-def _walk_files(folder: Path) -> list[Path]:
+def _walk_files(folder: Path, notes: dict[str, tuple[str, str]], exclude: tuple[Path, ...] = ()) -> list[Path]:
+    """Every non-folder entry below ``folder`` (FIFOs, broken links too: the decoder names
+    them); a folder that cannot be listed becomes an entry noted ``unreadable``."""
     files = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
+
+    def unreadable(exc: OSError) -> None:
+        where = Path(exc.filename or folder)
+        notes[str(where)] = ("unreadable", f"folder cannot be listed ({exc.strerror or exc})")
+        files.append(where)
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
+        dirnames[:] = sorted(d for d in dirnames if not _excluded(Path(dirpath) / d, exclude))
         for name in sorted(filenames):
             files.append(Path(dirpath) / name)
     return files
 
 
-def _from_folder(root: Path) -> ImageDataset:
+def _real(root: Path, exclude: Sequence[str | os.PathLike]) -> tuple[Path, ...]:
+    base = Path(os.path.realpath(root))
+    folders = (Path(os.path.realpath(Path(e).expanduser())) for e in exclude)
+    return tuple(f for f in folders if f != base)  # excluding the source itself would leave nothing
+
+
+def _excluded(path: Path, exclude: tuple[Path, ...]) -> bool:
+    return bool(exclude) and Path(os.path.realpath(path)) in exclude
+
+
+def _list(folder: Path, notes: dict[str, tuple[str, str]], exclude: tuple[Path, ...] = ()) -> list[Path] | None:
+    try:
+        return sorted(p for p in folder.iterdir() if not _excluded(p, exclude))
+    except OSError as exc:
+        notes[str(folder)] = ("unreadable", f"folder cannot be listed ({exc.strerror or exc})")
+        return None
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a symlink loop: an entry the decoder will name
+        return False
+
+
+def _from_folder(root: Path, exclude: tuple[Path, ...] = ()) -> ImageDataset:
     paths: list[str] = []
     label_of: list[str | None] = []
     split_of: list[str] = []
+    notes: dict[str, tuple[str, str]] = {}
+
+    def add(path: Path, label: str | None, split: str) -> None:
+        paths.append(str(path))
+        label_of.append(label)
+        split_of.append(split)
+
+    def add_tree(folder: Path, label: str, split: str) -> None:
+        for f in _walk_files(folder, notes, exclude):
+            add(f, label, split)
 
     def add_class_tree(base: Path, split: str) -> None:
-        for entry in sorted(base.iterdir()):
-            if entry.is_dir():
-                for f in _walk_files(entry):
-                    paths.append(str(f))
-                    label_of.append(entry.name)
-                    split_of.append(split)
-            elif entry.is_file():
-                paths.append(str(entry))
-                label_of.append(None)
-                split_of.append(split)
+        entries = _list(base, notes, exclude)
+        if entries is None:
+            add(base, None, split)
+            return
+        for entry in entries:
+            if _is_dir(entry):
+                add_tree(entry, entry.name, split)
+            else:  # regular files, and FIFOs, sockets, broken links: skipped by name later
+                add(entry, None, split)
 
-    children = sorted(root.iterdir())
-    split_dirs = [c for c in children if c.is_dir() and c.name.lower() in SPLIT_ALIASES]
+    children = _list(root, notes, exclude)
+    if children is None:
+        raise SourceError(f"cannot list {root}: {notes[str(root)][1]}")
+    split_dirs = [c for c in children if _is_dir(c) and c.name.lower() in SPLIT_ALIASES]
     if split_dirs:
         for child in children:
             if child in split_dirs:
                 add_class_tree(child, SPLIT_ALIASES[child.name.lower()])
-            elif child.is_dir():
-                for f in _walk_files(child):
-                    paths.append(str(f))
-                    label_of.append(child.name)
-                    split_of.append("")
-            elif child.is_file():
-                paths.append(str(child))
-                label_of.append(None)
-                split_of.append("")
+            elif _is_dir(child):
+                add_tree(child, child.name, "")
+            else:
+                add(child, None, "")
     else:
         add_class_tree(root, "")
     if not paths:
         raise SourceError(f"no files found in {root}")
     kind = "folders" if any(label is not None for label in label_of) else "flat"
-    return _make(root, kind, paths, label_of, split_of)
+    dataset = _make(root, kind, paths, label_of, split_of)
+    dataset.notes = notes
+    return dataset
 
 
 # -- arrays ----------------------------------------------------------------------------
@@ -245,33 +298,40 @@ def _from_arrays(
             split_of.append(split)
 
     for file in files:
-        if file.suffix.lower() == ".npz":
-            with np.load(file, allow_pickle=False) as npz:
-                keys = list(npz.keys())
-                image_keys = [k for k in keys if k.endswith("_images") or k in ("images", "x", "X")]
-                if not image_keys:
-                    raise SourceError(f"{file}: no image arrays (keys: {', '.join(keys)})")
-                for k in image_keys:
-                    prefix = k[: -len("_images")] if k.endswith("_images") else ""
-                    label_key = (
-                        f"{prefix}_labels" if prefix else next((c for c in ("labels", "y", "Y") if c in keys), None)
-                    )
-                    y = npz[label_key] if label_key in keys else None
-                    add(f"{file}:{k}", npz[k], SPLIT_ALIASES.get(prefix.lower(), ""), y)
-        else:
-            stem_match = _NPY_IMAGES.match(file.stem)
-            if file.stem.lower().endswith(("y", "labels", "label")) and len(files) > 1:
-                continue  # a labels file beside its images
-            images = np.load(file, mmap_mode="r", allow_pickle=False)
-            y = None
-            if isinstance(labels, np.ndarray):
-                y = labels
-            elif labels is not None:
-                y = np.load(labels, allow_pickle=False)
+        try:
+            if file.suffix.lower() == ".npz":
+                with np.load(file, allow_pickle=False) as npz:
+                    keys = list(npz.keys())
+                    image_keys = [k for k in keys if k.endswith("_images") or k in ("images", "x", "X")]
+                    if not image_keys:
+                        raise SourceError(f"{file}: no image arrays (keys: {', '.join(keys)})")
+                    for k in image_keys:
+                        prefix = k[: -len("_images")] if k.endswith("_images") else ""
+                        label_key = (
+                            f"{prefix}_labels" if prefix else next((c for c in ("labels", "y", "Y") if c in keys), None)
+                        )
+                        y = npz[label_key] if label_key in keys else None
+                        add(f"{file}:{k}", npz[k], SPLIT_ALIASES.get(prefix.lower(), ""), y)
             else:
-                y = _find_npy_labels(file)
-            split = SPLIT_ALIASES.get(stem_match.group("split").lower(), "") if stem_match else ""
-            add(str(file), images, split, y)
+                stem_match = _NPY_IMAGES.match(file.stem)
+                if file.stem.lower().endswith(("y", "labels", "label")) and len(files) > 1:
+                    continue  # a labels file beside its images
+                images = np.load(file, mmap_mode="r", allow_pickle=False)
+                y = None
+                if isinstance(labels, np.ndarray):
+                    y = labels
+                elif labels is not None:
+                    y = np.load(labels, allow_pickle=False)
+                else:
+                    y = _find_npy_labels(file)
+                split = SPLIT_ALIASES.get(stem_match.group("split").lower(), "") if stem_match else ""
+                add(str(file), images, split, y)
+        except SourceError:
+            raise
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
+            # pickled object arrays (refused: loading them runs code), truncated or corrupt files
+            why = "holds pickled objects, which pixsort never loads" if "pickle" in str(exc) else str(exc)
+            raise SourceError(f"cannot read {file}: {why}") from None
 
     if not paths:
         raise SourceError(f"no image arrays found in {root}")

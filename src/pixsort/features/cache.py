@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,6 +66,16 @@ class EmbeddingCache:
             raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors")
         if len(keys) == 0:
             return
+        try:
+            self._put(keys, vectors)
+        except OSError as exc:  # a read-only or full cache: the vectors are simply not kept
+            warnings.warn(
+                f"cannot write the embedding cache in {self.root} ({exc.strerror or exc}); continuing without it",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def _put(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         self._write_identity()
         for key, vec in zip(keys, np.asarray(vectors, dtype=np.float32)):
             path = self._path(key)

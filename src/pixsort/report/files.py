@@ -7,14 +7,69 @@ from pathlib import Path
 
 import pandas as pd
 
+from pixsort.base.errors import OutputPathError
 from pixsort.base.jsonio import dumps
+
+# A cell starting with one of these is run as a formula by spreadsheets (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value):
+    """``value`` with a ``'`` in front when it is text a spreadsheet would run as a formula.
+
+    Numbers (and text that is a plain number, such as ``-3.5``) are left as they are.
+    """
+    if not isinstance(value, str) or not value.startswith(FORMULA_PREFIXES):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
+def _neutralised(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(neutralise_cell)
+    out.columns = out.columns.map(lambda c: neutralise_cell(c) if isinstance(c, str) else c)
+    if isinstance(out.index, pd.MultiIndex):
+        out.index = pd.MultiIndex.from_tuples(
+            [tuple(neutralise_cell(v) for v in t) for t in out.index], names=out.index.names
+        )
+    elif out.index.dtype == object or pd.api.types.is_string_dtype(out.index):
+        out.index = out.index.map(neutralise_cell)
+    return out
 
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike, index: bool = False) -> Path:
-    """``frame`` as CSV at ``path`` (folder created); returns the path."""
+    """``frame`` as CSV at ``path`` (folder created); returns the path.
+
+    The one CSV writer of pixsort: text cells a spreadsheet would run as a formula
+    (starting with ``= + - @``, a tab or a carriage return) get a leading ``'``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=index)
+    _neutralised(frame).to_csv(path, index=index)
+    return path
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Raise :class:`OutputPathError` unless a file can be written at ``path`` (checked before
+    the work whose result it will hold: a long run must not fail at its last step)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputPathError(f"{path} is a folder: give a file name (e.g. {path / 'out.csv'})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existed = path.exists()
+        with open(path, "a"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        raise OutputPathError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -26,4 +81,4 @@ def write_json(value, path: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["write_csv", "write_json"]
+__all__ = ["FORMULA_PREFIXES", "check_writable", "neutralise_cell", "write_csv", "write_json"]

@@ -20,28 +20,15 @@ import numpy as np
 from starlette.exceptions import HTTPException
 
 from pixsort.data import DecodeSettings, SkipImage, decode_image
+from pixsort.data.formats import ACCEPTED_FORMATS, sniff_format  # the one allow-list, by first bytes
 
 MB = 1024 * 1024
-
-# Formats accepted from the network, by their first bytes.  Pillow can open many more
-# (EPS would run Ghostscript, some are rarely-fuzzed), so anything else is refused
-# before Pillow sees it, whatever the file name or Content-Type claim.
-_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
-    (0, b"\xff\xd8\xff", "JPEG"),
-    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
-    (0, b"GIF87a", "GIF"),
-    (0, b"GIF89a", "GIF"),
-    (0, b"BM", "BMP"),
-    (0, b"II*\x00", "TIFF"),
-    (0, b"MM\x00*", "TIFF"),
-    (8, b"WEBP", "WEBP"),  # after b"RIFF" + 4-byte size, checked below
-)
-ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
 
 # SkipImage reason -> HTTP status: not an image at all is 415, an image we will not
 # decode (bomb, truncated, too elongated, empty) is 422.
 _STATUS_FOR_REASON = {
     "not_an_image": 415,
+    "unsupported_format": 415,
     "empty": 422,
     "truncated": 422,
     "too_many_pixels": 422,
@@ -65,16 +52,6 @@ class UploadRejected(Exception):
         if self.filename is not None:
             body["filename"] = self.filename
         return body
-
-
-def sniff_format(head: bytes) -> str | None:
-    """The image format that ``head`` (the first bytes of a file) starts with, or None."""
-    for offset, magic, name in _SIGNATURES:
-        if head[offset : offset + len(magic)] == magic:
-            if name == "WEBP" and head[:4] != b"RIFF":
-                continue
-            return name
-    return None
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def calibrate_classifier(
     folder = model_folder(model)
     clf = ImageClassifier.load(folder)
     out = Path(out_dir) if out_dir is not None else folder.parent / "calibration"
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, exclude=[out, folder])
     _check_classes(dataset, clf)
     dataset = dataset.subset(np.flatnonzero((dataset.splits != "test") & (dataset.labels >= 0)))
     decoded = load_images(dataset, clf.decode_settings, cache_dir=cache_dir, workers=workers, progress=progress)

@@ -45,7 +45,7 @@ from pixsort.data import (
     open_dataset,
 )
 from pixsort.report.classification import write_evaluation
-from pixsort.report.files import write_csv
+from pixsort.report.files import check_writable, write_csv
 from pixsort.report.model_card import write_model_card
 
 CARVED, EXTERNAL = "carved", "external"  # the names of the validation sets
@@ -155,7 +155,7 @@ def train_classifier(
     params.setdefault("checkpoint_dir", out / "checkpoint")
     clf = ImageClassifier(model, validation_fraction=validation_fraction, progress=progress, **params)
     clf.check_params()
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, exclude=[out])
     if not dataset.has_labels:
         raise SourceError(f"{data} has no labels: training needs class folders, labelled arrays or a label column")
     external = _external_set(val_data, dataset.class_names) if val_data is not None else None
@@ -282,7 +282,7 @@ def evaluate_classifier(
     clf = _load(model, device)
     if tta is not None:
         clf.tta = tta
-    dataset = open_dataset(data)
+    dataset = open_dataset(data, exclude=[out_dir])
     if split == "auto":
         split = "test" if (dataset.splits == "test").any() else "all"
     if split != "all":
@@ -323,6 +323,8 @@ def predict_images(
     ``reason`` (why an item was skipped), and ``true`` / ``correct`` where the
     source carries labels the model knows.  ``device``: as for :func:`evaluate_classifier`.
     """
+    if out_csv is not None:
+        check_writable(out_csv)  # before any prediction is computed
     clf = _load(model, device)
     if tta is not None:
         clf.tta = tta

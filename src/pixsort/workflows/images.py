@@ -60,7 +60,8 @@ def cluster_images(
     clusterer.check_params()
     decoded = data
     if isinstance(data, (str, os.PathLike)):
-        decoded = load_images(open_dataset(data), clusterer.decode_settings, cache_dir=cache_dir, progress=progress)
+        dataset = open_dataset(data, exclude=[out])  # a second run must not read the first one's output
+        decoded = load_images(dataset, clusterer.decode_settings, cache_dir=cache_dir, progress=progress)
     clusterer.fit(decoded, labels)
     seed = clusterer.random_state
     coordinates = view_coordinates(clusterer.embeddings_, view, seed)

@@ -6,7 +6,7 @@ import os
 
 from pixsort.data import open_dataset
 from pixsort.data.inspect import Inspection, inspect_dataset
-from pixsort.report.files import write_csv
+from pixsort.report.files import check_writable, write_csv
 
 
 def inspect_source(
@@ -19,6 +19,8 @@ def inspect_source(
 ) -> Inspection:
     """Decode every item of ``path`` once (thumbnail-sized, cached) and summarise it;
     with ``manifest_csv``, also write the manifest (one row per file) there."""
+    if manifest_csv is not None:
+        check_writable(manifest_csv)
     result = inspect_dataset(open_dataset(path), cache_dir=cache_dir, workers=workers, progress=progress)
     if manifest_csv is not None:
         write_csv(result.manifest, manifest_csv)

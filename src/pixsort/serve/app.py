@@ -47,9 +47,10 @@ from pixsort.serve.schemas import (
     ModelInfo,
     PredictResponse,
 )
-from pixsort.serve.security import API_KEY_HEADER, require_key
+from pixsort.serve.security import API_KEY_HEADER, HostAllowList, require_key
 from pixsort.serve.settings import ServeSettings
 from pixsort.serve.thumbnails import ThumbnailUnavailable, TrainingThumbnails
+from pixsort.serve.timeouts import BodyReadTimeout
 from pixsort.serve.uploads import BodySizeLimit, DecodedUpload, UploadRejected, decode_upload, too_large_body
 from pixsort.workflows import load_model, load_onnx_classifier
 
@@ -190,8 +191,13 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 
 
 def middleware(settings: ServeSettings) -> list[Middleware]:
-    """The middleware stack for ``settings``: the streaming body limit."""
-    return [Middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)]
+    """The middleware stack for ``settings``, outermost first: the Host allow-list, the
+    body-read deadline, the streaming body limit."""
+    return [
+        Middleware(HostAllowList, allowed_hosts=settings.allowed_hosts),
+        Middleware(BodyReadTimeout, timeout_s=settings.request_timeout_s),
+        Middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes),
+    ]
 
 
 @asynccontextmanager

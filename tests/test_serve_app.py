@@ -360,6 +360,81 @@ def test_decompression_bomb_is_refused_with_422(classifier_client):
     assert response.json()["error"] == "too_many_pixels" and response.json()["filename"] == "bomb.png"
 
 
+def float_tiff(width: int, height: int) -> bytes:
+    """A small deflate-compressed float32 TIFF of ``width`` x ``height`` (4 bytes a pixel decoded)."""
+    buffer = io.BytesIO()
+    Image.new("F", (width, height), 0.5).save(buffer, format="TIFF", compression="tiff_adobe_deflate")
+    return buffer.getvalue()
+
+
+def test_uploads_have_a_lower_pixel_limit_than_training(classifier_dir):
+    from tests.test_serve_uploads import png_claiming
+
+    # 45 MP: under the decoder's own 64 MP limit, over the server's default 40 MP
+    with local_client(create_app(classifier_dir)) as client:
+        response = client.post("/predict", files=upload(("big.png", png_claiming(7500, 6000))))
+    assert response.status_code == 422 and response.json()["error"] == "too_many_pixels"
+    assert "40,000,000" in response.json()["message"]
+
+
+def test_decoded_memory_of_a_request_is_budgeted_from_the_headers(classifier_dir, monkeypatch):
+    import pixsort.serve.uploads as uploads_module
+
+    decoded = []
+    real = uploads_module.decode_upload
+    monkeypatch.setattr(uploads_module, "decode_upload", lambda *a: decoded.append(a[1]) or real(*a))
+    with local_client(create_app(classifier_dir, max_decoded_mb=8)) as client:
+        # one float TIFF of 500x500: 1 MB of float32, ~10 MB while converted, from a file of a few KB
+        small = float_tiff(500, 500)
+        assert len(small) < 100_000
+        response = client.post("/predict", files=upload(("float.tif", small)))
+        assert response.status_code == 413, response.text
+        assert response.json()["error"] == "decode_budget_exceeded" and "8 MB" in response.json()["message"]
+        # twenty bilevel PNGs of 1000x700 (0.7 MB each decoded): 14 MB together
+        buffer = io.BytesIO()
+        Image.new("1", (1000, 700), 1).save(buffer, format="PNG")
+        many = client.post("/predict", files=upload(*[(f"b{i}.png", buffer.getvalue()) for i in range(20)]))
+        assert many.status_code == 413 and many.json()["error"] == "decode_budget_exceeded"
+        assert decoded == []  # refused before any pixel was decoded
+        # within the budget: decoded and answered
+        ok = client.post("/predict", files=upload(*[(f"b{i}.png", buffer.getvalue()) for i in range(5)]))
+        assert ok.status_code == 200 and len(decoded) == 5
+
+
+def test_decodes_are_limited_process_wide(classifier_dir, monkeypatch):
+    import pixsort.serve.uploads as uploads_module
+
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(uploads_module, "_decode_slots", slots)
+    running, most = [0], [0]
+    lock = threading.Lock()
+    real = uploads_module.decode_upload
+
+    def counted(*args):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        try:
+            return real(*args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(uploads_module, "decode_upload", counted)
+    app = create_app(classifier_dir)
+    with local_client(app) as client:
+        threads = [
+            threading.Thread(target=client.post, args=("/predict",), kwargs={"files": upload(("x.png", png_bytes()))})
+            for _ in range(6)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert most[0] == 1
+
+
 def test_truncated_and_empty_files_are_refused(classifier_client, uploads):
     data = uploads[0].read_bytes()
     cut = classifier_client.post("/predict", files=upload(("cut.jpg", data[: len(data) // 4])))

@@ -41,6 +41,12 @@ def serve(
     request_timeout: float = typer.Option(
         30.0, min=0.001, help="Seconds a client may take to send a request's headers, and again its body (408)."
     ),
+    max_pixels: int = typer.Option(
+        40_000_000, min=1, help="Largest upload in pixels, from its header (422 above it; the model's limit too)."
+    ),
+    max_decoded_mb: float = typer.Option(
+        160.0, min=0.001, help="Most memory one request's images may take decoded, judged from headers (413)."
+    ),
     runtime: str = typer.Option(
         "torch",
         "--runtime",
@@ -68,6 +74,7 @@ def serve(
         settings = ServeSettings(
             max_upload_mb=max_upload_mb, api_key=api_key, max_batch=max_batch, threads=threads,
             runtime=runtime, allowed_hosts=tuple(dict.fromkeys(hosts)), request_timeout_s=request_timeout,
+            max_pixels=max_pixels, max_decoded_mb=max_decoded_mb,
         )  # fmt: skip
     except ValueError as exc:
         raise fail(str(exc)) from None

@@ -19,6 +19,7 @@ classifier), ``page`` (the upload page's HTML) and ``started`` (monotonic second
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from contextlib import asynccontextmanager
@@ -51,7 +52,7 @@ from pixsort.serve.security import API_KEY_HEADER, HostAllowList, require_key
 from pixsort.serve.settings import ServeSettings
 from pixsort.serve.thumbnails import ThumbnailUnavailable, TrainingThumbnails
 from pixsort.serve.timeouts import BodyReadTimeout
-from pixsort.serve.uploads import BodySizeLimit, DecodedUpload, UploadRejected, decode_upload, too_large_body
+from pixsort.serve.uploads import BodySizeLimit, DecodedUpload, UploadRejected, decode_uploads, too_large_body
 from pixsort.workflows import load_model, load_onnx_classifier
 
 _MAX_FILENAME = 255
@@ -121,7 +122,7 @@ async def predict(
     if not files:
         raise UploadRejected(422, "no_files", "send one or more images as multipart form field 'files'")
     named = [((f.filename or f"file {i + 1}")[:_MAX_FILENAME], await f.read()) for i, f in enumerate(files)]
-    uploads = await run_in_threadpool(_decode_all, named, state.predictor.decode_settings)
+    uploads = await run_in_threadpool(_decode_all, named, state.predictor.decode_settings, state.settings)
     outputs = await state.batcher.submit(np.stack([u.image for u in uploads]))
     results = [
         {"filename": u.filename, "format": u.format, "width": u.width, "height": u.height, "bytes": u.n_bytes} | out
@@ -152,8 +153,10 @@ async def thumbnail(request: Request, index: int) -> Response:
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
-def _decode_all(named: list[tuple[str, bytes]], decode: DecodeSettings) -> list[DecodedUpload]:
-    return [decode_upload(data, name, decode) for name, data in named]
+def _decode_all(named: list[tuple[str, bytes]], decode: DecodeSettings, settings: ServeSettings) -> list[DecodedUpload]:
+    # uploads get the lower of the model's pixel limit and the server's
+    decode = dataclasses.replace(decode, max_pixels=min(decode.max_pixels, settings.max_pixels))
+    return decode_uploads(named, decode, settings.max_decoded_bytes)
 
 
 # -- exception handlers ---------------------------------------------------------------------

@@ -734,6 +734,35 @@ def test_a_training_image_that_is_gone_is_a_404_not_a_500(clusterer_dir, tmp_pat
         assert client.get("/thumbnails/1").status_code == 200
 
 
+def test_thumbnails_of_relative_training_paths_come_from_where_the_model_was_fitted(tmp_path, monkeypatch):
+    from pixsort.cluster.images import ImageClusterer
+
+    fitted_in, elsewhere = tmp_path / "fitted", tmp_path / "elsewhere"
+    for kind in ("dark", "bright"):
+        write_images(fitted_in / "train" / kind, kind, synthetic_images(kind, 6))
+        # a different file at the same relative path, where the server will run
+        write_images(elsewhere / "train" / kind, kind, synthetic_images("striped", 6))
+    monkeypatch.chdir(fitted_in)
+    clusterer = ImageClusterer(features="pixels", n_clusters=2, progress=False)
+    clusterer.fit("train")
+    assert not Path(clusterer.train_paths_[0]).is_absolute()
+    clusterer.save(tmp_path / "model")
+    monkeypatch.chdir(elsewhere)
+    with local_client(create_app(tmp_path / "model")) as client:
+        response = client.get("/thumbnails/0")
+    assert response.status_code == 200
+    shown = np.asarray(Image.open(io.BytesIO(response.content)).convert("L"), dtype=float)
+    original = decode_image(fitted_in / clusterer.train_paths_[0], decode_settings_rgb96())[0].mean(axis=2)
+    impostor = decode_image(elsewhere / clusterer.train_paths_[0], decode_settings_rgb96())[0].mean(axis=2)
+    assert np.abs(shown - original).mean() < np.abs(shown - impostor).mean()
+
+
+def decode_settings_rgb96():
+    from pixsort.data import DecodeSettings
+
+    return DecodeSettings(size=96, channels="RGB", resize="crop")
+
+
 # -- the same parity checks on real chest X-rays (skip without ../shared) -----------------------
 
 

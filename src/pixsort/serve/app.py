@@ -273,8 +273,15 @@ def create_app(model_path: str | os.PathLike, settings: ServeSettings | None = N
     state.predictor = predictor
     state.batcher = MicroBatcher(predictor, max_batch=settings.max_batch)
     state.thumbnails = (
-        # relative training paths: from where the server runs, or from near the model
-        TrainingThumbnails(predictor.train_paths, search_roots=list(folder.resolve().parents)[:2])
+        # relative training paths: from the folder the model was fitted in (recorded in
+        # model.json), never from where the server happens to run; older models without
+        # that record: from near the model, then the working directory
+        TrainingThumbnails(
+            predictor.train_paths,
+            search_roots=[Path(predictor.train_paths_root)]
+            if predictor.train_paths_root
+            else [*list(folder.resolve().parents)[:2], Path.cwd()],
+        )
         if predictor.kind == "clusterer"
         else None
     )

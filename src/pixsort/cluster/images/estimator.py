@@ -559,6 +559,8 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
             "cluster_names": self.cluster_names_,
             "class_names": self.class_names_,
             "train_paths": self.train_paths_,
+            # what relative train_paths are relative to (the working directory of the fit)
+            "train_paths_root": getattr(self, "train_paths_root_", None) or os.getcwd(),
             "scores": self.scores_,
             "selection": None if self.selection_ is None else self.selection_.table().to_dict(orient="list"),
         }
@@ -614,6 +616,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         model.cluster_names_ = meta.get("cluster_names")
         model.class_names_ = list(meta.get("class_names") or [])
         model.train_paths_ = list(meta["train_paths"])
+        model.train_paths_root_ = meta.get("train_paths_root")
         model.scores_ = meta.get("scores", {})
         model.selection_ = _selection_from_arrays(meta.get("selection"), arrays, model.embeddings_)
         model.silhouette_values_ = arrays.get("train_silhouettes", np.full(len(model.labels_), np.nan))

@@ -108,7 +108,8 @@ def test_training_resumes_from_checkpoint(train_slice, tmp_path):
     ckpt = tmp_path / "ckpt"
     interrupted = _small_cnn(patience=None, checkpoint_dir=ckpt, max_minutes=1e-6).fit(xt, yt, xv, yv)
     assert interrupted.training_["stopped"] == "time_budget" and len(interrupted.history_) == 1
-    assert (ckpt / "last.safetensors").exists() and json.loads((ckpt / "state.json").read_text())["epoch"] == 1
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["epoch"] == 1 and (ckpt / state["files"]["last"]["file"]).exists()
 
     resumed = _small_cnn(patience=None, checkpoint_dir=ckpt, resume=True).fit(xt, yt, xv, yv)
     assert resumed.training_["resumed_from_epoch"] == 1 and len(resumed.history_) == 3
@@ -121,6 +122,52 @@ def test_training_resumes_from_checkpoint(train_slice, tmp_path):
 
     with pytest.raises(ValueError, match="other training settings"):
         _small_cnn(patience=None, lr=0.01, checkpoint_dir=ckpt, resume=True).fit(xt, yt, xv, yv)
+
+
+def test_a_checkpoint_is_one_commit_a_crash_between_its_files_leaves_the_old_one(tmp_path, monkeypatch):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from pixsort.classify.training import Checkpointer
+
+    net = torch.nn.Linear(3, 2)
+    holder = SimpleNamespace(trainable=net)  # the Checkpointer saves .trainable's weights
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    ckpt = Checkpointer(tmp_path / "ckpt")
+
+    def state(epoch):
+        return {"epoch": epoch, "fingerprint": "f"}
+
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ckpt.save(holder, optimizer, state(1), {"w": net.weight.clone()}, improved=True)
+
+    # epoch 2: killed after the first file was renamed into place, before state.json
+    with torch.no_grad():
+        net.weight.fill_(2.0)
+    real_replace, calls = Path.replace, []
+
+    def crashing_replace(self, target):
+        calls.append(Path(target).name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real_replace(self, target)
+
+    monkeypatch.setattr(Path, "replace", crashing_replace)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save(holder, optimizer, state(2), {"w": net.weight.clone()}, improved=True)
+    monkeypatch.setattr(Path, "replace", real_replace)
+
+    loaded_state, last, best = Checkpointer(tmp_path / "ckpt").load("f")
+    assert loaded_state["epoch"] == 1
+    assert torch.all(last["model.weight"] == 1.0) and torch.all(best["w"] == 1.0)  # epoch 1's, all of it
+
+    # a save that completes commits all of epoch 2 and removes what epoch 1 left
+    ckpt.save(holder, optimizer, state(2), {"w": net.weight.clone()}, improved=True)
+    loaded_state, last, best = Checkpointer(tmp_path / "ckpt").load("f")
+    assert loaded_state["epoch"] == 2 and torch.all(last["model.weight"] == 2.0) and torch.all(best["w"] == 2.0)
+    names = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert len(names) == 3 and "state.json" in names
 
 
 def test_balancing_modes_run(train_slice):

@@ -302,3 +302,31 @@ def test_open_dataset_excludes_named_folders(tmp_path):
     Image.new("RGB", (12, 12)).save(folder / "red" / "out" / "thumb.png")
     paths = open_dataset(folder, exclude=[folder / "red" / "out"]).paths
     assert str(folder / "red" / "plot.png") in paths and not any("/out/" in p for p in paths)
+
+
+def test_cluster_folders_from_an_earlier_run_are_replaced_not_merged(tmp_path):
+    import pandas as pd
+
+    from pixsort.report.image_clusters import copy_into_cluster_folders
+
+    files = []
+    for i in range(6):
+        path = tmp_path / "src" / f"img{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x" * (i + 1))
+        files.append(str(path))
+    root = tmp_path / "out" / "by_cluster"
+    root.mkdir(parents=True)
+    (root / "notes.txt").write_text("mine")  # not pixsort's: stays
+    (root / "cluster_7").mkdir()  # an old-style folder (before the list) of plain copies: removed
+    (root / "cluster_7" / "old.png").write_bytes(b"old")
+    (root / "cluster_8").mkdir()  # holds a folder of the user's: not pixsort's, stays
+    (root / "cluster_8" / "keep").mkdir()
+
+    copy_into_cluster_folders(pd.DataFrame({"path": files, "cluster": [0, 1, 2, 3, 4, -1]}), root, "copy")
+    assert {p.name for p in root.iterdir() if p.is_dir()} == {f"cluster_{c}" for c in range(5)} | {"noise", "cluster_8"}
+    copy_into_cluster_folders(pd.DataFrame({"path": files, "cluster": [0, 1, 0, 1, 0, 1]}), root, "link")
+    assert {p.name for p in root.iterdir() if p.is_dir()} == {"cluster_0", "cluster_1", "cluster_8"}
+    assert sorted(p.name for p in (root / "cluster_0").iterdir()) == ["img0.png", "img2.png", "img4.png"]
+    assert all(p.is_symlink() for p in (root / "cluster_1").iterdir())
+    assert (root / "notes.txt").read_text() == "mine" and (root / "cluster_8" / "keep").is_dir()

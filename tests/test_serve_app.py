@@ -53,6 +53,11 @@ CHROMIUM_ARGS = [
 SYNTHETIC_CLASSES = ["dark", "bright"]
 
 
+def local_client(app) -> TestClient:
+    """A TestClient that names the server as a browser on this machine does (Host: 127.0.0.1)."""
+    return TestClient(app, base_url="http://127.0.0.1")
+
+
 # -- synthetic images and models, made once per session --------------------------------------
 
 
@@ -128,13 +133,13 @@ def clusterer_dir(synthetic_root, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def classifier_client(classifier_dir):
-    with TestClient(create_app(classifier_dir)) as client:
+    with local_client(create_app(classifier_dir)) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
 def clusterer_client(clusterer_dir):
-    with TestClient(create_app(clusterer_dir)) as client:
+    with local_client(create_app(clusterer_dir)) as client:
         yield client
 
 
@@ -293,7 +298,7 @@ def test_health_answers_without_touching_the_model(model_fixture, methods, reque
     count_calls(app.state.model, methods, calls)
     predictor = app.state.batcher.fn
     app.state.batcher.fn = lambda images: calls.append("predictor") or predictor(images)
-    with TestClient(app) as client:
+    with local_client(app) as client:
         after_start = list(calls)
         assert after_start[0] == "predictor" and len(after_start) >= 2  # the warm-up ran, and was counted
         for _ in range(5):
@@ -355,6 +360,81 @@ def test_decompression_bomb_is_refused_with_422(classifier_client):
     assert response.json()["error"] == "too_many_pixels" and response.json()["filename"] == "bomb.png"
 
 
+def float_tiff(width: int, height: int) -> bytes:
+    """A small deflate-compressed float32 TIFF of ``width`` x ``height`` (4 bytes a pixel decoded)."""
+    buffer = io.BytesIO()
+    Image.new("F", (width, height), 0.5).save(buffer, format="TIFF", compression="tiff_adobe_deflate")
+    return buffer.getvalue()
+
+
+def test_uploads_have_a_lower_pixel_limit_than_training(classifier_dir):
+    from tests.test_serve_uploads import png_claiming
+
+    # 45 MP: under the decoder's own 64 MP limit, over the server's default 40 MP
+    with local_client(create_app(classifier_dir)) as client:
+        response = client.post("/predict", files=upload(("big.png", png_claiming(7500, 6000))))
+    assert response.status_code == 422 and response.json()["error"] == "too_many_pixels"
+    assert "40,000,000" in response.json()["message"]
+
+
+def test_decoded_memory_of_a_request_is_budgeted_from_the_headers(classifier_dir, monkeypatch):
+    import pixsort.serve.uploads as uploads_module
+
+    decoded = []
+    real = uploads_module.decode_upload
+    monkeypatch.setattr(uploads_module, "decode_upload", lambda *a: decoded.append(a[1]) or real(*a))
+    with local_client(create_app(classifier_dir, max_decoded_mb=8)) as client:
+        # one float TIFF of 500x500: 1 MB of float32, ~10 MB while converted, from a file of a few KB
+        small = float_tiff(500, 500)
+        assert len(small) < 100_000
+        response = client.post("/predict", files=upload(("float.tif", small)))
+        assert response.status_code == 413, response.text
+        assert response.json()["error"] == "decode_budget_exceeded" and "8 MB" in response.json()["message"]
+        # twenty bilevel PNGs of 1000x700 (0.7 MB each decoded): 14 MB together
+        buffer = io.BytesIO()
+        Image.new("1", (1000, 700), 1).save(buffer, format="PNG")
+        many = client.post("/predict", files=upload(*[(f"b{i}.png", buffer.getvalue()) for i in range(20)]))
+        assert many.status_code == 413 and many.json()["error"] == "decode_budget_exceeded"
+        assert decoded == []  # refused before any pixel was decoded
+        # within the budget: decoded and answered
+        ok = client.post("/predict", files=upload(*[(f"b{i}.png", buffer.getvalue()) for i in range(5)]))
+        assert ok.status_code == 200 and len(decoded) == 5
+
+
+def test_decodes_are_limited_process_wide(classifier_dir, monkeypatch):
+    import pixsort.serve.uploads as uploads_module
+
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(uploads_module, "_decode_slots", slots)
+    running, most = [0], [0]
+    lock = threading.Lock()
+    real = uploads_module.decode_upload
+
+    def counted(*args):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        try:
+            return real(*args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(uploads_module, "decode_upload", counted)
+    app = create_app(classifier_dir)
+    with local_client(app) as client:
+        threads = [
+            threading.Thread(target=client.post, args=("/predict",), kwargs={"files": upload(("x.png", png_bytes()))})
+            for _ in range(6)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert most[0] == 1
+
+
 def test_truncated_and_empty_files_are_refused(classifier_client, uploads):
     data = uploads[0].read_bytes()
     cut = classifier_client.post("/predict", files=upload(("cut.jpg", data[: len(data) // 4])))
@@ -401,7 +481,7 @@ def test_upload_page_is_served_with_a_strict_content_security_policy(classifier_
 
 
 def test_upload_over_the_limit_is_413_json(classifier_dir, uploads):
-    with TestClient(create_app(classifier_dir, max_upload_mb=0.05)) as client:  # 52 KB
+    with local_client(create_app(classifier_dir, max_upload_mb=0.05)) as client:  # 52 KB
         big = ("big.png", png_bytes(size=(400, 400)))  # ~160 KB of noise
         response = client.post("/predict", files=upload(big))
         assert response.status_code == 413
@@ -411,13 +491,13 @@ def test_upload_over_the_limit_is_413_json(classifier_dir, uploads):
 
 
 def test_too_many_files_in_one_request_is_refused(classifier_dir, uploads):
-    with TestClient(create_app(classifier_dir, max_images=2)) as client:
+    with local_client(create_app(classifier_dir, max_images=2)) as client:
         response = client.post("/predict", files=upload(*uploads[:3]))
     assert response.status_code == 400 and "files" in response.json()["message"].lower()
 
 
 def test_api_key_guards_predict_model_and_thumbnails_but_not_health_or_page(classifier_dir, uploads):
-    with TestClient(create_app(classifier_dir, api_key="s3cret")) as client:
+    with local_client(create_app(classifier_dir, api_key="s3cret")) as client:
         assert client.get("/health").status_code == 200
         assert client.get("/").status_code == 200
         for response in (
@@ -462,7 +542,7 @@ def test_the_model_is_loaded_once_and_inference_runs_off_the_event_loop(classifi
         return predictor(images)
 
     app.state.batcher.fn = spying_predictor
-    with TestClient(app) as client:
+    with local_client(app) as client:
         for path in uploads[:3]:
             assert client.post("/predict", files=upload(path)).status_code == 200
         assert client.get("/model").status_code == 200
@@ -482,13 +562,13 @@ def test_settings_are_passed_as_arguments_and_the_worker_factory_pickles(classif
 
     for name in ("PIXSORT_MODEL", "PIXSORT_MAX_UPLOAD_MB", "PIXSORT_API_KEY", "PIXSORT_MAX_BATCH", "PIXSORT_THREADS"):
         monkeypatch.setenv(name, "0")  # nothing reads these any more: they would break the app if read
-    settings = ServeSettings(max_upload_mb=0.5, api_key="k", max_batch=4)
-    assert "k" not in repr(settings)  # the key stays out of logs
+    settings = ServeSettings(max_upload_mb=0.5, api_key="Zq9", max_batch=4)
+    assert "Zq9" not in repr(settings)  # the key stays out of logs
     factory = pickle.loads(pickle.dumps(functools.partial(create_app, str(classifier_dir), settings)))
-    with TestClient(factory()) as client:
+    with local_client(factory()) as client:
         assert client.app.state.settings == settings
         assert client.app.state.batcher.max_batch == 4
-        info = client.get("/model", headers={"X-API-Key": "k"}).json()
+        info = client.get("/model", headers={"X-API-Key": "Zq9"}).json()
     assert info["max_upload_bytes"] == 512 * 1024 and info["auth_required"] is True
     # keyword arguments override the settings object, one field at a time
     app = create_app(classifier_dir, settings, api_key=None, max_images=3)
@@ -518,6 +598,51 @@ def test_bad_settings_are_refused_up_front(classifier_dir, monkeypatch):
             ServeSettings(**bad)
     with pytest.raises(TypeError):
         create_app(classifier_dir, max_uplod_mb=1)  # a misspelt setting is not ignored
+
+
+def test_host_header_not_on_the_allow_list_is_400(classifier_dir, uploads):
+    # DNS rebinding: a page on attacker.example resolved to 127.0.0.1 must not reach the model
+    app = create_app(classifier_dir)
+    with TestClient(app, base_url="http://attacker.example") as client:
+        answers = (client.get("/model"), client.get("/health"), client.post("/predict", files=upload(uploads[0])))
+        for response in answers:
+            assert response.status_code == 400 and response.json()["error"] == "invalid_host"
+        assert client.get("/model", headers={"Host": "attacker.example:8000"}).status_code == 400
+    with TestClient(app, base_url="http://localhost:8000") as client:
+        assert client.get("/model").status_code == 200
+        for host in ("127.0.0.1:8000", "[::1]:8000", "LOCALHOST"):
+            assert client.get("/model", headers={"Host": host}).status_code == 200, host
+    with TestClient(create_app(classifier_dir, allowed_hosts=("pixsort.lan",)), base_url="http://pixsort.lan") as c:
+        assert c.get("/model").status_code == 200
+        assert c.get("/model", headers={"Host": "localhost"}).status_code == 400
+
+
+def test_serve_command_allowed_hosts_and_empty_api_key(classifier_dir, monkeypatch):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from pixsort.cli import app
+
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda application, **options: served.append((application, options)))
+    monkeypatch.delenv("PIXSORT_API_KEY", raising=False)
+    result = CliRunner().invoke(app, ["serve", str(classifier_dir), "--host", "10.1.2.3", "--allowed-host", "pix.lan",
+                                      "--allowed-host", "other.lan"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    ((application, options),) = served
+    assert application.state.settings.allowed_hosts == ("localhost", "127.0.0.1", "::1", "10.1.2.3", "pix.lan",
+                                                        "other.lan")  # fmt: skip
+    assert options["timeout_keep_alive"] > 0 and options["h11_max_incomplete_event_size"] > 0
+    served.clear()
+    assert CliRunner().invoke(app, ["serve", str(classifier_dir), "--host", "0.0.0.0"]).exit_code == 0
+    assert served[0][0].state.settings.allowed_hosts == ("localhost", "127.0.0.1", "::1")
+    served.clear()
+    for empty in ("", "  "):
+        result = CliRunner().invoke(app, ["serve", str(classifier_dir), "--api-key", empty])
+        assert result.exit_code == 2, result.output
+        assert "empty" in result.output and not served
+    result = CliRunner().invoke(app, ["serve", str(classifier_dir)], env={"PIXSORT_API_KEY": ""})
+    assert result.exit_code == 2 and not served
 
 
 # -- clusterer routes ---------------------------------------------------------------------------
@@ -567,7 +692,7 @@ def test_clusterer_embeds_each_batch_once_through_assign(clusterer_dir, uploads,
     monkeypatch.setattr(ImageClusterer, "assign", counting_assign)
     for name in ("predict", "transform", "kneighbors"):  # assign answers all three itself
         monkeypatch.setattr(ImageClusterer, name, lambda self, *a, _name=name, **k: others.append(_name))
-    with TestClient(create_app(clusterer_dir)) as client:
+    with local_client(create_app(clusterer_dir)) as client:
         model = client.app.state.model
         assert "embed" not in vars(model)  # the predictor no longer patches the model
         response = client.post("/predict", files=upload(*uploads[:2]))
@@ -579,7 +704,7 @@ def test_clusterer_embeds_each_batch_once_through_assign(clusterer_dir, uploads,
 
 
 def test_clusterer_without_neighbours_skips_the_search(clusterer_dir, uploads):
-    with TestClient(create_app(clusterer_dir, n_neighbors=0)) as client:
+    with local_client(create_app(clusterer_dir, n_neighbors=0)) as client:
         results = client.post("/predict", files=upload(*uploads[:2])).json()["results"]
         assert client.get("/model").json()["n_neighbors"] == 0
     assert [r["neighbors"] for r in results] == [[], []]
@@ -603,10 +728,39 @@ def test_a_training_image_that_is_gone_is_a_404_not_a_500(clusterer_dir, tmp_pat
     meta = (moved / "model.json").read_text()
     gone = model.train_paths_[0]
     (moved / "model.json").write_text(meta.replace(gone, str(tmp_path / "nowhere.png")))
-    with TestClient(create_app(moved)) as client:
+    with local_client(create_app(moved)) as client:
         response = client.get("/thumbnails/0")
         assert response.status_code == 404 and "no longer there" in response.json()["message"]
         assert client.get("/thumbnails/1").status_code == 200
+
+
+def test_thumbnails_of_relative_training_paths_come_from_where_the_model_was_fitted(tmp_path, monkeypatch):
+    from pixsort.cluster.images import ImageClusterer
+
+    fitted_in, elsewhere = tmp_path / "fitted", tmp_path / "elsewhere"
+    for kind in ("dark", "bright"):
+        write_images(fitted_in / "train" / kind, kind, synthetic_images(kind, 6))
+        # a different file at the same relative path, where the server will run
+        write_images(elsewhere / "train" / kind, kind, synthetic_images("striped", 6))
+    monkeypatch.chdir(fitted_in)
+    clusterer = ImageClusterer(features="pixels", n_clusters=2, progress=False)
+    clusterer.fit("train")
+    assert not Path(clusterer.train_paths_[0]).is_absolute()
+    clusterer.save(tmp_path / "model")
+    monkeypatch.chdir(elsewhere)
+    with local_client(create_app(tmp_path / "model")) as client:
+        response = client.get("/thumbnails/0")
+    assert response.status_code == 200
+    shown = np.asarray(Image.open(io.BytesIO(response.content)).convert("L"), dtype=float)
+    original = decode_image(fitted_in / clusterer.train_paths_[0], decode_settings_rgb96())[0].mean(axis=2)
+    impostor = decode_image(elsewhere / clusterer.train_paths_[0], decode_settings_rgb96())[0].mean(axis=2)
+    assert np.abs(shown - original).mean() < np.abs(shown - impostor).mean()
+
+
+def decode_settings_rgb96():
+    from pixsort.data import DecodeSettings
+
+    return DecodeSettings(size=96, channels="RGB", resize="crop")
 
 
 # -- the same parity checks on real chest X-rays (skip without ../shared) -----------------------
@@ -614,7 +768,7 @@ def test_a_training_image_that_is_gone_is_a_404_not_a_500(clusterer_dir, tmp_pat
 
 @pytest.fixture(scope="session")
 def xray_classifier_client(xray_classifier_dir):
-    with TestClient(create_app(xray_classifier_dir)) as client:
+    with local_client(create_app(xray_classifier_dir)) as client:
         yield client
 
 
@@ -630,7 +784,7 @@ def test_xray_classifier_gives_the_models_own_probabilities_and_decision(
 
 def test_xray_clusterer_gives_cluster_distance_and_neighbours(xray_clusterer_dir, xrays):
     _, held_out = xrays
-    with TestClient(create_app(xray_clusterer_dir)) as client:
+    with local_client(create_app(xray_clusterer_dir)) as client:
         check_clusterer_predict(client, xray_clusterer_dir, held_out[:3])
         assert client.get("/model").json()["n_train"] == 40
         assert client.get("/thumbnails/0").status_code == 200
@@ -711,7 +865,7 @@ def test_runtime_onnx_exports_once_and_answers_like_torch(onnx_model_dir, upload
     model = torch_fp32(onnx_model_dir)
     images = np.stack([decode_image(p, model.decode_settings)[0] for p in uploads])
     expected = model.predict_proba(images)
-    with TestClient(app) as client:
+    with local_client(app) as client:
         response = client.post("/predict", files=upload(*uploads))
         info = client.get("/model").json()
     assert response.status_code == 200, response.text
@@ -888,6 +1042,59 @@ def test_serve_with_two_workers_answers_and_passes_its_settings_on(clusterer_dir
     assert process.poll() is not None
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert alive == []  # the workers went with their parent
+
+
+def closed_within(sock: socket.socket, bound_s: float) -> tuple[bool, bytes, float]:
+    """Read from ``sock`` until the server closes it or ``bound_s`` passes: (closed, bytes read, seconds)."""
+    t0 = time.monotonic()
+    data = b""
+    sock.settimeout(0.25)
+    while time.monotonic() - t0 < bound_s:
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return True, data, time.monotonic() - t0
+        if not chunk:
+            return True, data, time.monotonic() - t0
+        data += chunk
+    return False, data, time.monotonic() - t0
+
+
+def test_slow_clients_are_cut_off_within_the_request_timeout(classifier_dir):
+    with serve_process(classifier_dir, "--request-timeout", "2") as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        # nothing at all, and headers trickled one byte every 0.5 s: closed within the bound
+        with socket.create_connection(("127.0.0.1", port)) as idle:
+            closed, _, took = closed_within(idle, 8)
+            assert closed and took < 6, took
+        with socket.create_connection(("127.0.0.1", port)) as trickle:
+            trickle.settimeout(0.25)
+            t0, closed = time.monotonic(), False
+            for byte in b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 40:
+                try:
+                    trickle.sendall(bytes([byte]))
+                    if trickle.recv(1) == b"":
+                        closed = True
+                        break
+                except TimeoutError:
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                    break
+                time.sleep(0.25)
+            assert closed and time.monotonic() - t0 < 6
+        # whole headers, a body that never comes: 408 and closed
+        with socket.create_connection(("127.0.0.1", port)) as slow_body:
+            slow_body.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                b"Content-Length: 100000\r\n\r\n--x\r\n"
+            )
+            closed, answer, took = closed_within(slow_body, 8)
+            assert closed and took < 6, (took, answer)
+            assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer
+        assert httpx.get(f"{base}/health", timeout=5).status_code == 200  # and the server still answers
 
 
 def run_load(

@@ -9,6 +9,7 @@ here once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -22,6 +23,7 @@ FORMAT = "pixsort-model"
 FORMAT_VERSION = 1
 META_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
+WEIGHTS_HASH_KEY = "weights_sha256"  # recorded at save, checked at load (older files have none)
 KINDS = ("classifier", "clusterer")
 
 
@@ -73,7 +75,16 @@ def write_model_folder(path: str | os.PathLike, kind: str, meta: dict, tensors: 
         from safetensors.numpy import save_file
 
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, weights, metadata={"format": FORMAT})
-    return write_model_meta(folder, kind, meta)
+    return write_model_meta(folder, kind, {**meta, WEIGHTS_HASH_KEY: file_sha256(weights)})
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of the file at ``path``, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_model_meta(path: str | os.PathLike, kind: str, meta: dict) -> Path:
@@ -84,6 +95,13 @@ def write_model_meta(path: str | os.PathLike, kind: str, meta: dict) -> Path:
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     header = {"format": FORMAT, "version": FORMAT_VERSION, "kind": kind}
+    if WEIGHTS_HASH_KEY not in meta and (folder / META_FILE).exists():
+        try:  # the weights are not rewritten here: their recorded checksum stays
+            old = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+            if isinstance(old, dict) and old.get(WEIGHTS_HASH_KEY):
+                meta = {**meta, WEIGHTS_HASH_KEY: old[WEIGHTS_HASH_KEY]}
+        except (OSError, ValueError):
+            pass
     tmp = folder / (META_FILE + ".tmp")
     tmp.write_text(dumps({**header, **meta}), encoding="utf-8")
     tmp.replace(folder / META_FILE)
@@ -100,6 +118,12 @@ def read_model_folder(
     weights = folder / WEIGHTS_FILE
     if not weights.exists():
         raise ModelFileError(f"{folder}: {WEIGHTS_FILE} is missing")
+    expected = meta.get(WEIGHTS_HASH_KEY)
+    if expected is not None and file_sha256(weights) != expected:
+        raise ModelFileError(
+            f"{folder}: {WEIGHTS_FILE} does not match model.json (its checksum differs: truncated, "
+            "corrupted or replaced after saving)"
+        )
     if framework == "pt":
         from safetensors.torch import load_file
     else:
@@ -117,9 +141,24 @@ __all__ = [
     "KINDS",
     "META_FILE",
     "WEIGHTS_FILE",
+    "WEIGHTS_HASH_KEY",
+    "file_sha256",
     "model_folder",
     "read_model_folder",
     "read_model_meta",
     "write_model_folder",
     "write_model_meta",
+    "model_problem",
 ]
+
+
+def model_problem(folder: str | os.PathLike, exc: BaseException) -> ModelFileError:
+    """One clear :class:`ModelFileError` for a model folder whose contents disagree
+    (a key missing from model.json, a wrong type, tensors of the wrong shape)."""
+    if isinstance(exc, ModelFileError):
+        return exc
+    if isinstance(exc, KeyError):
+        what = f"model.json or the weights lack {exc.args[0]!r}" if exc.args else "a required entry is missing"
+    else:
+        what = f"{type(exc).__name__}: {exc}"
+    return ModelFileError(f"{folder} is not a consistent pixsort model: {what}")

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from pixsort.base.errors import check_fitted
+from pixsort.base.errors import ModelFileError, check_fitted
 from pixsort.base.images import check_images
-from pixsort.base.modelfile import WEIGHTS_FILE, read_model_folder, write_model_folder, write_model_meta
+from pixsort.base.modelfile import WEIGHTS_FILE, model_problem, read_model_folder, write_model_folder, write_model_meta
 from pixsort.base.params import Integral, Interval, Real, StrOptions, validate_params
 from pixsort.base.runtime import DEVICES, PRECISIONS, select_device, tune_cpu
 from pixsort.classify.augment import VIEW_SETS, get_augment, get_views, oversample_minority
@@ -578,7 +578,30 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def load(cls, path: str | os.PathLike, *, meta: dict | None = None, device: str = "auto") -> ImageClassifier:
         """Rebuild a saved classifier (architecture from JSON, weights from safetensors)
         on ``device``; ``meta`` is its ``model.json`` when already read."""
-        _, meta, state = read_model_folder(path, "classifier", meta=meta, framework="pt")
+        folder, meta, state = read_model_folder(path, "classifier", meta=meta, framework="pt")
+        try:
+            return cls._from_folder(folder, meta, state, device)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise model_problem(folder, exc) from None
+
+    @classmethod
+    def _from_folder(cls, folder: Path, meta: dict, state: dict, device: str) -> ImageClassifier:
+        if "architecture" not in meta:
+            raise ModelFileError(f"{folder}: model.json has no 'architecture' (the network cannot be rebuilt)")
+        classes = meta["classes"]
+        if not isinstance(classes, list) or len(classes) < 2:
+            raise ModelFileError(f"{folder}: model.json 'classes' must list two or more classes, got {classes!r}")
+        n_outputs = meta["architecture"].get("n_outputs")
+        if n_outputs != n_outputs_for(len(classes)):
+            raise ModelFileError(
+                f"{folder}: model.json lists {len(classes)} classes but the network has {n_outputs} output(s) "
+                f"(expected {n_outputs_for(len(classes))})"
+            )
+        threshold = meta.get("threshold")
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1
+        ):
+            raise ModelFileError(f"{folder}: model.json 'threshold' must be a number in [0, 1], got {threshold!r}")
         params = dict(meta.get("params", {}))
         if "seed" in params:  # files written before one name for the seed
             params["random_state"] = params.pop("seed")

@@ -15,7 +15,7 @@ What it does, in order:
 * Adam / AdamW over the network's parameter groups (discriminative learning rates
   for fine-tuning), a per-step one-cycle, cosine or constant schedule;
 * after each epoch: validation metrics, the best weights kept by ``monitor``, a
-  checkpoint (``last.safetensors`` + ``state.json``) so that an interrupted run
+  checkpoint (weights files named by ``state.json``, committed by its rename) so that an interrupted run
   resumes where it stopped, and early stopping after ``patience`` epochs without
   improvement or when the time budget would be exceeded.
 
@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import time
+import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -37,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from pixsort.base.modelfile import file_sha256
 from pixsort.base.progress import Progress
 from pixsort.base.runtime import PRECISIONS
 from pixsort.classify.augment import AugmentConfig, apply_view, augment_batch, get_views, to_float
@@ -251,32 +253,58 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 class Checkpointer:
-    """``last.safetensors`` (trainable weights + optimizer tensors), ``best.safetensors``
-    and ``state.json`` in one folder; every write is atomic (temp file + rename)."""
+    """A training checkpoint in one folder, committed atomically by ``state.json``.
+
+    Each save writes the trainable weights + optimizer tensors (``last-<id>.safetensors``)
+    and, when the epoch improved, the best weights (``best-<id>.safetensors``) under new
+    names, then replaces ``state.json``, which names the files of the checkpoint and
+    their SHA-256.  That one rename is the commit: a run killed at any point leaves
+    either the old checkpoint or the new one, never last weights of one epoch beside the
+    state of another.  Files no longer named are removed after the commit.  Folders
+    written before (fixed ``last.safetensors``/``best.safetensors``, no ``files``) are read.
+    """
 
     def __init__(self, folder: str | Path | None):
         self.folder = Path(folder) if folder is not None else None
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
 
-    def _atomic_save(self, tensors: dict[str, torch.Tensor], name: str) -> None:
+    def _write(self, tensors: dict[str, torch.Tensor], name: str) -> str:
         tmp = self.folder / (name + ".tmp")
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
         tmp.replace(self.folder / name)
+        return file_sha256(self.folder / name)
+
+    def _committed_files(self) -> dict:
+        try:
+            state = json.loads((self.folder / "state.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return _checkpoint_files(state)
 
     def save(
         self, net: ClassifierNet, optimizer: torch.optim.Optimizer, state: dict, best_state: dict | None, improved: bool
     ) -> None:
         if self.folder is None:
             return
+        token = uuid.uuid4().hex[:12]
+        files = {r: e for r, e in self._committed_files().items() if (self.folder / e["file"]).exists()}
         opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
         weights = {f"model.{k}": v for k, v in net.trainable.state_dict().items()}
-        self._atomic_save({**weights, **opt_tensors}, "last.safetensors")
+        last = f"last-{token}.safetensors"
+        files["last"] = {"file": last, "sha256": self._write({**weights, **opt_tensors}, last)}
         if improved and best_state is not None:
-            self._atomic_save(best_state, "best.safetensors")
+            best = f"best-{token}.safetensors"
+            files["best"] = {"file": best, "sha256": self._write(best_state, best)}
         tmp = self.folder / "state.json.tmp"
-        tmp.write_text(json.dumps({**state, "optimizer": opt_meta, "version": CHECKPOINT_VERSION}, indent=1))
-        tmp.replace(self.folder / "state.json")
+        tmp.write_text(
+            json.dumps({**state, "optimizer": opt_meta, "files": files, "version": CHECKPOINT_VERSION}, indent=1)
+        )
+        tmp.replace(self.folder / "state.json")  # the commit
+        keep = {f["file"] for f in files.values()} | {"state.json"}
+        for path in self.folder.iterdir():
+            if path.name not in keep and path.suffix in (".safetensors", ".tmp") and path.name != "state.json":
+                path.unlink(missing_ok=True)
 
     def load(self, fingerprint: str) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor] | None] | None:
         """(state, last tensors, best weights) of a compatible checkpoint, else None."""
@@ -288,10 +316,28 @@ class Checkpointer:
                 f"the checkpoint in {self.folder} was written with other training settings; "
                 "resume with the same settings, or start afresh without resume"
             )
-        last = load_file(str(self.folder / "last.safetensors"))
-        best_path = self.folder / "best.safetensors"
-        best = load_file(str(best_path)) if best_path.exists() else None
-        return state, last, best
+        files = _checkpoint_files(state)
+        loaded = {}
+        for role in ("last", "best"):
+            entry = files.get(role)
+            if entry is None:
+                continue
+            path = self.folder / entry["file"]
+            if not path.exists() and role == "best" and entry.get("sha256") is None:
+                continue  # an old folder whose run never improved
+            if not path.exists() or (entry.get("sha256") and file_sha256(path) != entry["sha256"]):
+                raise ValueError(f"the checkpoint in {self.folder} is damaged: {entry['file']} is missing or altered")
+            loaded[role] = load_file(str(path))
+        if "last" not in loaded:
+            raise ValueError(f"the checkpoint in {self.folder} names no last weights")
+        return state, loaded["last"], loaded.get("best")
+
+
+def _checkpoint_files(state: dict) -> dict:
+    """{role: {"file", "sha256"}} of a checkpoint's state; old folders had fixed names."""
+    if isinstance(state.get("files"), dict):
+        return state["files"]
+    return {role: {"file": f"{role}.safetensors", "sha256": None} for role in ("last", "best")}
 
 
 # ----------------------------------------------------------------------------- loop

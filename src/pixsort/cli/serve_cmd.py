@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 from pathlib import Path
 
 import typer
@@ -31,6 +32,21 @@ def serve(
         None, min=1, help="Inference threads per process (default: the cores, shared out among the workers)."
     ),
     log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
+    allowed_host: list[str] = typer.Option(
+        [],
+        "--allowed-host",
+        help="A host name the server answers for (Host header), besides localhost, 127.0.0.1, [::1] and --host; "
+        "repeatable; '*' allows any. Others get 400 (no DNS rebinding).",
+    ),
+    request_timeout: float = typer.Option(
+        30.0, min=0.001, help="Seconds a client may take to send a request's headers, and again its body (408)."
+    ),
+    max_pixels: int = typer.Option(
+        40_000_000, min=1, help="Largest upload in pixels, from its header (422 above it; the model's limit too)."
+    ),
+    max_decoded_mb: float = typer.Option(
+        160.0, min=0.001, help="Most memory one request's images may take decoded, judged from headers (413)."
+    ),
     runtime: str = typer.Option(
         "torch",
         "--runtime",
@@ -42,13 +58,23 @@ def serve(
     import uvicorn
 
     from pixsort.base.errors import ModelFileError
+    from pixsort.serve.security import LOOPBACK_HOSTS
     from pixsort.serve.settings import ServeSettings
+    from pixsort.serve.timeouts import uvicorn_options
 
     existing_path(model)
+    if api_key is None and os.environ.get("PIXSORT_API_KEY") is not None:
+        api_key = os.environ["PIXSORT_API_KEY"]  # click reads an empty variable as unset: it is not
+    if api_key is not None and not api_key.strip():
+        raise fail(
+            "--api-key (or PIXSORT_API_KEY) is empty: an empty key is not a key; leave it out to serve without one"
+        )
+    hosts = list(LOOPBACK_HOSTS) + ([] if host in ("0.0.0.0", "::", "") else [host]) + list(allowed_host)
     try:
         settings = ServeSettings(
-            max_upload_mb=max_upload_mb, api_key=api_key or None, max_batch=max_batch, threads=threads,
-            runtime=runtime,
+            max_upload_mb=max_upload_mb, api_key=api_key, max_batch=max_batch, threads=threads,
+            runtime=runtime, allowed_hosts=tuple(dict.fromkeys(hosts)), request_timeout_s=request_timeout,
+            max_pixels=max_pixels, max_decoded_mb=max_decoded_mb,
         )  # fmt: skip
     except ValueError as exc:
         raise fail(str(exc)) from None
@@ -65,7 +91,7 @@ def serve(
         except Exception as exc:  # a folder that reads as a model but does not load (weights gone, corrupt)
             raise fail(f"cannot serve {model}: {type(exc).__name__}: {exc}") from None
         _announce(application.state.predictor.kind, model, host, port, settings)
-        uvicorn.run(application, host=host, port=port, log_level=log_level)
+        uvicorn.run(application, host=host, port=port, log_level=log_level, **uvicorn_options(settings))
         return
 
     # several processes: each builds its own app (and loads the model once) by calling
@@ -88,11 +114,11 @@ def serve(
     _announce(kind, model, host, port, settings)
     run_workers(
         functools.partial(create_app, str(model.resolve()), settings),
-        workers=workers, host=host, port=port, log_level=log_level,
+        workers=workers, host=host, port=port, log_level=log_level, **uvicorn_options(settings),
     )  # fmt: skip
 
 
-def run_workers(factory, *, workers: int, host: str, port: int, log_level: str) -> None:
+def run_workers(factory, *, workers: int, host: str, port: int, log_level: str, **options) -> None:
     """Serve the app that ``factory()`` builds in ``workers`` processes, as ``uvicorn.run``
     does for an import string: bind the socket here, then let uvicorn's Multiprocess
     supervisor spawn the workers (each calls ``factory``, so it must pickle) and keep
@@ -102,7 +128,9 @@ def run_workers(factory, *, workers: int, host: str, port: int, log_level: str) 
 
     # uvicorn.run refuses a non-string app with workers > 1; its Config and
     # supervisor take a picklable factory as they are
-    config = uvicorn.Config(app=factory, factory=True, host=host, port=port, workers=workers, log_level=log_level)
+    config = uvicorn.Config(
+        app=factory, factory=True, host=host, port=port, workers=workers, log_level=log_level, **options
+    )
     sock = config.bind_socket()
     try:
         Multiprocess(config, sockets=[sock]).run()

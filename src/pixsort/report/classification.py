@@ -296,7 +296,7 @@ def plot_confusion(cm, class_names: list[str], path: Path, title: str = "Confusi
             )
     names = [plain_text(c) for c in class_names]
     ax.set_xticks(range(k), names, rotation=30, ha="right"), ax.set_yticks(range(k), names)
-    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(plain_text(title))
     return save_figure(fig, path)
 
 

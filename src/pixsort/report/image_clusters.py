@@ -23,7 +23,9 @@ composed with PIL (faster, and exact pixels).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -417,8 +419,16 @@ def _thumbnail(image: np.ndarray, side: int):
 
 def copy_into_cluster_folders(assignments: pd.DataFrame, root: Path, mode: str) -> Path:
     """One folder per cluster (``noise`` for -1) holding copies of or symbolic links
-    to its files; names that collide get their row number as prefix."""
+    to its files; names that collide get their row number as prefix.
+
+    What an earlier run wrote under ``root`` is removed first (the files listed in its
+    ``.pixsort-folders.json``, then the cluster folders left empty; a folder written
+    before that list existed is removed when it is a ``cluster_<n>``/``noise`` folder
+    of plain files and links only), so a rerun with another k leaves no stale folders;
+    nothing else in ``root`` is touched."""
     root.mkdir(parents=True, exist_ok=True)
+    _remove_cluster_folders(root)
+    made: list[str] = []
     for number, row in enumerate(assignments.itertuples(index=False)):
         src = Path(row.path)
         if not src.is_file():  # array or archive members have no file of their own
@@ -434,7 +444,38 @@ def copy_into_cluster_folders(assignments: pd.DataFrame, root: Path, mode: str) 
             os.symlink(src.resolve(), dest)
         else:
             shutil.copy2(src, dest)
+        made.append(dest.relative_to(root).as_posix())
+    (root / _FOLDERS_MANIFEST).write_text(json.dumps({"files": made}), encoding="utf-8")
     return root
+
+
+_FOLDERS_MANIFEST = ".pixsort-folders.json"
+_CLUSTER_FOLDER = re.compile(r"^(cluster_-?\d+|noise)$")
+
+
+def _remove_cluster_folders(root: Path) -> None:
+    manifest = root / _FOLDERS_MANIFEST
+    had_manifest = manifest.exists()
+    if had_manifest:
+        try:
+            listed = json.loads(manifest.read_text(encoding="utf-8")).get("files", [])
+        except (OSError, ValueError, AttributeError):
+            listed = []
+        for name in listed:
+            parts = Path(name).parts
+            path = root / name
+            if len(parts) == 2 and _CLUSTER_FOLDER.match(parts[0]) and (path.is_symlink() or path.is_file()):
+                path.unlink()
+        manifest.unlink()
+    for folder in root.iterdir():
+        if not folder.is_dir() or folder.is_symlink() or not _CLUSTER_FOLDER.match(folder.name):
+            continue
+        entries = list(folder.iterdir())
+        if not had_manifest and all(e.is_symlink() or e.is_file() for e in entries):
+            for e in entries:  # a folder from before the list: plain copies and links only
+                e.unlink()
+        if not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _nanmean(values: np.ndarray) -> float:

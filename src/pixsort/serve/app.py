@@ -19,6 +19,7 @@ classifier), ``page`` (the upload page's HTML) and ``started`` (monotonic second
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from contextlib import asynccontextmanager
@@ -47,10 +48,11 @@ from pixsort.serve.schemas import (
     ModelInfo,
     PredictResponse,
 )
-from pixsort.serve.security import API_KEY_HEADER, require_key
+from pixsort.serve.security import API_KEY_HEADER, HostAllowList, require_key
 from pixsort.serve.settings import ServeSettings
 from pixsort.serve.thumbnails import ThumbnailUnavailable, TrainingThumbnails
-from pixsort.serve.uploads import BodySizeLimit, DecodedUpload, UploadRejected, decode_upload, too_large_body
+from pixsort.serve.timeouts import BodyReadTimeout
+from pixsort.serve.uploads import BodySizeLimit, DecodedUpload, UploadRejected, decode_uploads, too_large_body
 from pixsort.workflows import load_model, load_onnx_classifier
 
 _MAX_FILENAME = 255
@@ -120,7 +122,7 @@ async def predict(
     if not files:
         raise UploadRejected(422, "no_files", "send one or more images as multipart form field 'files'")
     named = [((f.filename or f"file {i + 1}")[:_MAX_FILENAME], await f.read()) for i, f in enumerate(files)]
-    uploads = await run_in_threadpool(_decode_all, named, state.predictor.decode_settings)
+    uploads = await run_in_threadpool(_decode_all, named, state.predictor.decode_settings, state.settings)
     outputs = await state.batcher.submit(np.stack([u.image for u in uploads]))
     results = [
         {"filename": u.filename, "format": u.format, "width": u.width, "height": u.height, "bytes": u.n_bytes} | out
@@ -151,8 +153,10 @@ async def thumbnail(request: Request, index: int) -> Response:
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
-def _decode_all(named: list[tuple[str, bytes]], decode: DecodeSettings) -> list[DecodedUpload]:
-    return [decode_upload(data, name, decode) for name, data in named]
+def _decode_all(named: list[tuple[str, bytes]], decode: DecodeSettings, settings: ServeSettings) -> list[DecodedUpload]:
+    # uploads get the lower of the model's pixel limit and the server's
+    decode = dataclasses.replace(decode, max_pixels=min(decode.max_pixels, settings.max_pixels))
+    return decode_uploads(named, decode, settings.max_decoded_bytes)
 
 
 # -- exception handlers ---------------------------------------------------------------------
@@ -190,8 +194,13 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
 
 
 def middleware(settings: ServeSettings) -> list[Middleware]:
-    """The middleware stack for ``settings``: the streaming body limit."""
-    return [Middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)]
+    """The middleware stack for ``settings``, outermost first: the Host allow-list, the
+    body-read deadline, the streaming body limit."""
+    return [
+        Middleware(HostAllowList, allowed_hosts=settings.allowed_hosts),
+        Middleware(BodyReadTimeout, timeout_s=settings.request_timeout_s),
+        Middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes),
+    ]
 
 
 @asynccontextmanager
@@ -264,8 +273,15 @@ def create_app(model_path: str | os.PathLike, settings: ServeSettings | None = N
     state.predictor = predictor
     state.batcher = MicroBatcher(predictor, max_batch=settings.max_batch)
     state.thumbnails = (
-        # relative training paths: from where the server runs, or from near the model
-        TrainingThumbnails(predictor.train_paths, search_roots=list(folder.resolve().parents)[:2])
+        # relative training paths: from the folder the model was fitted in (recorded in
+        # model.json), never from where the server happens to run; older models without
+        # that record: from near the model, then the working directory
+        TrainingThumbnails(
+            predictor.train_paths,
+            search_roots=[Path(predictor.train_paths_root)]
+            if predictor.train_paths_root
+            else [*list(folder.resolve().parents)[:2], Path.cwd()],
+        )
         if predictor.kind == "clusterer"
         else None
     )

@@ -90,6 +90,7 @@ class ClustererPredictor:
         self.model = model
         self.n_clusters = int(model.n_clusters_)
         self.train_paths = [str(p) for p in getattr(model, "train_paths_", None) or []]
+        self.train_paths_root = getattr(model, "train_paths_root_", None)
         self.n_neighbors = max(0, min(int(n_neighbors), len(self.train_paths)))
         names = getattr(model, "cluster_names_", None)
         self.cluster_names = [str(n) for n in names] if names is not None and len(names) else None

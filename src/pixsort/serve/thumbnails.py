@@ -3,8 +3,9 @@
 Clients name a training image by its position in ``train_paths_``, never by a path,
 so the server reads nothing but the images the model was fitted on.  Paths are file
 paths or the data layer's array references (``file.npz:key[i]``, ``file.npy[i]``);
-relative ones are tried against the working directory and then the model folder's
-parents.
+relative ones are resolved against ``search_roots`` only (the app passes the folder
+the model was fitted in, as recorded in ``model.json``), never implicitly against the
+working directory.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class TrainingThumbnails:
 
     def __init__(self, paths: list[str], search_roots: list[Path] | None = None, size: int = 96, cache_size: int = 512):
         self.paths = list(paths)
-        self.search_roots = [Path.cwd()] + list(search_roots or [])
+        self.search_roots = list(search_roots or [])
         self.settings = DecodeSettings(size=size, channels="RGB", resize="crop")
         self.cache_size = cache_size
         self._cache: OrderedDict[int, bytes] = OrderedDict()

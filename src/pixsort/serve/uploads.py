@@ -13,10 +13,15 @@ machine-readable code and a sentence for people; the app turns it into JSON.
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import threading
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 from starlette.exceptions import HTTPException
 
 from pixsort.data import DecodeSettings, SkipImage, decode_image
@@ -87,6 +92,67 @@ def decode_upload(data: bytes, filename: str, settings: DecodeSettings) -> Decod
         status = _STATUS_FOR_REASON.get(exc.reason, 422)
         raise UploadRejected(status, exc.reason, exc.detail or exc.reason, filename) from None
     return DecodedUpload(filename, fmt, info.width, info.height, len(data), array)
+
+
+# bytes a decode holds per pixel, by mode: Pillow's own storage (RGB and friends as 4
+# bytes), and for 32-bit and 16-bit modes what the conversion to uint8 adds (numpy
+# float64 copies: measured ~40 bytes a pixel for a float32 TIFF, 1.96 GB for 6300x6300)
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "I;16": 24, "I;16L": 24, "I;16B": 24,
+                    "I;16N": 24, "I": 40, "F": 40, "RGB": 4, "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4,
+                    "YCbCr": 4, "LAB": 4, "HSV": 4}  # fmt: skip
+
+# Decoding is memory- and CPU-bound: at most this many uploads decode at once in a
+# process, whatever the number of concurrent requests.
+DECODE_SLOTS = max(1, min(4, (os.cpu_count() or 1)))
+_decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
+
+
+def decoded_bytes(data: bytes, max_pixels: int | None = None) -> int:
+    """What decoding ``data`` will hold in memory, from its header only (width x height x
+    bytes per pixel of its mode, float and 16-bit modes counted as such); 0 when the
+    header cannot be read or is not an accepted format (decoding then refuses it with
+    its own reason; Pillow never sees a format that was not sniffed)."""
+    if sniff_format(data[:16]) is None:
+        return 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+                if max_pixels is not None and w * h > max_pixels:
+                    return 0
+                per_pixel = _BYTES_PER_PIXEL.get(im.mode, 4 * max(1, len(im.getbands())))
+    except Exception:  # unreadable headers are decode_upload's to explain
+        return 0
+    return int(w) * int(h) * per_pixel
+
+
+def check_decode_budget(named: list[tuple[str, bytes]], budget_bytes: int, max_pixels: int | None = None) -> list[int]:
+    """The decoded size of each upload, from the headers; raises :class:`UploadRejected`
+    (413 ``decode_budget_exceeded``) when together they pass ``budget_bytes``, before
+    any pixel is decoded.  An image over ``max_pixels`` is not counted: decoding refuses
+    it on its own (422 ``too_many_pixels``, naming it)."""
+    sizes = [decoded_bytes(data, max_pixels) for _, data in named]
+    total = sum(sizes)
+    if total > budget_bytes:
+        raise UploadRejected(
+            413,
+            "decode_budget_exceeded",
+            f"decoding these {len(named)} image(s) would take {_human_size(total)} of memory, over the "
+            f"per-request limit of {_human_size(budget_bytes)}: send smaller images or fewer per request",
+        )
+    return sizes
+
+
+def decode_uploads(named: list[tuple[str, bytes]], settings: DecodeSettings, budget_bytes: int) -> list[DecodedUpload]:
+    """Check the request's decode budget, then decode each upload, at most
+    :data:`DECODE_SLOTS` at once in this process."""
+    check_decode_budget(named, budget_bytes, settings.max_pixels)
+    out = []
+    for name, data in named:
+        with _decode_slots:
+            out.append(decode_upload(data, name, settings))
+    return out
 
 
 class RequestTooLarge(HTTPException):
@@ -196,7 +262,11 @@ __all__ = [
     "DecodedUpload",
     "RequestTooLarge",
     "UploadRejected",
+    "DECODE_SLOTS",
+    "check_decode_budget",
     "decode_upload",
+    "decode_uploads",
+    "decoded_bytes",
     "sniff_format",
     "too_large_body",
 ]

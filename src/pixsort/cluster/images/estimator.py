@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from pixsort.base.errors import check_fitted
+from pixsort.base.errors import ModelFileError, check_fitted
 from pixsort.base.images import check_images
-from pixsort.base.modelfile import read_model_folder, write_model_folder
+from pixsort.base.modelfile import model_problem, read_model_folder, write_model_folder
 from pixsort.base.params import Integral, Interval, Real, StrOptions, validate_params
 from pixsort.cluster.images.head import ClusteringHead
 from pixsort.cluster.images.methods import METHODS, NEEDS_K, Partition, canonical_partition, cluster_means, partition
@@ -559,6 +559,8 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
             "cluster_names": self.cluster_names_,
             "class_names": self.class_names_,
             "train_paths": self.train_paths_,
+            # what relative train_paths are relative to (the working directory of the fit)
+            "train_paths_root": getattr(self, "train_paths_root_", None) or os.getcwd(),
             "scores": self.scores_,
             "selection": None if self.selection_ is None else self.selection_.table().to_dict(orient="list"),
         }
@@ -568,9 +570,17 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
     def load(cls, path: str | os.PathLike, *, meta: dict | None = None) -> ImageClusterer:
         """Rebuild a clusterer saved by :meth:`save` (no pickle involved); ``meta``
         is its ``model.json`` when already read."""
+        folder, meta, arrays = read_model_folder(path, "clusterer", meta=meta)
+        try:
+            _check_clusterer_folder(folder, meta, arrays)
+            return cls._from_folder(meta, arrays)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            raise model_problem(folder, exc) from None
+
+    @classmethod
+    def _from_folder(cls, meta: dict, arrays: dict) -> ImageClusterer:
         import torch
 
-        _, meta, arrays = read_model_folder(path, "clusterer", meta=meta)
         params = dict(meta["params"])
         params["layers"] = _tuple_or_value(params.get("layers"))
         model = cls(**params, progress=False)
@@ -606,6 +616,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         model.cluster_names_ = meta.get("cluster_names")
         model.class_names_ = list(meta.get("class_names") or [])
         model.train_paths_ = list(meta["train_paths"])
+        model.train_paths_root_ = meta.get("train_paths_root")
         model.scores_ = meta.get("scores", {})
         model.selection_ = _selection_from_arrays(meta.get("selection"), arrays, model.embeddings_)
         model.silhouette_values_ = arrays.get("train_silhouettes", np.full(len(model.labels_), np.nan))
@@ -614,6 +625,32 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+def _check_clusterer_folder(folder, meta: dict, arrays: dict) -> None:
+    """The clusterer's model.json and tensors agree, or one ModelFileError says where not."""
+    for name in ("centers", "train_embeddings", "train_labels", "train_distances", "train_class_labels"):
+        if name not in arrays:
+            raise ModelFileError(f"{folder}: weights.safetensors has no {name!r} tensor")
+    centers, embeddings = arrays["centers"], arrays["train_embeddings"]
+    if centers.ndim != 2 or embeddings.ndim != 2 or centers.shape[1] != embeddings.shape[1]:
+        raise ModelFileError(
+            f"{folder}: cluster centres {centers.shape} and training embeddings {embeddings.shape} disagree"
+        )
+    n_clusters = meta["n_clusters"]
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or n_clusters != len(centers):
+        raise ModelFileError(
+            f"{folder}: model.json says n_clusters={n_clusters!r} but the weights hold {len(centers)} cluster centres"
+        )
+    n = len(embeddings)
+    for name in ("train_labels", "train_distances", "train_class_labels"):
+        if len(arrays[name]) != n:
+            raise ModelFileError(f"{folder}: {name} has {len(arrays[name])} rows, the training embeddings {n}")
+    if meta["train_paths"] and len(meta["train_paths"]) != n:
+        raise ModelFileError(f"{folder}: model.json lists {len(meta['train_paths'])} training paths for {n} embeddings")
+    labels = arrays["train_labels"]
+    if labels.size and int(labels.max()) >= len(centers):
+        raise ModelFileError(f"{folder}: a training label ({int(labels.max())}) names no cluster centre")
 
 
 def _squared_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:

@@ -578,6 +578,7 @@ class ImageClassifier(ClassifierMixin, BaseEstimator):
     def load(cls, path: str | os.PathLike, *, meta: dict | None = None, device: str = "auto") -> ImageClassifier:
         """Rebuild a saved classifier (architecture from JSON, weights from safetensors)
         on ``device``; ``meta`` is its ``model.json`` when already read."""
+        select_device(device)  # a device this machine lacks is the caller's error, not the folder's
         folder, meta, state = read_model_folder(path, "classifier", meta=meta, framework="pt")
         try:
             return cls._from_folder(folder, meta, state, device)

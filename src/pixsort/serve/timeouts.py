@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 
 from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from pixsort.serve.guards import call_guarded, send_json_and_close
 
 # h11's limit on a request's headers (bytes buffered before they are complete)
 MAX_HEADER_BYTES = 64 * 1024
@@ -37,14 +38,7 @@ def timeout_body(timeout_s: float) -> dict:
 
 
 async def _send_408(send, timeout_s: float) -> None:
-    body = json.dumps(timeout_body(timeout_s)).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-    ]
-    await send({"type": "http.response.start", "status": 408, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_json_and_close(send, 408, timeout_body(timeout_s))
 
 
 class BodyReadTimeout:
@@ -61,7 +55,7 @@ class BodyReadTimeout:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
-        body_done = timed_out = replaced = response_started = False
+        body_done = timed_out = False
 
         async def bounded_receive():
             nonlocal body_done, timed_out
@@ -77,23 +71,9 @@ class BodyReadTimeout:
                 body_done = True
             return message
 
-        async def guarded_send(message):
-            nonlocal response_started, replaced
-            if replaced:
-                return
-            if message["type"] == "http.response.start":
-                response_started = True
-                if timed_out:
-                    replaced = True
-                    await _send_408(send, self.timeout_s)
-                    return
-            await send(message)
-
-        try:
-            await self.app(scope, bounded_receive, guarded_send)
-        except RequestTimedOut:
-            if not response_started:
-                await _send_408(send, self.timeout_s)
+        await call_guarded(self.app, scope, bounded_receive, send, tripped=lambda: timed_out,
+                           answer=functools.partial(_send_408, timeout_s=self.timeout_s),
+                           error=RequestTimedOut)  # fmt: skip
 
 
 class HeaderTimeoutH11Protocol(H11Protocol):

@@ -14,7 +14,6 @@ machine-readable code and a sentence for people; the app turns it into JSON.
 from __future__ import annotations
 
 import io
-import json
 import os
 import threading
 import warnings
@@ -26,6 +25,7 @@ from starlette.exceptions import HTTPException
 
 from pixsort.data import DecodeSettings, SkipImage, decode_image
 from pixsort.data.formats import ACCEPTED_FORMATS, sniff_format  # the one allow-list, by first bytes
+from pixsort.serve.guards import call_guarded, send_json_and_close
 
 MB = 1024 * 1024
 
@@ -189,7 +189,7 @@ class BodySizeLimit:
             return
 
         received = 0
-        exceeded = replaced = response_started = False
+        exceeded = False
 
         async def limited_receive():
             nonlocal received, exceeded
@@ -201,25 +201,10 @@ class BodySizeLimit:
                     raise RequestTooLarge(self.max_bytes)
             return message
 
-        async def guarded_send(message):
-            # whatever the app answers once the limit was hit (its own 413, or a 400
-            # from a parser that swallowed the error) is replaced by the JSON 413
-            nonlocal response_started, replaced
-            if replaced:
-                return
-            if message["type"] == "http.response.start":
-                response_started = True
-                if exceeded:
-                    replaced = True
-                    await _send_413(send, self.max_bytes)
-                    return
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except RequestTooLarge:
-            if not response_started:
-                await _send_413(send, self.max_bytes)
+        # whatever the app answers once the limit was hit (its own 413, or a 400 from a
+        # parser that swallowed the error) is replaced by the JSON 413
+        await call_guarded(self.app, scope, limited_receive, send, tripped=lambda: exceeded,
+                           answer=lambda s: _send_413(s, self.max_bytes), error=RequestTooLarge)  # fmt: skip
 
 
 def too_large_body(max_bytes: int) -> dict:
@@ -242,14 +227,7 @@ def _content_length(scope) -> int | None:
 
 
 async def _send_413(send, max_bytes: int) -> None:
-    body = json.dumps(too_large_body(max_bytes)).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),  # the rest of the body will not be read
-    ]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_json_and_close(send, 413, too_large_body(max_bytes))
 
 
 def _human_size(n: int) -> str:

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from pixsort.base.jsonio import dumps
+from pixsort.base.modelfile import file_sha256
 from pixsort.classify.augment import get_views
 from pixsort.classify.networks import ClassifierNet
 from pixsort.classify.onnxrt import EXPORTER, export_module, make_session, require_onnx
@@ -141,14 +142,6 @@ def read_export_record(onnx_path: str | os.PathLike) -> dict | None:
         return json.loads(record.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def is_current(clf, onnx_path: str | os.PathLike) -> bool:

@@ -111,27 +111,23 @@ class ImageExtractor(TransformerMixin, BaseEstimator, ABC):
 
     # ------------------------------------------------------------------- cache
     def _extract_cached(self, images: np.ndarray, keys: list[str], cache: EmbeddingCache) -> np.ndarray:
-        found = cache.get(keys)
-        if len({v.shape for v in found if v is not None}) > 1:
-            found = [None] * len(keys)  # entries of mixed widths: someone wrote into this directory by hand
+        stored, found = cache.lookup(keys)
+        log.info("embedding cache %s: %d of %d images cached", cache.dir, int(found.sum()), len(keys))
+        if found.all() and len(keys):
+            return stored
         todo: dict[str, int] = {}  # missing key -> first image with it (duplicates are computed once)
-        for i, (key, vec) in enumerate(zip(keys, found)):
-            if vec is None and key not in todo:
-                todo[key] = i
-        log.info(
-            "embedding cache %s: %d of %d images cached",
-            cache.dir,
-            len(keys) - sum(v is None for v in found),
-            len(keys),
-        )
-        if not keys:
-            return self._extract(images)  # empty batch: the extractor knows its (0, D)
-        computed: dict[str, np.ndarray] = {}
-        if todo:
-            fresh = self._extract(images[np.fromiter(todo.values(), dtype=np.intp, count=len(todo))])
-            cache.put(list(todo), fresh)
-            computed = dict(zip(todo, fresh))
-        return np.stack([computed[key] if vec is None else vec for key, vec in zip(keys, found)])
+        for i in np.flatnonzero(~found):
+            todo.setdefault(keys[i], int(i))
+        fresh = self._extract(images[np.fromiter(todo.values(), dtype=np.intp, count=len(todo))])
+        if found.any() and stored.shape[1] != fresh.shape[1]:
+            return self._extract(images)  # stored entries of another width: written by hand, not trusted
+        cache.put(list(todo), fresh)
+        if not found.any():
+            stored = np.zeros((len(keys), fresh.shape[1]), dtype=np.float32)
+        row_of = {key: r for r, key in enumerate(todo)}
+        missing = np.flatnonzero(~found)
+        stored[missing] = fresh[[row_of[keys[i]] for i in missing]]
+        return stored
 
     # ------------------------------------------------------------------ config
     def to_config(self) -> dict:

@@ -1,28 +1,92 @@
-"""On-disk embedding cache: one ``.npy`` per (image key, extractor identity).
+"""On-disk embedding store: append-only shards per extractor configuration.
 
-Layout: ``<cache_dir>/<sha256(extractor_id)[:20]>/<key[:2]>/<key>.npy`` plus an
-``extractor.json`` naming the identity for humans.  One small file per image
-keeps writers independent (parallel runs, interrupted runs leave only whole
-entries: files are written to a temporary name and renamed).  Entries are read
-with ``allow_pickle=False``; unreadable or mis-shaped ones count as missing.
+Layout: ``<cache_dir>/<sha256(extractor_id)[:20]>/`` holds ``extractor.json`` (the
+identity, for humans) and ``shards/<name>.npy`` + ``shards/<name>.json``: a float32
+matrix ``(rows, dim)`` and its manifest (the key of each row, the shape and a blake2b
+checksum of the matrix file).  The manifest is renamed into place last, so it is the
+commit record: a crash (even ``kill -9``) leaves whole shards or orphan matrices that
+nothing points to; a matrix whose checksum no longer matches is ignored, its rows
+count as missing and are recomputed.  Each writer writes shards of its own (unique
+names), so two processes can fill one store without a lock; only merging small
+shards takes an exclusive ``flock``.  The number of files grows with shards
+(one per :meth:`EmbeddingCache.put`, merged once there are more than
+:data:`MAX_SHARDS`), not with images; shards are memory-mapped on read.
+
+Stores written by pixsort before 0.2 (one ``.npy`` per image under ``<key[:2]>/``)
+are read once and folded into a shard.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
-import tempfile
+import shutil
+import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EmbeddingCache"]
+__all__ = ["MAX_SHARDS", "EmbeddingCache"]
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+MAX_SHARDS = 64  # above this many shards, the smaller half is merged into one
+_CHECK_CHUNK = 1 << 22
+SHARD_FORMAT = 1
+# shards already opened (and checksummed) in this process, per shard folder: a shard never
+# changes once written, and the extractor opens the store once per chunk of images
+_OPENED: dict[Path, dict[str, _Shard]] = {}
+
+
+def _checksum(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb", buffering=0) as handle:
+        buffer = bytearray(_CHECK_CHUNK)
+        view = memoryview(buffer)
+        while n := handle.readinto(buffer):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def _store_key(key: str) -> str:
+    # content hashes are kept as they are; anything else is hashed so every key has one safe spelling
+    return key if _SAFE_KEY.fullmatch(key) and ".." not in key else hashlib.sha256(key.encode()).hexdigest()
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class _Shard:
+    name: str
+    keys: list[str]
+    matrix: np.ndarray  # read-only memmap (rows, dim)
 
 
 class EmbeddingCache:
@@ -40,34 +104,104 @@ class EmbeddingCache:
         self.root = Path(root)
         self.extractor_id = extractor_id
         self.dir = self.root / hashlib.sha256(extractor_id.encode()).hexdigest()[:20]
+        self.shard_dir = self.dir / "shards"
+        self._shards: list[_Shard] | None = None
+        self._where: dict[str, tuple[int, int]] = {}
+        self._listed: list[str] = []
 
-    def _path(self, key: str) -> Path:
-        # Content hashes are used as they are; anything else (paths, odd
-        # characters) is hashed so it cannot escape the directory.
-        name = key if _SAFE_KEY.fullmatch(key) and ".." not in key else hashlib.sha256(key.encode()).hexdigest()
-        return self.dir / name[:2] / f"{name}.npy"
+    # ------------------------------------------------------------------ read
+    def _load(self) -> None:
+        """(Re)list the shards; shards already open are kept (a shard never changes once
+        written), so each is checksummed once per process."""
+        self._fold_legacy()
+        manifests = sorted(self.shard_dir.glob("*.json")) if self.shard_dir.is_dir() else []
+        if self._shards is not None and [m.stem for m in manifests] == self._listed:
+            return
+        self._listed = [m.stem for m in manifests]
+        opened = {s.name: s for s in self._shards or []} or _OPENED.get(self.shard_dir, {})
+        shards, where = [], {}
+        for manifest in manifests:
+            shard = opened.get(manifest.stem) or self._open_shard(manifest)
+            if shard is None:
+                continue
+            s = len(shards)
+            shards.append(shard)
+            for row, key in enumerate(shard.keys):
+                where.setdefault(key, (s, row))
+        self._shards, self._where = shards, where
+        _OPENED[self.shard_dir] = {s.name: s for s in shards}  # the next store object on this folder reuses them
+
+    def _open_shard(self, manifest: Path) -> _Shard | None:
+        """The shard of ``manifest``, or None when it is unreadable, torn or tampered with."""
+        try:
+            meta = json.loads(manifest.read_text(encoding="utf-8"))
+            matrix_path = manifest.with_suffix(".npy")
+            if meta.get("format") != SHARD_FORMAT or _checksum(matrix_path) != meta["checksum"]:
+                raise ValueError("checksum mismatch")
+            matrix = np.load(matrix_path, mmap_mode="r", allow_pickle=False)
+            keys = [str(k) for k in meta["keys"]]
+            if matrix.dtype != np.float32 or matrix.shape != (len(keys), int(meta["dim"])):
+                raise ValueError("shape mismatch")
+        except FileNotFoundError:
+            return None  # merged away by another process since it was listed
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warnings.warn(
+                f"ignoring a damaged embedding shard {manifest.name} ({exc}); its images are recomputed",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
+        return _Shard(manifest.stem, keys, matrix)
+
+    def __len__(self) -> int:
+        if self._shards is None:
+            self._load()
+        return len(self._where)
+
+    def lookup(self, keys: Sequence[str], dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Stored vectors for ``keys``: ``(vectors (n, D) float32, found (n,) bool)``.
+
+        Rows of keys not found are zero.  ``D`` is the stored width (``dim`` when given;
+        entries of another width count as missing)."""
+        self._load()  # shards written by other processes since the last call count too
+        located = [self._where.get(_store_key(k)) for k in keys]
+        widths = {self._shards[s].matrix.shape[1] for s, _ in filter(None, located)}
+        width = dim if dim is not None else (widths.pop() if len(widths) == 1 else None)
+        found = np.array([loc is not None and self._shards[loc[0]].matrix.shape[1] == width for loc in located])
+        out = np.zeros((len(keys), width or 0), dtype=np.float32)
+        if width is None:  # nothing stored, or entries of mixed widths (written by hand): all missing
+            return out, np.zeros(len(keys), dtype=bool)
+        by_shard: dict[int, tuple[list[int], list[int]]] = {}
+        for i, loc in enumerate(located):
+            if found[i]:
+                rows = by_shard.setdefault(loc[0], ([], []))
+                rows[0].append(i)
+                rows[1].append(loc[1])
+        for s, (positions, rows) in by_shard.items():
+            order = np.argsort(rows)  # sorted reads keep the memmap access sequential
+            out[np.asarray(positions)[order]] = self._shards[s].matrix[np.asarray(rows)[order]]
+        return out, found
 
     def get(self, keys: Sequence[str], dim: int | None = None) -> list[np.ndarray | None]:
         """Cached vector (float32, shape ``(dim,)``) per key, ``None`` where missing."""
-        out: list[np.ndarray | None] = []
-        for key in keys:
-            try:
-                vec = np.load(self._path(key), allow_pickle=False)
-            except (OSError, ValueError, EOFError):
-                out.append(None)
-                continue
-            ok = vec.dtype == np.float32 and vec.ndim == 1 and (dim is None or vec.shape[0] == dim)
-            out.append(vec if ok else None)
-        return out
+        vectors, found = self.lookup(keys, dim)
+        return [v if ok else None for v, ok in zip(vectors, found)]
 
+    def n_files(self) -> int:
+        """Files the store holds (grows with shards, not images)."""
+        return sum(1 for p in self.dir.rglob("*") if p.is_file()) if self.dir.is_dir() else 0
+
+    # ----------------------------------------------------------------- write
     def put(self, keys: Sequence[str], vectors: np.ndarray) -> None:
-        """Store ``vectors[i]`` (float32) under ``keys[i]``, atomically per entry."""
+        """Store ``vectors[i]`` (float32) under ``keys[i]`` as one new shard."""
         if len(keys) != len(vectors):
             raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors")
         if len(keys) == 0:
             return
         try:
-            self._put(keys, vectors)
+            self._write_identity()
+            self._write_shard([_store_key(k) for k in keys], np.asarray(vectors, dtype=np.float32))
+            self._merge_if_many()
         except OSError as exc:  # a read-only or full cache: the vectors are simply not kept
             warnings.warn(
                 f"cannot write the embedding cache in {self.root} ({exc.strerror or exc}); continuing without it",
@@ -75,26 +209,73 @@ class EmbeddingCache:
                 stacklevel=2,
             )
 
-    def _put(self, keys: Sequence[str], vectors: np.ndarray) -> None:
-        self._write_identity()
-        for key, vec in zip(keys, np.asarray(vectors, dtype=np.float32)):
-            path = self._path(key)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    np.save(f, np.ascontiguousarray(vec), allow_pickle=False)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+    def _write_shard(self, keys: list[str], matrix: np.ndarray, name: str | None = None) -> str:
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        name = name or f"{uuid.uuid4().hex}"
+        matrix_path = self.shard_dir / f"{name}.npy"
+        _write_atomic(matrix_path, lambda f: np.save(f, np.ascontiguousarray(matrix), allow_pickle=False))
+        meta = {
+            "format": SHARD_FORMAT,
+            "rows": len(keys),
+            "dim": int(matrix.shape[1]),
+            "checksum": _checksum(matrix_path),
+            "keys": keys,
+        }
+        # the manifest is the commit: until it is in place, the matrix belongs to nobody
+        _write_atomic(self.shard_dir / f"{name}.json", lambda f: f.write(json.dumps(meta).encode()))
+        return name
+
+    def _merge_if_many(self) -> None:
+        if len(list(self.shard_dir.glob("*.json"))) <= MAX_SHARDS:
+            return
+        with _exclusive(self.dir / "merge.lock"):
+            self._load()
+            if len(self._shards) <= MAX_SHARDS:
+                return  # another process merged meanwhile
+            # the smaller half: each row is rewritten O(log n) times as the store grows
+            small = sorted(self._shards, key=lambda s: len(s.keys))[: len(self._shards) // 2 + 1]
+            widths = {s.matrix.shape[1] for s in small}
+            if len(widths) != 1:
+                return
+            keys, parts, seen = [], [], set()
+            for shard in small:
+                keep = [i for i, k in enumerate(shard.keys) if k not in seen]
+                seen.update(shard.keys)
+                keys.extend(shard.keys[i] for i in keep)
+                parts.append(np.asarray(shard.matrix[keep]))
+            self._write_shard(keys, np.concatenate(parts))
+            for shard in small:
+                (self.shard_dir / f"{shard.name}.json").unlink(missing_ok=True)
+                (self.shard_dir / f"{shard.name}.npy").unlink(missing_ok=True)
 
     def _write_identity(self) -> None:
         meta = self.dir / "extractor.json"
         if meta.exists():
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"extractor_id": self.extractor_id}, f)
-        os.replace(tmp, meta)
+        _write_atomic(meta, lambda f: f.write(json.dumps({"extractor_id": self.extractor_id}).encode()))
+
+    def _fold_legacy(self) -> None:
+        """Move one-file-per-image entries of older pixsort into one shard, once."""
+        legacy = [d for d in self.dir.iterdir() if d.is_dir() and len(d.name) == 2] if self.dir.is_dir() else []
+        if not legacy:
+            return
+        try:
+            with _exclusive(self.dir / "merge.lock"):
+                keys, vectors = [], []
+                for folder in legacy:
+                    for path in folder.glob("*.npy"):
+                        try:
+                            vec = np.load(path, allow_pickle=False)
+                        except (OSError, ValueError, EOFError):
+                            continue
+                        if vec.dtype == np.float32 and vec.ndim == 1:
+                            keys.append(path.stem)
+                            vectors.append(vec)
+                widths = {v.shape[0] for v in vectors}
+                if len(widths) == 1:
+                    self._write_shard(keys, np.stack(vectors))
+                for folder in legacy:
+                    shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            return  # a read-only old cache: its entries are recomputed, not migrated

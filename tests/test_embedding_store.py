@@ -1,0 +1,150 @@
+"""The sharded embedding store: whole entries only, concurrent writers, bounded file count,
+damaged shards recomputed, old one-file-per-image caches folded in."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from pixsort.features import cache as store_module
+from pixsort.features.cache import EmbeddingCache
+
+
+def _vectors(n: int, dim: int = 8, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+
+
+def test_put_then_lookup_round_trips_and_marks_missing(tmp_path):
+    store = EmbeddingCache(tmp_path, "ext/a")
+    vecs = _vectors(5)
+    store.put([f"k{i}" for i in range(5)], vecs)
+    got, found = EmbeddingCache(tmp_path, "ext/a").lookup(["k3", "nope", "k0", "../../etc"])
+    assert found.tolist() == [True, False, True, False]
+    np.testing.assert_array_equal(got[0], vecs[3])
+    np.testing.assert_array_equal(got[2], vecs[0])
+    assert not got[1].any()
+    assert EmbeddingCache(tmp_path, "ext/b").lookup(["k0"])[1].tolist() == [False]  # another extractor
+
+
+def test_odd_keys_stay_inside_the_store(tmp_path):
+    store = EmbeddingCache(tmp_path / "c", "ext")
+    store.put(["../../escape", "a/b"], _vectors(2))
+    assert [v is not None for v in store.get(["../../escape", "a/b"])] == [True, True]
+    assert not (tmp_path / "escape").exists()
+    assert all(p.is_relative_to(tmp_path / "c") for p in (tmp_path).rglob("*") if p.is_file())
+
+
+def test_file_count_grows_with_shards_not_images(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "MAX_SHARDS", 4)
+    store = EmbeddingCache(tmp_path, "ext")
+    for b in range(12):
+        store.put([f"b{b}-{i}" for i in range(50)], _vectors(50, seed=b))
+    n_manifests = len(list(store.shard_dir.glob("*.json")))
+    assert n_manifests <= 4 + 1
+    assert store.n_files() <= 2 * n_manifests + 2  # matrix + manifest per shard, identity, lock
+    fresh = EmbeddingCache(tmp_path, "ext")
+    got, found = fresh.lookup([f"b{b}-{i}" for b in range(12) for i in range(50)])
+    assert found.all()
+    np.testing.assert_array_equal(got[-50:], _vectors(50, seed=11))
+    assert len(fresh) == 600
+
+
+def test_a_damaged_shard_is_ignored_and_its_rows_count_as_missing(tmp_path):
+    store = EmbeddingCache(tmp_path, "ext")
+    store.put(["a", "b"], _vectors(2))
+    store.put(["c"], _vectors(1, seed=1))
+    manifest = next(m for m in store.shard_dir.glob("*.json") if '"a"' in m.read_text())
+    matrix = manifest.with_suffix(".npy")
+    data = bytearray(matrix.read_bytes())
+    data[-1] ^= 0xFF  # one flipped bit in the last value
+    matrix.write_bytes(bytes(data))
+    with pytest.warns(RuntimeWarning, match="damaged embedding shard"):
+        _, found = EmbeddingCache(tmp_path, "ext").lookup(["a", "b", "c"])
+    assert found.tolist() == [False, False, True]
+
+
+def test_a_matrix_without_its_manifest_belongs_to_nobody(tmp_path):
+    # what a kill -9 between the two renames leaves behind
+    store = EmbeddingCache(tmp_path, "ext")
+    store.put(["a"], _vectors(1))
+    store.shard_dir.joinpath("orphan.npy").write_bytes(b"\x93NUMPY half")
+    _, found = EmbeddingCache(tmp_path, "ext").lookup(["a", "orphan"])
+    assert found.tolist() == [True, False]
+
+
+def _writer(root, worker: int) -> None:
+    store = EmbeddingCache(root, "ext")
+    for b in range(10):
+        store.put([f"w{worker}-{b}-{i}" for i in range(20)], _vectors(20, seed=worker * 100 + b))
+
+
+def test_two_concurrent_writers_lose_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "MAX_SHARDS", 6)  # merges happen while both write
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(tmp_path, w)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    keys = [f"w{w}-{b}-{i}" for w in range(2) for b in range(10) for i in range(20)]
+    got, found = EmbeddingCache(tmp_path, "ext").lookup(keys)
+    assert found.all()
+    np.testing.assert_array_equal(got[:20], _vectors(20, seed=0))
+    np.testing.assert_array_equal(got[-20:], _vectors(20, seed=109))
+
+
+KILL_SCRIPT = """
+import sys, numpy as np
+from pixsort.features.cache import EmbeddingCache
+store = EmbeddingCache(sys.argv[1], "ext")
+rng = np.random.default_rng(0)
+for b in range(10_000):
+    store.put([f"{b}-{i}" for i in range(64)], rng.normal(size=(64, 256)).astype(np.float32))
+"""
+
+
+def test_kill_9_while_writing_leaves_only_whole_entries(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(tmp_path)])
+    shards = EmbeddingCache(tmp_path, "ext").shard_dir
+    deadline = time.monotonic() + 60
+    while len(list(shards.glob("*.json"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.137)  # mid-write of a later shard, most likely
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = EmbeddingCache(tmp_path, "ext")
+    assert len(store) > 0
+    rng = np.random.default_rng(0)
+    n_batches = len(store) // 64
+    expected = np.concatenate([rng.normal(size=(64, 256)).astype(np.float32) for _ in range(n_batches)])
+    got, found = store.lookup([f"{b}-{i}" for b in range(n_batches) for i in range(64)])
+    assert found.all() and len(store) % 64 == 0
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_an_old_one_file_per_image_cache_is_folded_into_a_shard(tmp_path):
+    store = EmbeddingCache(tmp_path, "ext")
+    vecs = _vectors(3)
+    for i, v in enumerate(vecs):
+        key = f"abc{i}"
+        (store.dir / key[:2]).mkdir(parents=True, exist_ok=True)
+        np.save(store.dir / key[:2] / f"{key}.npy", v)
+    got, found = store.lookup(["abc0", "abc1", "abc2"])
+    assert found.all()
+    np.testing.assert_array_equal(got, vecs)
+    assert not (store.dir / "ab").exists()
+    assert len(list(store.shard_dir.glob("*.json"))) == 1
+
+
+def test_an_unwritable_cache_warns_and_carries_on(tmp_path):
+    (tmp_path / "file").write_text("not a folder")  # fails for root too, unlike a read-only mode
+    with pytest.warns(RuntimeWarning, match="cannot write the embedding cache"):
+        EmbeddingCache(tmp_path / "file" / "c", "ext").put(["a"], _vectors(1))

@@ -16,11 +16,16 @@ def register(app: typer.Typer) -> None:
 
 
 def cluster(
-    path: Path = typer.Argument(
-        ..., help="Folder of images (class folders are used only for --score), .npz, .npy or CSV."
+    path: Path | None = typer.Argument(
+        None, help="Folder of images (class folders are used only for --score), .npz, .npy or CSV."
     ),
     out: Path = typer.Option(..., "--out", help="Folder for clusters.csv, plots, the model and report.html."),
-    features: str = typer.Option("efficientnet_lite1", help="Backbone name, timm:<model>, autoencoder or pixels."),
+    embeddings: Path | None = typer.Option(
+        None, "--embeddings", help="Cluster an embedding set written by `pixsort embed` instead of PATH."
+    ),
+    features: str | None = typer.Option(
+        None, help="Backbone name, timm:<model>, autoencoder or pixels (default efficientnet_lite1)."
+    ),
     k: int | None = typer.Option(None, "--k", help="Number of clusters; default: chosen by silhouette."),
     k_min: int = typer.Option(2, help="Smallest k tried."),
     k_max: int = typer.Option(10, help="Largest k tried."),
@@ -40,25 +45,28 @@ def cluster(
         "none", help="none | copy | link: one folder per cluster under out/by_cluster."
     ),
 ) -> None:
-    """Cluster the pictures of PATH, choosing the number of clusters, and write a report."""
-    existing_path(path)
+    """Cluster the pictures of PATH (or an embedding set), choosing the number of clusters, and write a report."""
+    if (path is None) == (embeddings is None):
+        raise fail("give either PATH or --embeddings STORE")
+    existing_path(path if embeddings is None else embeddings)
     from rich.console import Console
     from rich.table import Table
 
     from pixsort.data import NoUsableImages, SourceError
     from pixsort.workflows import cluster_images
 
+    chosen = {"features": features, "image_size": size}
     try:
         run = cluster_images(
             path,
             out,
-            title=f"Clusters of {path.name}",
+            embeddings=embeddings,
+            title=f"Clusters of {(path or embeddings).name}",
             view=view,
             copy_to_folders=copy_to_folders,
             score=score,
             cache_dir=cache_dir,
-            features=features,
-            image_size=size,
+            **{k: v for k, v in chosen.items() if v is not None},
             method=method,
             n_clusters=k,
             k_min=k_min,

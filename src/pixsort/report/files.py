@@ -7,25 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from pixsort.base.cells import FORMULA_PREFIXES, neutralise_cell
 from pixsort.base.errors import OutputPathError
 from pixsort.base.jsonio import dumps
-
-# A cell starting with one of these is run as a formula by spreadsheets (CSV injection).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise_cell(value):
-    """``value`` with a ``'`` in front when it is text a spreadsheet would run as a formula.
-
-    Numbers (and text that is a plain number, such as ``-3.5``) are left as they are.
-    """
-    if not isinstance(value, str) or not value.startswith(FORMULA_PREFIXES):
-        return value
-    try:
-        float(value)
-    except ValueError:
-        return "'" + value
-    return value
 
 
 def _neutralised(frame: pd.DataFrame) -> pd.DataFrame:
@@ -73,6 +57,22 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_writable_folder(folder: str | os.PathLike) -> Path:
+    """Raise :class:`OutputPathError` unless files can be written in ``folder`` (created
+    if missing), checked before the work whose results it will hold."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise OutputPathError(f"{folder} is a file: give a folder for the outputs")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".pixsort-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputPathError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
 def write_json(value, path: str | os.PathLike) -> Path:
     """``value`` as indented JSON (numpy values made plain) at ``path``; returns the path."""
     path = Path(path)
@@ -81,4 +81,4 @@ def write_json(value, path: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["FORMULA_PREFIXES", "check_writable", "neutralise_cell", "write_csv", "write_json"]
+__all__ = ["FORMULA_PREFIXES", "check_writable", "check_writable_folder", "neutralise_cell", "write_csv", "write_json"]

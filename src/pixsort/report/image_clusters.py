@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pixsort.data.lazy import LazyImages
 from pixsort.report.figures import pyplot, save_figure
 from pixsort.report.files import write_csv, write_json
 from pixsort.report.html import HtmlReport
@@ -96,7 +97,9 @@ def write_cluster_outputs(
     """
     if copy_to_folders not in COPY_MODES:
         raise ValueError(f"copy_to_folders must be one of {', '.join(COPY_MODES)}, got {copy_to_folders!r}")
-    pixels = np.asarray(getattr(images, "images", images))
+    pixels = getattr(images, "images", images)
+    if not isinstance(pixels, LazyImages):  # stored embeddings: only the pictures shown are decoded
+        pixels = np.asarray(pixels)
     if len(pixels) != len(clusterer.labels_):
         raise ValueError(f"{len(pixels)} images given for a clusterer fitted on {len(clusterer.labels_)}")
     seed = clusterer.random_state if random_state is None else random_state
@@ -132,7 +135,7 @@ def write_cluster_outputs(
     idx, xy = view
     files["scatter"] = plot_scatter(xy, clusterer.labels_[idx], folder / "scatter.png", view_name)
     files["scatter_thumbnails"] = write_thumbnail_scatter(
-        xy, pixels[idx], clusterer.labels_[idx], folder / "scatter_thumbnails.png", seed
+        xy, pixels, clusterer.labels_[idx], folder / "scatter_thumbnails.png", seed, rows=idx
     )
     history = getattr(clusterer.extractor_, "history_", None)
     if history and reconstructions is not None:  # the autoencoder trained on these images
@@ -311,9 +314,11 @@ def write_thumbnail_scatter(
     path: Path,
     random_state: int,
     n_thumbs: int = SCATTER_THUMBS,
+    rows: np.ndarray | None = None,
 ) -> Path:
     """The 2-D view with a seeded sample of the images drawn at their positions,
-    framed in their cluster's colour."""
+    framed in their cluster's colour; point ``i`` is ``images[rows[i]]`` (default
+    ``images[i]``)."""
     from PIL import Image
 
     n = len(xy)
@@ -333,7 +338,7 @@ def write_thumbnail_scatter(
         y = SCATTER_CANVAS - side - y  # y grows upwards in the plot
         colour = tuple(colors[labels[i]]) if labels[i] >= 0 else (170, 170, 170)
         framed = Image.new("RGB", (side, side), colour)
-        framed.paste(_thumbnail(images[i], side - 6), (3, 3))
+        framed.paste(_thumbnail(images[i if rows is None else rows[i]], side - 6), (3, 3))
         canvas.paste(framed, (int(x), int(y)))
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)

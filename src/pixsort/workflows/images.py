@@ -13,6 +13,8 @@ from pixsort.base.modelfile import model_folder
 from pixsort.cluster.images import ImageClusterer
 from pixsort.cluster.images.views import view_coordinates
 from pixsort.data import DecodedImages, NoUsableImages, load_images, open_dataset
+from pixsort.data.lazy import LazyImages
+from pixsort.features.store import EmbeddingSet, read_embedding_set
 from pixsort.report.image_clusters import ClusterOutputs, write_assignments, write_cluster_outputs
 
 N_RECONSTRUCTIONS = 10  # autoencoder reconstructions shown in the report
@@ -42,6 +44,7 @@ def cluster_images(
     title: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    embeddings: str | os.PathLike | None = None,
     **params,
 ) -> ClusterRun:
     """Cluster the images of ``data`` and write every output into ``out``.
@@ -55,14 +58,29 @@ def cluster_images(
     checked before anything is decoded.  ``view`` is the 2-D view of the report
     (tsne, umap, pca); ``copy_to_folders`` (none, copy, link) also places the files in
     one folder per cluster.  The model is saved in ``out/model`` for ``assign``.
+
+    ``embeddings``: an embedding set folder (``pixsort embed``) to cluster instead of
+    ``data`` (pass ``data=None``): no image is decoded except those the report shows,
+    and the features are the set's.
     """
+    if embeddings is not None:
+        data = read_embedding_set(embeddings)
+        given = {k for k in ("features", "layers", "tta", "image_size") if params.get(k) is not None}
+        if given:
+            raise ValueError(f"--embeddings sets the features; do not also give {', '.join(sorted(given))}")
+        made = data.feature_settings
+        params.update(features=made["name"], layers=made["layers"], tta=made["tta"])
     clusterer = ImageClusterer(cache_dir=cache_dir, progress=progress, **params)
     clusterer.check_params()
     decoded = data
-    if isinstance(data, (str, os.PathLike)):
+    if isinstance(data, EmbeddingSet):
+        decoded = None
+    elif isinstance(data, (str, os.PathLike)):
         dataset = open_dataset(data, exclude=[out])  # a second run must not read the first one's output
         decoded = load_images(dataset, clusterer.decode_settings, cache_dir=cache_dir, progress=progress)
-    clusterer.fit(decoded, labels)
+    clusterer.fit(data if decoded is None else decoded, labels)
+    if decoded is None:
+        decoded = LazyImages(clusterer.train_paths_, clusterer.decode_settings_)
     seed = clusterer.random_state
     coordinates = view_coordinates(clusterer.embeddings_, view, seed)
     reconstructions = None

@@ -40,8 +40,17 @@ from pixsort.cluster.images.smooth import NeighbourSmoothing, nearest_rows
 from pixsort.cluster.metrics import cluster_class_table, clustering_scores
 from pixsort.cluster.select import silhouette_sample_index
 from pixsort.data import DecodedImages, DecodeSettings, ImageDataset, load_images, open_dataset
-from pixsort.features.extract import FeatureSpec, build_extractor, default_decode_settings, extract_features, image_keys
+from pixsort.data.lazy import LazyImages
+from pixsort.features.extract import (
+    FeatureSpec,
+    build_extractor,
+    default_decode_settings,
+    extract_features,
+    extractor_from_config,
+    image_keys,
+)
 from pixsort.features.reduce import EmbeddingReducer
+from pixsort.features.store import EmbeddingSet
 
 HEADS = ("scan",)
 EXACT_SILHOUETTE_MAX = 20_000  # above this the per-image silhouette uses centres (linear time)
@@ -256,8 +265,10 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : path (folder, .npz, .npy, .csv), ImageDataset, DecodedImages or uint8
-            array (n, H, W, C) decoded with ``decode_settings``.
+        X : path (folder, .npz, .npy, .csv), ImageDataset, DecodedImages, uint8
+            array (n, H, W, C) decoded with ``decode_settings``, or an
+            :class:`~pixsort.features.store.EmbeddingSet` (``pixsort embed``; its
+            feature settings must be this clusterer's).
         y : ndarray (n,), optional
             Known labels of array input (only used by :meth:`score`; -1 = unknown).
         labels : for path input of ``.npy`` arrays, passed to ``open_dataset``.
@@ -265,28 +276,33 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         spec = self.check_params()
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        data, decode = self._training_images(X, y, labels, default_decode_settings(spec, self.image_size))
-        timings["decode"] = time.perf_counter() - t0
+        if isinstance(X, EmbeddingSet):
+            data, decode, raw = self._stored_embeddings(X, spec)
+            timings["features"] = time.perf_counter() - t0
+        else:
+            data, decode = self._training_images(X, y, labels, default_decode_settings(spec, self.image_size))
+            timings["decode"] = time.perf_counter() - t0
         if len(data.images) < 3:
             raise ValueError(f"need at least 3 usable images to cluster, got {len(data.images)}")
         self.feature_spec_, self.decode_settings_ = spec, decode
 
-        t = time.perf_counter()
-        self.extractor_ = build_extractor(spec, progress=self.progress, size=decode.size)
-        eval_callback = self._autoencoder_eval(data.labels) if spec.is_autoencoder else None
-        keys = data.keys if data.keys is not None else image_keys(data.images)
-        raw = extract_features(
-            self.extractor_,
-            spec,
-            data.images,
-            keys,
-            self.cache_dir,
-            decode,
-            fit=True,
-            progress=self.progress,
-            eval_callback=eval_callback,
-        )
-        timings["features"] = time.perf_counter() - t
+        if not isinstance(X, EmbeddingSet):
+            t = time.perf_counter()
+            self.extractor_ = build_extractor(spec, progress=self.progress, size=decode.size)
+            eval_callback = self._autoencoder_eval(data.labels) if spec.is_autoencoder else None
+            keys = data.keys if data.keys is not None else image_keys(data.images)
+            raw = extract_features(
+                self.extractor_,
+                spec,
+                data.images,
+                keys,
+                self.cache_dir,
+                decode,
+                fit=True,
+                progress=self.progress,
+                eval_callback=eval_callback,
+            )
+            timings["features"] = time.perf_counter() - t
 
         t = time.perf_counter()
         self.reducer_ = EmbeddingReducer(
@@ -325,6 +341,27 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
 
     def fit_predict(self, X: Any, y: np.ndarray | None = None) -> np.ndarray:
         return self.fit(X, y).labels_
+
+    def _stored_embeddings(self, store: EmbeddingSet, spec: FeatureSpec):
+        """Training data, decode settings and raw features from an embedding set; the
+        images are decoded only where the report shows them."""
+        made = store.feature_settings
+        asked = {"name": spec.name, "layers": spec.layers, "tta": spec.tta}
+        if _tuple_or_value(made["layers"]) != _tuple_or_value(asked["layers"]) or any(
+            made[k] != asked[k] for k in ("name", "tta")
+        ):
+            raise ValueError(
+                f"the embedding set {store.folder} holds features={made['name']!r}, layers={made['layers']!r}, "
+                f"tta={made['tta']!r}; this clusterer asks for features={spec.name!r}, layers={spec.layers!r}, "
+                f"tta={spec.tta!r}: pass the set's settings (ImageClusterer(features=..., layers=..., tta=...))"
+            )
+        self.extractor_ = extractor_from_config(store.extractor_config)
+        decode = store.decode_settings
+        manifest = store.items.drop(columns=["row"])
+        data = TrainingImages(
+            LazyImages(store.paths, decode), store.paths, store.keys, store.labels, store.class_names, manifest
+        )
+        return data, decode, store.vectors
 
     def _training_images(self, X: Any, y, labels, planned: DecodeSettings) -> tuple[TrainingImages, DecodeSettings]:
         """The images to cluster and how they were decoded."""

@@ -1,0 +1,28 @@
+"""Spreadsheet cells: text a spreadsheet would run as a formula (CSV injection) is
+written with a leading ``'``; readers of pixsort's own CSVs take it off again."""
+
+from __future__ import annotations
+
+# A cell starting with one of these is run as a formula by spreadsheets.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value):
+    """``value`` with a ``'`` in front when it is text a spreadsheet would run as a formula.
+
+    Numbers (and text that is a plain number, such as ``-3.5``) are left as they are.
+    """
+    if not isinstance(value, str) or not value.startswith(FORMULA_PREFIXES):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
+def restore_cell(value):
+    """The text :func:`neutralise_cell` was given (for reading pixsort's CSVs back)."""
+    if isinstance(value, str) and value.startswith("'") and value[1:2] and value[1:].startswith(FORMULA_PREFIXES):
+        return value[1:] if neutralise_cell(value[1:]) == value else value
+    return value

@@ -1,0 +1,89 @@
+"""Embed the pictures of a source into an embedding set, as a step of its own
+(``pixsort embed``), so that embedding and clustering can run on different machines
+and at different times."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pixsort.cluster.images import ImageClusterer
+from pixsort.data import DecodedImages, load_images, open_dataset
+from pixsort.features.extract import build_extractor, extract_features
+from pixsort.features.store import EmbeddingSet, read_embedding_set
+from pixsort.report.embeddings import EmbeddingSetWriter
+from pixsort.report.files import check_writable_folder
+
+CHUNK_ROWS = 4096  # images embedded and written per step: memory stays at one chunk
+
+
+@dataclass
+class EmbedRun:
+    """What :func:`embed_images` wrote: the set (re-read from disk) and the decoded images."""
+
+    embeddings: EmbeddingSet
+    decoded: DecodedImages
+
+
+def embed_images(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    features: str = "efficientnet_lite1",
+    layers="auto",
+    tta: bool = True,
+    image_size: int | None = None,
+    batch_size: int = 64,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> EmbedRun:
+    """Embed every usable image of ``data`` (folder, .npz, .npy, CSV) into the embedding
+    set folder ``out`` (see :mod:`pixsort.features.store`).
+
+    Features are those :class:`~pixsort.cluster.images.ImageClusterer` would compute
+    with the same ``features``, ``layers``, ``tta`` and ``image_size`` (the defaults are
+    its defaults), through the same content-keyed cache: a later ``cluster`` of the
+    same images reuses them, and ``cluster --embeddings out`` needs no images at all.
+    """
+    planner = ImageClusterer(
+        features=features, layers=layers, tta=tta, image_size=image_size, batch_size=batch_size, cache_dir=cache_dir
+    )
+    spec = planner.check_params()
+    if spec.is_autoencoder:
+        raise ValueError("autoencoder features are learned while clustering; embed a backbone or pixels")
+    check_writable_folder(out)
+    dataset = open_dataset(data, exclude=[out])
+    decoded = load_images(dataset, planner.decode_settings, cache_dir=cache_dir, progress=progress)
+    extractor = build_extractor(spec, progress=progress, size=decoded.settings.size)
+    n = len(decoded)
+    writer = None
+    for start in range(0, n, CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, n)
+        rows = extract_features(
+            extractor, spec, decoded.images[start:stop], decoded.keys[start:stop], cache_dir, decoded.settings
+        )
+        if writer is None:
+            writer = EmbeddingSetWriter(out, n, rows.shape[1])
+        writer.write(rows)
+    row_of = np.full(len(dataset), -1, dtype=np.int64)
+    row_of[decoded.index] = np.arange(n)
+    items = decoded.manifest.copy()
+    items.insert(0, "row", pd.array(np.where(row_of >= 0, row_of, -1), dtype="Int64"))
+    items.loc[row_of < 0, "row"] = pd.NA
+    meta = {
+        "source": str(Path(data).resolve()),
+        "class_names": list(decoded.class_names),
+        "features": {"name": spec.name, "layers": spec.layers, "tta": spec.tta},
+        "extractor": extractor.to_config(),
+        "extractor_id": extractor.extractor_id,
+        "decode": decoded.settings.to_dict(),
+    }
+    writer.close(items, meta)
+    return EmbedRun(read_embedding_set(out, verify=False), decoded)
+
+
+__all__ = ["EmbedRun", "embed_images"]

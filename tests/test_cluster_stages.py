@@ -8,7 +8,8 @@ import pytest
 from tests.conftest import shared_path
 
 from pixsort.cluster.images.methods import partition
-from pixsort.cluster.images.smooth import NeighbourSmoothing, nearest_rows
+from pixsort.cluster.images.neighbours import nearest_rows
+from pixsort.cluster.images.smooth import NeighbourSmoothing
 from pixsort.features.reduce import EmbeddingReducer, l2_normalize
 
 

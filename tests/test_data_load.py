@@ -50,9 +50,9 @@ def count_decodes(monkeypatch) -> list[str]:
     calls: list[str] = []
     real = load_module.decode_image
 
-    def counting(source, settings):
+    def counting(source, settings, **kw):
         calls.append(str(source))
-        return real(source, settings)
+        return real(source, settings, **kw)
 
     monkeypatch.setattr(load_module, "decode_image", counting)
     return calls
@@ -396,10 +396,10 @@ def test_transient_decode_failures_are_not_cached(tmp_path, cache_dir, monkeypat
     _img(tmp_path / "pics" / "b.png", 200)
     real = load_module.decode_image
 
-    def flaky(source, settings):
+    def flaky(source, settings, **kw):
         if str(source).endswith("b.png"):
             raise failure
-        return real(source, settings)
+        return real(source, settings, **kw)
 
     monkeypatch.setattr(load_module, "decode_image", flaky)
     first = load_images(open_dataset(tmp_path / "pics"), size=8, cache_dir=cache_dir, workers=0)
@@ -430,3 +430,70 @@ def test_deterministic_skips_are_still_cached(tmp_path, cache_dir, monkeypatch):
     calls = count_decodes(monkeypatch)
     again = load_images(open_dataset(tmp_path / "pics"), size=8, cache_dir=cache_dir, workers=0)
     assert calls == [] and again.skipped["reason"].iloc[0].startswith("not_an_image")
+
+
+# -- the packed decoded-image cache: small images kept at their own size -----------------
+
+
+def _small_set(root: Path, n: int = 6) -> Path:
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    for i in range(n):
+        h, w = 10 + i, 12 + 2 * i  # all smaller than the 32 px target
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / f"s{i}.png")
+    big = rng.integers(0, 255, (50, 40, 3), dtype=np.uint8)
+    Image.fromarray(big).save(root / "big.png")
+    return root
+
+
+def test_small_images_are_cached_at_their_size_and_read_back_as_a_direct_decode(tmp_path, cache_dir):
+    from pixsort.data.cache import DecodedStore
+    from pixsort.data.decode import decode_image
+    from pixsort.data.lazy import PackedImages
+
+    folder = _small_set(tmp_path / "small")
+    ds = open_dataset(folder)
+    settings = DecodeSettings(size=32)
+    decoded = load_images(ds, settings, cache_dir=cache_dir, workers=0)
+    assert isinstance(decoded.images, PackedImages)
+    direct = np.stack([decode_image(p, settings)[0] for p in decoded.paths])
+    assert np.array_equal(np.asarray(decoded.images), direct)  # resized on access = resized on decode
+    assert decoded.images.shape == (7, 32, 32, 3) and decoded.images[3].shape == (32, 32, 3)
+    assert np.array_equal(decoded.images[[4, 1]], direct[[4, 1]])
+    assert np.array_equal(decoded.images[np.arange(7) % 2 == 0], direct[::2])
+    sub = decoded.select(np.array([5, 0]))
+    assert isinstance(sub.images, PackedImages) and np.array_equal(np.asarray(sub.images), direct[[5, 0]])
+    stored = DecodedStore(Path(cache_dir), settings).stored_bytes()
+    own = sum((10 + i) * (12 + 2 * i) * 3 for i in range(6)) + 32 * 32 * 3  # the big one at the target size
+    assert stored == own < 7 * 32 * 32 * 3 / 2
+    again = load_images(ds, settings, cache_dir=cache_dir, workers=0)
+    assert np.array_equal(np.asarray(again.images), direct)
+
+
+def test_a_torn_tail_of_the_packed_file_is_cut_and_entries_stay_whole(tmp_path, cache_dir):
+    from pixsort.data.cache import DecodedStore
+
+    folder = _small_set(tmp_path / "torn")
+    settings = DecodeSettings(size=32)
+    first = load_images(open_dataset(folder), settings, cache_dir=cache_dir, workers=0)
+    expected = np.asarray(first.images)
+    store = DecodedStore(Path(cache_dir), settings)
+    with open(store.pixels_path, "ab") as f:
+        f.write(b"\x01" * 777)  # a crash mid-append: bytes no index line points to
+    rng = np.random.default_rng(9)
+    Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / "new.png")
+    second = load_images(open_dataset(folder), settings, cache_dir=cache_dir, workers=0)
+    paths = second.paths
+    assert np.array_equal(np.asarray(second.images)[[paths.index(p) for p in first.paths]], expected)
+    assert store.stored_bytes() == DecodedStore(Path(cache_dir), settings)._end()
+
+
+def test_the_fixed_row_layout_of_earlier_versions_is_rebuilt(tmp_path, cache_dir):
+    folder = _small_set(tmp_path / "old")
+    settings = DecodeSettings(size=32)
+    old = Path(cache_dir) / "decoded" / settings.key()
+    old.mkdir(parents=True)
+    (old / "pixels.u8").write_bytes(b"\x00" * 3072)
+    (old / "index.jsonl").write_text('{"k": "x", "row": 0}\n')
+    decoded = load_images(open_dataset(folder), settings, cache_dir=cache_dir, workers=0)
+    assert len(decoded) == 7 and not old.exists()

@@ -19,6 +19,12 @@ def check_images(images, name: str = "images", *, allow_empty: bool = True) -> n
     """
     if type(images).__module__.startswith("torch"):
         images = images.numpy()
+    elif (
+        not isinstance(images, np.ndarray)
+        and hasattr(images, "__array__")
+        and getattr(images, "dtype", None) == np.uint8
+    ):
+        images = np.asarray(images)  # an image set made on access (pixsort.data.lazy): made here, once
     if not isinstance(images, np.ndarray):
         raise ImageBatchError(
             f"{name} must be a numpy uint8 array (N, H, W, C), got {type(images).__name__}; "

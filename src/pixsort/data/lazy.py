@@ -1,5 +1,12 @@
-"""Images decoded when indexed, for the few pictures a report shows of a set whose
-pixels are not held (a clustering fitted on stored embeddings)."""
+"""Image sets indexed like a uint8 array ``(n, H, W, C)`` whose pixels are made when
+indexed: :class:`PackedImages` (the decoded-image cache's rows kept at their native
+size, resized on access) and :class:`LazyImages` (decoded from their files, for the
+few pictures a report shows of a clustering fitted on stored embeddings).
+
+Indexing with an int gives one image ``(H, W, C)``; a slice, an index array or a
+boolean mask gives a new uint8 array.  ``np.asarray(images)`` makes them all, so
+long runs index in chunks instead.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +14,91 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pixsort.data.decode import DecodeSettings, SkipImage, decode_image
+from pixsort.data.decode import DecodeSettings, SkipImage, decode_image, fit_to_settings
 
 
-class LazyImages:
-    """``images[i]`` decodes ``paths[i]`` with ``settings``; a file that is gone or
-    broken since it was embedded gives a mid-grey image rather than an error.
+class ImageRows:
+    """Base of the lazy image sets: subclasses give ``__len__``, ``settings`` and ``_one``."""
 
-    Indexable like the uint8 array ``(n, H, W, C)`` it stands for (an int, a slice or
-    an index array); ``len`` and ``shape`` without decoding anything.
+    settings: DecodeSettings
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _one(self, i: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.settings.shape)
+
+    def _positions(self, index) -> np.ndarray:
+        return np.arange(len(self))[index]
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            return self._one(int(np.arange(len(self))[index]))
+        positions = self._positions(index)
+        if positions.ndim == 0:
+            return self._one(int(positions))
+        out = np.empty((len(positions), *self.settings.shape), dtype=np.uint8)
+        for j, i in enumerate(positions):
+            out[j] = self._one(int(i))
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self._one(i)
+
+
+class PackedImages(ImageRows):
+    """Rows of the packed decoded-image file: each stored at its native size when that
+    was smaller than the target, and resized to ``settings`` on access (the same
+    resize the decoder does, so the pixels equal a direct decode).
+
+    Parameters
+    ----------
+    buffer : 1-D uint8 array (a read-only memmap of the packed file)
+    offsets : int64 (n,)  -- byte offset of each image
+    shapes : int64 (n, 2)  -- stored (height, width) of each image
+    settings : DecodeSettings
     """
+
+    def __init__(self, buffer: np.ndarray, offsets: np.ndarray, shapes: np.ndarray, settings: DecodeSettings):
+        self.buffer = buffer
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.shapes = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+        self.settings = settings
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def _one(self, i: int) -> np.ndarray:
+        h, w = (int(v) for v in self.shapes[i])
+        c = self.settings.shape[2]
+        start = int(self.offsets[i])
+        stored = self.buffer[start : start + h * w * c].reshape(h, w, c)
+        return fit_to_settings(stored, self.settings)
+
+    def take(self, positions) -> PackedImages:
+        """A lazy subset (no pixels made)."""
+        pos = self._positions(positions)
+        return PackedImages(self.buffer, self.offsets[pos], self.shapes[pos], self.settings)
+
+    @property
+    def stored_bytes(self) -> int:
+        return int((self.shapes[:, 0] * self.shapes[:, 1]).sum()) * self.settings.shape[2]
+
+
+class LazyImages(ImageRows):
+    """``images[i]`` decodes ``paths[i]`` with ``settings``; a file that is gone or
+    broken since it was embedded gives a mid-grey image rather than an error."""
 
     def __init__(self, paths: Sequence[str], settings: DecodeSettings):
         self.paths = list(paths)
@@ -25,30 +107,14 @@ class LazyImages:
     def __len__(self) -> int:
         return len(self.paths)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (len(self.paths), *self.settings.shape)
-
-    dtype = np.dtype(np.uint8)
-    ndim = 4
-
     def _one(self, i: int) -> np.ndarray:
         try:
             return decode_image(self.paths[i], self.settings)[0]
         except (SkipImage, OSError):
             return np.full(self.settings.shape, 128, dtype=np.uint8)
 
-    def __getitem__(self, index):
-        if isinstance(index, (int, np.integer)):
-            return self._one(int(index))
-        positions = np.arange(len(self))[index]
-        if positions.ndim == 0:
-            return self._one(int(positions))
-        return (
-            np.stack([self._one(int(i)) for i in positions])
-            if len(positions)
-            else np.zeros((0, *self.settings.shape), dtype=np.uint8)
-        )
+    def take(self, positions) -> LazyImages:
+        return LazyImages([self.paths[int(i)] for i in self._positions(positions)], self.settings)
 
 
-__all__ = ["LazyImages"]
+__all__ = ["ImageRows", "LazyImages", "PackedImages"]

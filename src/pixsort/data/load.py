@@ -20,7 +20,8 @@ import pandas as pd
 from pixsort.base.progress import progress as progress_bar
 from pixsort.base.runtime import available_cores
 from pixsort.data.cache import CacheEntry, ContentHasher, DecodedStore, default_cache_dir, hash_array
-from pixsort.data.decode import DecodeSettings, SkipImage, decode_array, decode_image
+from pixsort.data.decode import DecodeSettings, SkipImage, decode_array, decode_image, fit_to_settings
+from pixsort.data.lazy import ImageRows
 from pixsort.data.sources import ImageDataset
 
 MANIFEST_COLUMNS = ["path", "label", "split", "status", "reason", "width", "height", "mode", "content_hash"]
@@ -48,8 +49,10 @@ class DecodedImages:
 
     Attributes
     ----------
-    images : ndarray of uint8, shape (n, H, W, C)
-        Often a read-only memmap into the cache.
+    images : ndarray of uint8, shape (n, H, W, C), or PackedImages
+        A read-only memmap into the cache, or (where some images are stored at their
+        own, smaller size) a :class:`~pixsort.data.lazy.PackedImages` indexed the
+        same way; ``np.asarray`` makes an array of it.
     index : ndarray of int64, shape (n,)
         Position of each image in ``dataset``.
     keys : list of str, length n
@@ -94,8 +97,9 @@ class DecodedImages:
         pos = np.asarray(mask_or_indices)
         if pos.dtype == bool:
             pos = np.flatnonzero(pos)
+        lazy = isinstance(self.images, ImageRows)  # lazy image sets stay lazy
         return DecodedImages(
-            images=self.images[pos],
+            images=self.images.take(pos) if lazy else self.images[pos],
             index=self.index[pos],
             keys=[self.keys[i] for i in pos],
             dataset=self.dataset,
@@ -187,12 +191,9 @@ def _load(
 
     kept_keys = [keys[i] for i in loaded]
     if store is not None:
-        rows = np.array([known[k].row for k in kept_keys], dtype=np.int64)
-        pixels = store.pixels()
-        contiguous = len(rows) > 0 and np.array_equal(rows, np.arange(rows[0], rows[0] + len(rows)))
-        images = pixels[rows[0] : rows[0] + len(rows)] if contiguous else np.asarray(pixels[rows])
+        images = store.images([known[k] for k in kept_keys])
     else:
-        images = np.stack([memory[k] for k in kept_keys])
+        images = np.stack([fit_to_settings(memory[k], settings) for k in kept_keys])
     return DecodedImages(images, loaded.astype(np.int64), kept_keys, dataset, manifest, settings)
 
 
@@ -219,7 +220,7 @@ def _unique_missing(dataset: ImageDataset, keys: list[str | None], known: dict[s
 def _decode_one_file(job: tuple[int, str, str, DecodeSettings]) -> tuple[int, str, np.ndarray | None, CacheEntry]:
     i, key, path, settings = job
     try:
-        array, info = decode_image(path, settings)
+        array, info = decode_image(path, settings, keep_small=True)
     except SkipImage as skip:
         return i, key, None, CacheEntry(-1, skip.reason, skip.detail)
     except MemoryError:
@@ -238,7 +239,7 @@ def _decode_array_item(dataset: ImageDataset, i: int, settings: DecodeSettings) 
     h, w = raw.shape[:2]
     mode = "L" if raw.ndim == 2 or raw.shape[-1] == 1 else "RGB"
     try:
-        return decode_array(raw, settings), CacheEntry(0, "", "", w, h, mode, f"array:{raw.dtype}")
+        return decode_array(raw, settings, keep_small=True), CacheEntry(0, "", "", w, h, mode, f"array:{raw.dtype}")
     except SkipImage as skip:
         return None, CacheEntry(-1, skip.reason, skip.detail)
 

@@ -19,6 +19,10 @@ from pixsort.base.runtime import available_cores
 VIEW_METHODS = ("tsne", "umap", "pca")
 
 
+CHUNK_ROWS = 65_536  # rows normalised and projected at a time
+FIT_SAMPLE = 100_000  # rows the PCA is fitted on, at most
+
+
 def l2_normalize(X: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Rows scaled to unit Euclidean length (float32; zero rows stay zero)."""
     X = np.asarray(X, dtype=np.float32)
@@ -100,8 +104,13 @@ class EmbeddingReducer:
         }
 
     def fit(self, X: np.ndarray) -> EmbeddingReducer:
-        """Learn the projection from ``X`` (n_samples, n_features)."""
+        """Learn the projection from ``X`` (n_samples, n_features); above
+        :data:`FIT_SAMPLE` rows, from a seeded sample of that many (the components of
+        a few ten thousand rows equal those of all to the precision k-means needs)."""
         self._validate()
+        if len(X) > FIT_SAMPLE:
+            pick = np.sort(np.random.default_rng(0).choice(len(X), FIT_SAMPLE, replace=False))
+            X = np.asarray(X[pick])
         X = self._prepare(X)
         n, d = X.shape
         self.n_features_in_ = d
@@ -116,13 +125,16 @@ class EmbeddingReducer:
             return self
         self._identity = False
         mean = X.mean(axis=0, dtype=np.float64)
-        centred = X.astype(np.float64) - mean
         # eigh of the d x d covariance: exact, deterministic, fast for n >> d
         if n >= d:
-            cov = centred.T @ centred / max(n - 1, 1)
-            eigval, eigvec = np.linalg.eigh(cov)
+            cov = np.zeros((d, d))
+            for s in range(0, n, CHUNK_ROWS):  # float64 a chunk at a time: no float64 copy of X
+                centred = X[s : s + CHUNK_ROWS].astype(np.float64) - mean
+                cov += centred.T @ centred
+            eigval, eigvec = np.linalg.eigh(cov / max(n - 1, 1))
             eigval, eigvec = eigval[::-1], eigvec[:, ::-1].T
         else:
+            centred = X.astype(np.float64) - mean
             # n < d: eigh of the n x n Gram matrix gives the same spectrum far faster
             # than an SVD of the wide matrix; components are X^T u / sqrt(lambda)
             gram = centred @ centred.T
@@ -159,6 +171,11 @@ class EmbeddingReducer:
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Project rows of ``X`` (n, n_features_in_) -> (n, n_components_) float32."""
         check_fitted(self, "n_components_")
+        if len(X) > CHUNK_ROWS:  # a chunk at a time: memory stays at the output plus one chunk
+            out = np.empty((len(X), self.n_components_), dtype=np.float32)
+            for s in range(0, len(X), CHUNK_ROWS):
+                out[s : s + CHUNK_ROWS] = self.transform(X[s : s + CHUNK_ROWS])
+            return out
         X = self._prepare(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"expected {self.n_features_in_} features, got {X.shape[1]}")

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pixsort.data.lazy import LazyImages
+from pixsort.data.lazy import ImageRows
 from pixsort.report.figures import pyplot, save_figure
 from pixsort.report.files import write_csv, write_json
 from pixsort.report.html import HtmlReport
@@ -98,7 +98,7 @@ def write_cluster_outputs(
     if copy_to_folders not in COPY_MODES:
         raise ValueError(f"copy_to_folders must be one of {', '.join(COPY_MODES)}, got {copy_to_folders!r}")
     pixels = getattr(images, "images", images)
-    if not isinstance(pixels, LazyImages):  # stored embeddings: only the pictures shown are decoded
+    if not isinstance(pixels, ImageRows):  # lazy sets: only the pictures shown are made
         pixels = np.asarray(pixels)
     if len(pixels) != len(clusterer.labels_):
         raise ValueError(f"{len(pixels)} images given for a clusterer fitted on {len(clusterer.labels_)}")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pixsort.base.modelfile import model_folder
-from pixsort.cluster.images import ImageClusterer
+from pixsort.cluster.images import ClusterAssignment, ImageClusterer
 from pixsort.cluster.images.views import view_coordinates
 from pixsort.data import DecodedImages, NoUsableImages, load_images, open_dataset
 from pixsort.data.lazy import LazyImages
@@ -128,7 +128,7 @@ def assign_images(
     except NoUsableImages as exc:
         frame = _skipped_rows(exc.manifest)
     else:
-        placed = clusterer.assign(decoded.images, n_neighbors=n_neighbors)
+        placed = _assign_in_chunks(clusterer, decoded.images, n_neighbors)
         clusters = placed.clusters
         centre_dist = placed.distances[np.arange(len(clusters)), np.clip(clusters, 0, None)]
         train = clusterer.train_paths_
@@ -151,6 +151,17 @@ def assign_images(
     if out_csv is not None:
         write_assignments(frame, out_csv)
     return frame
+
+
+ASSIGN_CHUNK = 4096  # images placed per step: memory stays at one chunk of pixels
+
+
+def _assign_in_chunks(clusterer: ImageClusterer, images, n_neighbors: int) -> ClusterAssignment:
+    parts = [
+        clusterer.assign(images[s : s + ASSIGN_CHUNK], n_neighbors=n_neighbors)
+        for s in range(0, len(images), ASSIGN_CHUNK)
+    ]
+    return ClusterAssignment(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(ClusterAssignment)))
 
 
 def _skipped_rows(manifest: pd.DataFrame) -> pd.DataFrame:

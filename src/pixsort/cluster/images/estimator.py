@@ -34,9 +34,18 @@ from pixsort.base.images import check_images
 from pixsort.base.modelfile import model_problem, read_model_folder, write_model_folder
 from pixsort.base.params import Integral, Interval, Real, StrOptions, validate_params
 from pixsort.cluster.images.head import ClusteringHead
-from pixsort.cluster.images.methods import METHODS, NEEDS_K, Partition, canonical_partition, cluster_means, partition
+from pixsort.cluster.images.methods import (
+    METHODS,
+    NEEDS_K,
+    Partition,
+    canonical_partition,
+    check_size,
+    cluster_means,
+    partition,
+)
+from pixsort.cluster.images.neighbours import NeighbourSearch
 from pixsort.cluster.images.select import KCandidate, KSelection, score_partition, select_k
-from pixsort.cluster.images.smooth import NeighbourSmoothing, nearest_rows
+from pixsort.cluster.images.smooth import NeighbourSmoothing
 from pixsort.cluster.metrics import cluster_class_table, clustering_scores
 from pixsort.cluster.select import silhouette_sample_index
 from pixsort.data import DecodedImages, DecodeSettings, ImageDataset, load_images, open_dataset
@@ -284,6 +293,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
             timings["decode"] = time.perf_counter() - t0
         if len(data.images) < 3:
             raise ValueError(f"need at least 3 usable images to cluster, got {len(data.images)}")
+        check_size(self.method, len(data.images))  # before the features are computed, not after
         self.feature_spec_, self.decode_settings_ = spec, decode
 
         if not isinstance(X, EmbeddingSet):
@@ -338,6 +348,11 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         timings["total"] = time.perf_counter() - t0
         self.timings_ = timings
         return self
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_train_search", None)  # a faiss index: rebuilt on use
+        return state
 
     def fit_predict(self, X: Any, y: np.ndarray | None = None) -> np.ndarray:
         return self.fit(X, y).labels_
@@ -522,7 +537,10 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         self._check_fitted()
         m = max(1, min(int(m), len(self.embeddings_)))
         # unit rows: |a - b|^2 = 2 - 2 <a, b>; inner products in float64 keep near-duplicates in order
-        sims, idx = nearest_rows(Z, self.embeddings_, m)
+        search = getattr(self, "_train_search", None)
+        if search is None or search.reference.shape != self.embeddings_.shape:
+            search = self._train_search = NeighbourSearch(self.embeddings_, random_state=self.random_state)
+        sims, idx = search.search(Z, m)
         return np.sqrt(np.maximum(2.0 - 2.0 * sims, 0.0)).astype(np.float32), idx
 
     def score(self, labels: np.ndarray | None = None) -> dict:

@@ -22,10 +22,10 @@ from pixsort.base.runtime import tune_cpu
 
 def nearest_neighbors(Z: np.ndarray, k: int) -> np.ndarray:
     """Indices (n, k) of each row's k nearest other rows by inner product (cosine
-    for unit rows), exact; see :func:`pixsort.cluster.images.smooth.nearest_rows`."""
-    from pixsort.cluster.images.smooth import nearest_rows
+    for unit rows), exact; see :class:`pixsort.cluster.images.neighbours.NeighbourSearch`."""
+    from pixsort.cluster.images.neighbours import NeighbourSearch
 
-    return nearest_rows(Z, Z, k, exclude_self=True)[1]
+    return NeighbourSearch(Z).search(Z, k, exclude_self=True)[1]
 
 
 class ClusteringHead:

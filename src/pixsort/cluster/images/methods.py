@@ -129,10 +129,31 @@ def spectral(X: np.ndarray, k: int, random_state: int = 0, n_neighbors: int = 15
     return canonical_partition(X, model.fit_predict(X))
 
 
+# Methods whose cost grows faster than n (a pairwise tree merge, an eigen-solve of the
+# graph, mutual-reachability distances): refused above these sizes, where k-means (faiss)
+# runs in linear time and memory.
+SIZE_LIMITS = {
+    "agglomerative": (50_000, "merges clusters pairwise over a neighbour graph (quadratic time)"),
+    "spectral": (100_000, "solves for eigenvectors of the n x n neighbour graph"),
+    "hdbscan": (100_000, "computes mutual-reachability distances between all near pairs"),
+}
+
+
+def check_size(method: str, n: int) -> None:
+    """ValueError when ``method`` is refused for ``n`` points (see :data:`SIZE_LIMITS`)."""
+    limit = SIZE_LIMITS.get(method)
+    if limit is not None and n > limit[0]:
+        raise ValueError(
+            f"method {method!r} {limit[1]}: it is refused above {limit[0]:,} images (got {n:,}); "
+            "use method='kmeans', which runs in linear time and memory"
+        )
+
+
 def partition(X: np.ndarray, method: str, k: int | None, random_state: int = 0, **params) -> Partition:
     """Dispatch to one method by name (see ``METHODS``)."""
     if method not in METHODS:
         raise ValueError(f"unknown clustering method {method!r}; choose from {', '.join(METHODS)}")
+    check_size(method, len(X))
     if NEEDS_K[method] and (k is None or k < 1):
         raise ValueError(f"method {method!r} needs a number of clusters k >= 1")
     if method == "kmeans":
@@ -156,8 +177,10 @@ __all__ = [
     "METHODS",
     "NEEDS_K",
     "Partition",
+    "SIZE_LIMITS",
     "agglomerative",
     "canonical_partition",
+    "check_size",
     "cluster_means",
     "hdbscan",
     "kmeans",

@@ -23,37 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from pixsort.base.errors import check_fitted
+from pixsort.cluster.images.neighbours import NeighbourSearch
 from pixsort.features.reduce import l2_normalize
 
 DUPLICATE_SQ_DISTANCE = 1e-4  # squared distance of unit rows below which two images count as the same
-
-
-def nearest_rows(
-    queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool = False, block: int = 1024
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest rows of ``reference`` to each query row by inner product
-    (unit rows: cosine), exact, in float64 blocks so near-duplicates order correctly.
-
-    Returns
-    -------
-    similarities : ndarray (n, k) float64, best first
-    indices : ndarray (n, k) int64; ties go to the lower index
-    """
-    Q = np.asarray(queries, dtype=np.float64)
-    R = np.asarray(reference, dtype=np.float64)
-    k = int(min(k, len(R) - (1 if exclude_self else 0)))
-    sims = np.empty((len(Q), k))
-    idx = np.empty((len(Q), k), dtype=np.int64)
-    for s in range(0, len(Q), block):
-        S = Q[s : s + block] @ R.T
-        if exclude_self:
-            S[np.arange(len(S)), np.arange(s, s + len(S))] = -np.inf
-        part = np.argpartition(-S, k - 1, axis=1)[:, :k]
-        vals = np.take_along_axis(S, part, axis=1)
-        order = np.lexsort((part, -vals), axis=1)
-        idx[s : s + block] = np.take_along_axis(part, order, axis=1)
-        sims[s : s + block] = np.take_along_axis(vals, order, axis=1)
-    return sims, idx
 
 
 class NeighbourSmoothing:
@@ -96,10 +69,11 @@ class NeighbourSmoothing:
         Z = np.asarray(Z, dtype=np.float32)
         if len(Z) < 2:
             raise ValueError("need at least 2 embeddings to smooth")
-        _, nb = nearest_rows(Z, Z, self.n_neighbors, exclude_self=True)
+        self._search = NeighbourSearch(Z)
+        _, nb = self._search.search(Z, self.n_neighbors, exclude_self=True)
         S = Z.copy()
         for _ in range(int(self.iterations)):
-            S = l2_normalize(self.alpha * S + (1.0 - self.alpha) * S[nb].mean(axis=1))
+            S = l2_normalize(self.alpha * S + (1.0 - self.alpha) * _neighbour_means(S, nb))
         self.reference_, self.smoothed_ = Z, S
         return S
 
@@ -108,16 +82,21 @@ class NeighbourSmoothing:
         check_fitted(self, "smoothed_")
         Z = np.asarray(Z, dtype=np.float32)
         k = min(int(self.n_neighbors), len(self.reference_) - 1)
-        sims, idx = nearest_rows(Z, self.reference_, k + 1)
+        sims, idx = self._searcher().search(Z, k + 1)
         duplicate = (2.0 - 2.0 * sims[:, 0]) < DUPLICATE_SQ_DISTANCE
         # a training image's own row is not its neighbour (as in fit); others use the k nearest
         nb = np.where(duplicate[:, None], idx[:, 1:], idx[:, :k])
-        target = self.smoothed_[nb].mean(axis=1)
+        target = _neighbour_means(self.smoothed_, nb)
         S = Z.copy()
         for _ in range(int(self.iterations)):
             S = l2_normalize(self.alpha * S + (1.0 - self.alpha) * target)
         S[duplicate] = self.smoothed_[idx[duplicate, 0]]
         return S
+
+    def _searcher(self) -> NeighbourSearch:
+        if getattr(self, "_search", None) is None:  # a loaded model: the index is rebuilt, not saved
+            self._search = NeighbourSearch(self.reference_)
+        return self._search
 
     @classmethod
     def from_arrays(cls, params: dict, arrays: dict[str, np.ndarray]) -> NeighbourSmoothing:
@@ -127,4 +106,12 @@ class NeighbourSmoothing:
         return sm
 
 
-__all__ = ["NeighbourSmoothing", "nearest_rows"]
+def _neighbour_means(S: np.ndarray, nb: np.ndarray, block: int = 8192) -> np.ndarray:
+    """Mean of each row's neighbours' rows, a block at a time (``S[nb]`` whole would be n x k x d)."""
+    out = np.empty((len(nb), S.shape[1]), dtype=np.float32)
+    for s in range(0, len(nb), block):
+        out[s : s + block] = S[nb[s : s + block]].mean(axis=1)
+    return out
+
+
+__all__ = ["NeighbourSmoothing"]

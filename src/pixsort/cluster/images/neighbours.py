@@ -1,0 +1,145 @@
+"""Nearest neighbours of unit embeddings by inner product (cosine), at any n.
+
+Three engines, chosen by the size of the reference set (``method="auto"``):
+
+``exact`` (n <= :data:`EXACT_MAX`)
+    NumPy, float64 blocks: ties and near-duplicates order exactly (the results of
+    earlier pixsort versions, bit for bit).
+``flat`` (n <= :data:`FLAT_MAX`)
+    faiss ``IndexFlatIP``: exact search in float32, several times faster.
+``ivf`` (larger)
+    faiss ``IndexIVFFlat`` (inverted lists over a k-means coarse quantiser):
+    approximate; its recall against exact search is measured in
+    ``tests/test_neighbours.py`` and ``bench/scale.py``.
+
+No engine builds an ``n x n`` matrix: queries go in blocks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pixsort.base.runtime import available_cores
+
+EXACT_MAX = 20_000
+FLAT_MAX = 200_000
+IVF_PROBES = 24  # inverted lists visited per query (of about 4 sqrt(n)); recall >= 0.95 measured
+METHODS = ("auto", "exact", "flat", "ivf")
+
+
+def _has_faiss() -> bool:
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def nearest_rows(
+    queries: np.ndarray, reference: np.ndarray, k: int, exclude_self: bool = False, block: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of ``reference`` to each query row by inner product
+    (unit rows: cosine), exact, in float64 blocks so near-duplicates order correctly.
+
+    Returns
+    -------
+    similarities : ndarray (n, k) float64, best first
+    indices : ndarray (n, k) int64; ties go to the lower index
+    """
+    Q = np.asarray(queries, dtype=np.float64)
+    R = np.asarray(reference, dtype=np.float64)
+    k = int(min(k, len(R) - (1 if exclude_self else 0)))
+    sims = np.empty((len(Q), k))
+    idx = np.empty((len(Q), k), dtype=np.int64)
+    for s in range(0, len(Q), block):
+        S = Q[s : s + block] @ R.T
+        if exclude_self:
+            S[np.arange(len(S)), np.arange(s, s + len(S))] = -np.inf
+        part = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(S, part, axis=1)
+        order = np.lexsort((part, -vals), axis=1)
+        idx[s : s + block] = np.take_along_axis(part, order, axis=1)
+        sims[s : s + block] = np.take_along_axis(vals, order, axis=1)
+    return sims, idx
+
+
+class NeighbourSearch:
+    """An index over ``reference`` (n, d) unit rows answering k-nearest queries.
+
+    Parameters
+    ----------
+    reference : ndarray (n, d)
+    method : {"auto", "exact", "flat", "ivf"}
+        ``auto`` picks by n (see the module notes); faiss engines fall back to
+        ``exact`` where faiss is not installed.
+    random_state : int
+        Seed of the IVF quantiser's k-means (the search is deterministic for a seed).
+    """
+
+    def __init__(self, reference: np.ndarray, method: str = "auto", random_state: int = 0):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        self.reference = np.ascontiguousarray(reference, dtype=np.float32)
+        n = len(self.reference)
+        if method == "auto":
+            method = "exact" if n <= EXACT_MAX else ("flat" if n <= FLAT_MAX else "ivf")
+        if method != "exact" and not _has_faiss():
+            method = "exact"
+        self.method = method
+        self._index = None
+        if method != "exact":
+            self._index = self._build(random_state)
+
+    def _build(self, random_state: int):
+        import faiss
+
+        faiss.omp_set_num_threads(available_cores())
+        n, d = self.reference.shape
+        if self.method == "flat":
+            index = faiss.IndexFlatIP(d)
+        else:
+            n_lists = max(1, int(4 * np.sqrt(n)))
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, n_lists, faiss.METRIC_INNER_PRODUCT)
+            rng = np.random.default_rng(random_state)
+            sample = self.reference[np.sort(rng.choice(n, min(n, 64 * n_lists), replace=False))]
+            index.cp.seed = int(random_state) + 1
+            index.train(sample)
+            index.nprobe = min(IVF_PROBES, n_lists)
+        index.add(self.reference)
+        return index
+
+    def search(
+        self, queries: np.ndarray, k: int, exclude_self: bool = False, block: int = 8192
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(similarities (m, k) float64, indices (m, k) int64)``, best first.
+
+        ``exclude_self``: the queries are the reference rows themselves, in order;
+        each row's own index is left out of its answer."""
+        if self._index is None:
+            return nearest_rows(queries, self.reference, k, exclude_self=exclude_self)
+        Q = np.ascontiguousarray(queries, dtype=np.float32)
+        k = int(min(k, len(self.reference) - (1 if exclude_self else 0)))
+        extra = 1 if exclude_self else 0
+        sims = np.empty((len(Q), k))
+        idx = np.empty((len(Q), k), dtype=np.int64)
+        for s in range(0, len(Q), block):
+            found_sims, found = self._index.search(Q[s : s + block], k + extra)
+            if exclude_self:
+                rows = len(found)
+                own = np.arange(s, s + rows)[:, None] == found
+                # drop the row's own hit, or the last one where the search missed it
+                drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
+                keep = np.ones_like(found, dtype=bool)
+                keep[np.arange(rows), drop] = False
+                found_sims, found = found_sims[keep].reshape(rows, k), found[keep].reshape(rows, k)
+            sims[s : s + block], idx[s : s + block] = found_sims, found
+        return sims, idx
+
+
+def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Share of the exact k nearest neighbours that an approximate search found."""
+    hits = sum(len(np.intersect1d(a, e)) for a, e in zip(approx, exact))
+    return hits / exact.size if exact.size else 1.0
+
+
+__all__ = ["EXACT_MAX", "FLAT_MAX", "NeighbourSearch", "nearest_rows", "recall_at_k"]

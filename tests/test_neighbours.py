@@ -1,0 +1,77 @@
+"""Neighbour search at any n: the three engines agree, the approximate one keeps its
+recall, and no engine needs an n x n matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pixsort.cluster.images import neighbours
+from pixsort.cluster.images.neighbours import NeighbourSearch, nearest_rows, recall_at_k
+from pixsort.features import reduce as reduce_module
+from pixsort.features.reduce import EmbeddingReducer, l2_normalize
+
+pytest.importorskip("faiss")
+
+
+def _clustered(n: int, d: int = 32, k: int = 12, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, d))
+    return l2_normalize(centres[rng.integers(0, k, n)] + 0.6 * rng.normal(size=(n, d))).astype(np.float32)
+
+
+@pytest.mark.parametrize("method", ["flat", "ivf"])
+def test_faiss_engines_agree_with_exact_search(method):
+    Z = _clustered(6000)
+    _, exact = nearest_rows(Z[:500], Z, 10)
+    sims, idx = NeighbourSearch(Z, method=method).search(Z[:500], 10)
+    recall = recall_at_k(idx, exact)
+    assert recall >= (0.999 if method == "flat" else 0.95), recall
+    assert np.all(np.diff(sims, axis=1) <= 1e-6)  # best first
+
+
+def test_excluding_self_drops_the_row_itself():
+    Z = _clustered(3000)
+    for method in ("exact", "flat", "ivf"):
+        _, idx = NeighbourSearch(Z, method=method).search(Z, 5, exclude_self=True)
+        assert idx.shape == (3000, 5)
+        assert not (idx == np.arange(3000)[:, None]).any(), method
+
+
+def test_auto_picks_by_size(monkeypatch):
+    monkeypatch.setattr(neighbours, "EXACT_MAX", 100)
+    monkeypatch.setattr(neighbours, "FLAT_MAX", 1000)
+    assert NeighbourSearch(_clustered(100)).method == "exact"
+    assert NeighbourSearch(_clustered(500)).method == "flat"
+    assert NeighbourSearch(_clustered(2000)).method == "ivf"
+
+
+def test_the_reducer_fits_on_a_sample_and_projects_in_chunks(monkeypatch):
+    rng = np.random.default_rng(1)
+    scales = np.linspace(3, 1, 10)[None]  # ten strong directions over weak noise
+    X = (rng.normal(size=(3000, 10)) * scales) @ rng.normal(size=(10, 40)) + 0.05 * rng.normal(size=(3000, 40))
+    X = X.astype(np.float32)
+    whole = EmbeddingReducer(10).fit(X)
+    monkeypatch.setattr(reduce_module, "CHUNK_ROWS", 256)
+    chunked = EmbeddingReducer(10).fit(X)
+    np.testing.assert_allclose(chunked.components_, whole.components_, atol=1e-5)
+    np.testing.assert_allclose(chunked.transform(X), whole.transform(X), atol=1e-5)
+    monkeypatch.setattr(reduce_module, "FIT_SAMPLE", 1500)
+    sampled = EmbeddingReducer(10).fit(X)
+    Z = sampled.transform(X)
+    assert Z.shape == (3000, 10)
+    # a half sample spans nearly the same subspace: the projections' principal angles are small
+    cos = np.linalg.svd(sampled.components_ @ whole.components_.T, compute_uv=False)
+    assert cos.min() > 0.99
+
+
+def test_quadratic_methods_refuse_large_sets_before_any_feature_is_computed(monkeypatch):
+    from pixsort.cluster.images import ImageClusterer, methods
+
+    monkeypatch.setattr(methods, "SIZE_LIMITS", {"agglomerative": (50, "merges clusters pairwise")})
+    images = np.random.default_rng(0).integers(0, 255, (60, 8, 8, 3), dtype=np.uint8)
+    called = []
+    monkeypatch.setattr("pixsort.cluster.images.estimator.extract_features", lambda *a, **k: called.append(1) or None)
+    with pytest.raises(ValueError, match="refused above 50 images \\(got 60\\); use method='kmeans'"):
+        ImageClusterer(features="pixels", method="agglomerative", n_clusters=3, progress=False).fit(images)
+    assert called == []

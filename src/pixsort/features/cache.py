@@ -28,7 +28,7 @@ import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +39,21 @@ _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 MAX_SHARDS = 64  # above this many shards, the smaller half is merged into one
 _CHECK_CHUNK = 1 << 22
 SHARD_FORMAT = 1
-# shards already opened (and checksummed) in this process, per shard folder: a shard never
-# changes once written, and the extractor opens the store once per chunk of images
-_OPENED: dict[Path, dict[str, _Shard]] = {}
+
+
+@dataclass
+class _Index:
+    """What this process knows of one shard folder: key -> (shard, row)."""
+
+    shards: list = field(default_factory=list)
+    where: dict = field(default_factory=dict)
+    seen: set = field(default_factory=set)  # shard names looked at (damaged ones included)
+    listed: set = field(default_factory=set)
+    reuse: dict = field(default_factory=dict)
+
+
+# per shard folder; the extractor opens a store object once per chunk of images
+_INDEXES: dict[Path, _Index] = {}
 
 
 def _checksum(path: Path) -> str:
@@ -107,29 +119,34 @@ class EmbeddingCache:
         self.shard_dir = self.dir / "shards"
         self._shards: list[_Shard] | None = None
         self._where: dict[str, tuple[int, int]] = {}
-        self._listed: list[str] = []
 
     # ------------------------------------------------------------------ read
     def _load(self) -> None:
-        """(Re)list the shards; shards already open are kept (a shard never changes once
-        written), so each is checksummed once per process."""
+        """Bring the index up to date with the shards on disk.  The index of a folder is
+        kept per process and only grows by the shards written since (a shard never
+        changes once written), so each shard is read and checksummed once."""
         self._fold_legacy()
-        manifests = sorted(self.shard_dir.glob("*.json")) if self.shard_dir.is_dir() else []
-        if self._shards is not None and [m.stem for m in manifests] == self._listed:
-            return
-        self._listed = [m.stem for m in manifests]
-        opened = {s.name: s for s in self._shards or []} or _OPENED.get(self.shard_dir, {})
-        shards, where = [], {}
-        for manifest in manifests:
-            shard = opened.get(manifest.stem) or self._open_shard(manifest)
+        names = [m.stem for m in sorted(self.shard_dir.glob("*.json"))] if self.shard_dir.is_dir() else []
+        index = _INDEXES.get(self.shard_dir)
+        if index is None or not index.listed <= set(names):  # first use, or shards merged away
+            reuse = {} if index is None else {s.name: s for s in index.shards}
+            index = _Index()
+            index.reuse = reuse
+        for name in names:
+            if name in index.seen:
+                continue
+            index.seen.add(name)
+            shard = index.reuse.get(name) or self._open_shard(self.shard_dir / f"{name}.json")
             if shard is None:
                 continue
-            s = len(shards)
-            shards.append(shard)
+            s = len(index.shards)
+            index.shards.append(shard)
             for row, key in enumerate(shard.keys):
-                where.setdefault(key, (s, row))
-        self._shards, self._where = shards, where
-        _OPENED[self.shard_dir] = {s.name: s for s in shards}  # the next store object on this folder reuses them
+                index.where.setdefault(key, (s, row))
+        index.listed = set(names)
+        index.reuse = {}
+        _INDEXES[self.shard_dir] = index
+        self._shards, self._where = index.shards, index.where
 
     def _open_shard(self, manifest: Path) -> _Shard | None:
         """The shard of ``manifest``, or None when it is unreadable, torn or tampered with."""

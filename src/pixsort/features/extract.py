@@ -186,20 +186,32 @@ def extract_features(
     out = _chunked(run, images, keys)
     if spec.tta and spec.is_pretrained:
         flipped_keys = None if keys is None else [f"{k}-hflip" for k in keys]
-        out += _chunked(run, images, flipped_keys, flip=True)
+        _chunked(run, images, flipped_keys, flip=True, add_to=out)
         out *= 0.5
     return out
 
 
-def _chunked(run, images: np.ndarray, keys: list[str] | None, flip: bool = False) -> np.ndarray:
-    parts = []
+def _chunked(
+    run, images: np.ndarray, keys: list[str] | None, flip: bool = False, add_to: np.ndarray | None = None
+) -> np.ndarray:
+    """``run`` over chunks of ``images``, into one (n, D) float32 array (or added to
+    ``add_to`` in place): memory is the output plus one chunk."""
+    out = add_to
     for s in range(0, len(images), CHUNK):
         batch = images[s : s + CHUNK]
         if flip:
             # with keys, a view: only cache misses are gathered (copied) for the network
             batch = batch[:, :, ::-1] if keys is not None else np.ascontiguousarray(batch[:, :, ::-1])
-        parts.append(run(batch, None if keys is None else keys[s : s + CHUNK]))
-    return np.concatenate(parts).astype(np.float32, copy=False)
+        rows = run(batch, None if keys is None else keys[s : s + CHUNK])
+        if out is None:
+            out = np.empty((len(images), rows.shape[1]), dtype=np.float32)
+        if add_to is None:
+            out[s : s + len(rows)] = rows
+        else:
+            out[s : s + len(rows)] += rows
+    if out is None:  # no images: the extractor knows its width
+        out = run(images[:0], None).astype(np.float32, copy=False)
+    return out
 
 
 def _decode_digest(decode: DecodeSettings | None) -> str:

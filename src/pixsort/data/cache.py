@@ -64,7 +64,8 @@ def hash_array(array: np.ndarray) -> str:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked_file(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created with its folder) for the ``with`` block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -119,7 +120,7 @@ class ContentHasher:
     def save(self) -> None:
         if self.path is None or not self._new:
             return
-        with _locked(self.path.with_suffix(".lock")), open(self.path, "a", encoding="utf-8") as handle:
+        with locked_file(self.path.with_suffix(".lock")), open(self.path, "a", encoding="utf-8") as handle:
             for r in self._new:
                 handle.write(json.dumps(r) + "\n")
         self._new.clear()
@@ -184,7 +185,7 @@ class DecodedStore:
         if not batch:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        with _locked(self.folder / "store.lock"):
+        with locked_file(self.folder / "store.lock"):
             if self._old_folder.is_dir():
                 shutil.rmtree(self._old_folder, ignore_errors=True)  # the fixed-row layout: rebuilt here
             self._reload()  # another process may have appended meanwhile

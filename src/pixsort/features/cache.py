@@ -18,7 +18,6 @@ are read once and folded into a shard.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -26,18 +25,18 @@ import re
 import shutil
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from pixsort.data.cache import hash_file, locked_file
+
 __all__ = ["MAX_SHARDS", "EmbeddingCache"]
 
 _SAFE_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 MAX_SHARDS = 64  # above this many shards, the smaller half is merged into one
-_CHECK_CHUNK = 1 << 22
 SHARD_FORMAT = 1
 
 
@@ -56,29 +55,9 @@ class _Index:
 _INDEXES: dict[Path, _Index] = {}
 
 
-def _checksum(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb", buffering=0) as handle:
-        buffer = bytearray(_CHECK_CHUNK)
-        view = memoryview(buffer)
-        while n := handle.readinto(buffer):
-            h.update(view[:n])
-    return h.hexdigest()
-
-
 def _store_key(key: str) -> str:
     # content hashes are kept as they are; anything else is hashed so every key has one safe spelling
     return key if _SAFE_KEY.fullmatch(key) and ".." not in key else hashlib.sha256(key.encode()).hexdigest()
-
-
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -153,7 +132,7 @@ class EmbeddingCache:
         try:
             meta = json.loads(manifest.read_text(encoding="utf-8"))
             matrix_path = manifest.with_suffix(".npy")
-            if meta.get("format") != SHARD_FORMAT or _checksum(matrix_path) != meta["checksum"]:
+            if meta.get("format") != SHARD_FORMAT or hash_file(matrix_path) != meta["checksum"]:
                 raise ValueError("checksum mismatch")
             matrix = np.load(matrix_path, mmap_mode="r", allow_pickle=False)
             keys = [str(k) for k in meta["keys"]]
@@ -235,7 +214,7 @@ class EmbeddingCache:
             "format": SHARD_FORMAT,
             "rows": len(keys),
             "dim": int(matrix.shape[1]),
-            "checksum": _checksum(matrix_path),
+            "checksum": hash_file(matrix_path),
             "keys": keys,
         }
         # the manifest is the commit: until it is in place, the matrix belongs to nobody
@@ -245,7 +224,7 @@ class EmbeddingCache:
     def _merge_if_many(self) -> None:
         if len(list(self.shard_dir.glob("*.json"))) <= MAX_SHARDS:
             return
-        with _exclusive(self.dir / "merge.lock"):
+        with locked_file(self.dir / "merge.lock"):
             self._load()
             if len(self._shards) <= MAX_SHARDS:
                 return  # another process merged meanwhile
@@ -278,7 +257,7 @@ class EmbeddingCache:
         if not legacy:
             return
         try:
-            with _exclusive(self.dir / "merge.lock"):
+            with locked_file(self.dir / "merge.lock"):
                 keys, vectors = [], []
                 for folder in legacy:
                     for path in folder.glob("*.npy"):

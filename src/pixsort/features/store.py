@@ -18,15 +18,16 @@ Readable without pixsort: ``np.load("vectors.npy", mmap_mode="r")`` and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from pixsort.data.cache import hash_file
 from pixsort.data.decode import DecodeSettings
 
 STORE_KIND = "pixsort-embeddings"
@@ -38,16 +39,6 @@ FEATURE_FIELDS = ("name", "layers", "tta")
 
 class EmbeddingSetError(ValueError):
     """A folder that is not a complete, intact embedding set."""
-
-
-def file_checksum(path: str | os.PathLike) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb", buffering=0) as handle:
-        buffer = bytearray(1 << 22)
-        view = memoryview(buffer)
-        while n := handle.readinto(buffer):
-            h.update(view[:n])
-    return h.hexdigest()
 
 
 @dataclass
@@ -73,7 +64,7 @@ class EmbeddingSet:
     def __len__(self) -> int:
         return len(self.vectors)
 
-    @property
+    @cached_property
     def used(self) -> pd.DataFrame:
         """The items with a vector, in the order of ``vectors``."""
         rows = self.items[self.items["status"] == "loaded"]
@@ -133,7 +124,7 @@ def read_embedding_set(path: str | os.PathLike, *, verify: bool = True) -> Embed
         raise EmbeddingSetError(f"{meta_path}: missing {sorted(missing)}")
     vectors_path = folder / "vectors.npy"
     try:
-        if verify and file_checksum(vectors_path) != meta["checksum"]:
+        if verify and hash_file(vectors_path) != meta["checksum"]:
             raise EmbeddingSetError(f"{vectors_path}: checksum mismatch (the file changed since it was written)")
         vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
         items = pd.read_csv(
@@ -164,6 +155,5 @@ __all__ = [
     "ITEM_COLUMNS",
     "STORE_FORMAT",
     "STORE_KIND",
-    "file_checksum",
     "read_embedding_set",
 ]

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pixsort.features.store import ITEM_COLUMNS, STORE_FORMAT, STORE_KIND, file_checksum
+from pixsort.data.cache import hash_file
+from pixsort.features.store import ITEM_COLUMNS, STORE_FORMAT, STORE_KIND
 from pixsort.report.files import write_csv, write_json
 
 
@@ -47,7 +48,7 @@ class EmbeddingSetWriter:
                 "format": STORE_FORMAT,
                 "n": n,
                 "dim": dim,
-                "checksum": file_checksum(self._path),
+                "checksum": hash_file(self._path),
                 **meta,
             },
             self.folder / "store.json",

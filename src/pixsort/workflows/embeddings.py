@@ -72,8 +72,7 @@ def embed_images(
     row_of = np.full(len(dataset), -1, dtype=np.int64)
     row_of[decoded.index] = np.arange(n)
     items = decoded.manifest.copy()
-    items.insert(0, "row", pd.array(np.where(row_of >= 0, row_of, -1), dtype="Int64"))
-    items.loc[row_of < 0, "row"] = pd.NA
+    items.insert(0, "row", pd.Series(row_of).where(row_of >= 0).astype("Int64"))  # empty when skipped
     meta = {
         "source": str(Path(data).resolve()),
         "class_names": list(decoded.class_names),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pixsort.cluster.images.neighbours import has_faiss
 from pixsort.cluster.labels import order_by_size
 
 METHODS = ("kmeans", "agglomerative", "hdbscan", "spectral")
@@ -63,7 +64,7 @@ def kmeans(X: np.ndarray, k: int, random_state: int = 0, n_init: int = 10, backe
     installed, scikit-learn otherwise).
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
-    use_faiss = backend == "faiss" or (backend == "auto" and len(X) >= FAISS_MIN_SAMPLES and _has_faiss())
+    use_faiss = backend == "faiss" or (backend == "auto" and len(X) >= FAISS_MIN_SAMPLES and has_faiss())
     if use_faiss:
         import faiss
 
@@ -163,14 +164,6 @@ def partition(X: np.ndarray, method: str, k: int | None, random_state: int = 0, 
     if method == "spectral":
         return spectral(X, k, random_state=random_state, **params)
     return hdbscan(X, **params)
-
-
-def _has_faiss() -> bool:
-    try:
-        import faiss  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 __all__ = [

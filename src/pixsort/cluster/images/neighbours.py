@@ -27,7 +27,8 @@ IVF_PROBES = 24  # inverted lists visited per query (of about 4 sqrt(n)); recall
 METHODS = ("auto", "exact", "flat", "ivf")
 
 
-def _has_faiss() -> bool:
+def has_faiss() -> bool:
+    """Whether faiss imports here (the ``cluster`` extra)."""
     try:
         import faiss  # noqa: F401
     except ImportError:
@@ -83,7 +84,7 @@ class NeighbourSearch:
         n = len(self.reference)
         if method == "auto":
             method = "exact" if n <= EXACT_MAX else ("flat" if n <= FLAT_MAX else "ivf")
-        if method != "exact" and not _has_faiss():
+        if method != "exact" and not has_faiss():
             method = "exact"
         self.method = method
         self._index = None
@@ -142,4 +143,4 @@ def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
     return hits / exact.size if exact.size else 1.0
 
 
-__all__ = ["EXACT_MAX", "FLAT_MAX", "NeighbourSearch", "nearest_rows", "recall_at_k"]
+__all__ = ["EXACT_MAX", "FLAT_MAX", "NeighbourSearch", "has_faiss", "nearest_rows", "recall_at_k"]

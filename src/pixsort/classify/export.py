@@ -48,9 +48,9 @@ from torch import nn
 
 from pixsort.base.jsonio import dumps
 from pixsort.base.modelfile import file_sha256
+from pixsort.base.onnx import EXPORTER, export_module, make_session, require_onnx
 from pixsort.classify.augment import get_views
 from pixsort.classify.networks import ClassifierNet
-from pixsort.classify.onnxrt import EXPORTER, export_module, make_session, require_onnx
 from pixsort.classify.training import batch_logits, logits_to_proba, predict_logits
 
 ONNX_FILE = "model.onnx"  # the name an export gets inside a model folder

@@ -1,6 +1,5 @@
-"""ONNX plumbing shared by the export and the training loop: a torch module to an ONNX
-file (``torch.onnx.export(dynamo=True)``, a dynamic batch axis, quietly), an ONNX
-Runtime CPU session, and the frozen part of a network run by ONNX Runtime.
+"""The frozen part of a classifier run by ONNX Runtime (the export and session
+plumbing is :mod:`pixsort.base.onnx`).
 
 Why the frozen part: ``partial:`` and ``probe:`` models compute it once per training
 image (``training.compute_features``), and on the 2-core AVX512-BF16/AMX CPU this
@@ -16,100 +15,19 @@ images to repay the export (~10 s), and a first batch that matches torch.
 
 from __future__ import annotations
 
-import logging
-import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from pixsort.base.runtime import available_cores
+from pixsort.base.onnx import export_module, make_session, onnx_available
 from pixsort.classify.networks import ClassifierNet
 
-EXPORTER = "torch.onnx.export(dynamo=True)"
-INSTALL_HINT = "ONNX export needs onnx, onnxscript and onnxruntime: pip install 'pixsort[export]'"
 # below this many images the export costs more than ONNX Runtime saves (break-even ~700)
 FROZEN_MIN_IMAGES = 1024
 FROZEN_RTOL = FROZEN_ATOL = 1e-3
-
-
-def onnx_available() -> bool:
-    """Whether onnx, onnxscript and onnxruntime import (the ``export`` extra)."""
-    try:
-        require_onnx()
-    except ImportError:
-        return False
-    return True
-
-
-def require_onnx() -> None:
-    for name in ("onnx", "onnxscript", "onnxruntime"):
-        try:
-            __import__(name)
-        except ImportError as exc:
-            raise ImportError(f"{INSTALL_HINT} ({exc})") from exc
-
-
-def export_module(
-    module: nn.Module,
-    example: torch.Tensor,
-    path: str | os.PathLike,
-    input_name: str,
-    output_name: str,
-    opset: int | None = None,
-) -> None:
-    """``module(example)`` as the ONNX file ``path``: the batch axis dynamic, weights inside
-    the file, the exporter's warnings (torchvision ops, its internals) silenced.  Errors
-    come back as RuntimeError with the exporter's first line."""
-    require_onnx()
-    batch = torch.export.Dim("batch", min=1, max=1 << 20)
-    onnx_logger = logging.getLogger("torch.onnx")
-    level = onnx_logger.level
-    onnx_logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                (example,),
-                str(path),
-                dynamo=True,
-                input_names=[input_name],
-                output_names=[output_name],
-                dynamic_shapes={next(iter(_forward_args(module))): {0: batch}},
-                opset_version=opset,
-                external_data=False,
-                verbose=False,
-            )
-    except Exception as exc:  # the exporter's own errors are long; keep the first line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise RuntimeError(f"torch.onnx.export failed: {type(exc).__name__}: {first}") from exc
-    finally:
-        onnx_logger.setLevel(level)
-
-
-def _forward_args(module: nn.Module) -> list[str]:
-    import inspect
-
-    return [p for p in inspect.signature(module.forward).parameters if p != "self"]
-
-
-def make_session(path: str | os.PathLike, threads: int | None = None):
-    """An ONNX Runtime CPU session on ``path`` with ``threads`` intra-op threads (default:
-    the available cores) and one inter-op thread."""
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise ImportError(f"{INSTALL_HINT} ({exc})") from exc
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(threads or available_cores())
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
 
 # ----------------------------------------------------------------------------- the frozen part
 
@@ -175,13 +93,4 @@ def frozen_runner(net: ClassifierNet, sample: np.ndarray, n_images: int) -> Froz
     return runner
 
 
-__all__ = [
-    "EXPORTER",
-    "FROZEN_MIN_IMAGES",
-    "FrozenRunner",
-    "export_module",
-    "frozen_runner",
-    "make_session",
-    "onnx_available",
-    "require_onnx",
-]
+__all__ = ["FROZEN_MIN_IMAGES", "FrozenRunner", "frozen_runner"]

@@ -15,6 +15,12 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+# the embedding options of embed and cluster, worded once
+RUNTIME_HELP = "auto | torch | onnx: what computes the backbone (auto: ONNX Runtime where it measured faster)."
+DEVICE_HELP = "auto | cpu | cuda | mps: where torch embeds (auto: a GPU torch sees, else the CPU)."
+PRECISION_HELP = "auto | fp32 | bf16 | int8 (int8: a quantized ONNX Runtime graph, its own embeddings)."
+
+
 def existing_path(path: Path) -> Path:
     if not path.exists():
         raise fail(f"path does not exist: {path}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pixsort.cli._common import existing_path, fail
+from pixsort.cli._common import DEVICE_HELP, PRECISION_HELP, RUNTIME_HELP, existing_path, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -39,6 +39,9 @@ def cluster(
     ),
     size: int | None = typer.Option(None, "--size", help="Decode size in px (default: what the features need)."),
     view: str = typer.Option("tsne", help="2-D view of the scatter plots: tsne | umap | pca."),
+    runtime: str = typer.Option("auto", help=RUNTIME_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
     seed: int = typer.Option(0, help="Random seed (a seeded run is reproducible)."),
     cache_dir: Path | None = typer.Option(None, help="Decoded-image and embedding cache."),
     copy_to_folders: str = typer.Option(
@@ -74,8 +77,11 @@ def cluster(
             head=head,
             smoothing=smoothing,
             random_state=seed,
+            runtime=runtime,
+            device=device,
+            precision=precision,
         )
-    except (ValueError, OSError, SourceError, NoUsableImages) as exc:
+    except (ValueError, OSError, RuntimeError, ImportError, SourceError, NoUsableImages) as exc:
         raise fail(str(exc)) from None
     clusterer, result = run.clusterer, run.outputs
 

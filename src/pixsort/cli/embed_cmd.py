@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pixsort.cli._common import existing_path, fail
+from pixsort.cli._common import DEVICE_HELP, PRECISION_HELP, RUNTIME_HELP, existing_path, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +21,9 @@ def embed(
     tta: bool = typer.Option(True, help="Average each image's embedding with its mirror image's."),
     size: int | None = typer.Option(None, "--size", help="Decode size in px (default: what the features need)."),
     batch_size: int = typer.Option(64, help="Images per forward pass."),
+    runtime: str = typer.Option("auto", help=RUNTIME_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
     cache_dir: Path | None = typer.Option(None, help="Decoded-image and embedding cache."),
 ) -> None:
     """Embed the pictures of PATH into an embedding set at OUT."""
@@ -30,9 +33,18 @@ def embed(
 
     try:
         run = embed_images(
-            path, out, features=features, tta=tta, image_size=size, batch_size=batch_size, cache_dir=cache_dir
+            path,
+            out,
+            features=features,
+            tta=tta,
+            image_size=size,
+            batch_size=batch_size,
+            runtime=runtime,
+            device=device,
+            precision=precision,
+            cache_dir=cache_dir,
         )
-    except (ValueError, OSError, SourceError, NoUsableImages) as exc:
+    except (ValueError, OSError, RuntimeError, ImportError, SourceError, NoUsableImages) as exc:
         raise fail(str(exc)) from None
     store = run.embeddings
     skipped = int((store.items["status"] != "loaded").sum())

@@ -55,6 +55,9 @@ class FeatureSpec:
     batch_size: int = 64
     autoencoder: dict = field(default_factory=dict)
     random_state: int = 0
+    runtime: str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_kind", check_feature_name(self.name).kind)
@@ -116,7 +119,13 @@ def build_extractor(spec: FeatureSpec, progress: bool = True, config: dict | Non
     from pixsort.features.embed import PretrainedExtractor
 
     return PretrainedExtractor(
-        backbone=spec.name, layers=spec.layers, batch_size=spec.batch_size, progress="auto" if progress else False
+        backbone=spec.name,
+        layers=spec.layers,
+        batch_size=spec.batch_size,
+        precision=spec.precision,
+        runtime=spec.runtime,
+        device=spec.device,
+        progress="auto" if progress else False,
     )
 
 

@@ -38,6 +38,9 @@ def embed_images(
     tta: bool = True,
     image_size: int | None = None,
     batch_size: int = 64,
+    runtime: str = "auto",
+    device: str = "auto",
+    precision: str = "auto",
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> EmbedRun:
@@ -46,11 +49,20 @@ def embed_images(
 
     Features are those :class:`~pixsort.cluster.images.ImageClusterer` would compute
     with the same ``features``, ``layers``, ``tta`` and ``image_size`` (the defaults are
-    its defaults), through the same content-keyed cache: a later ``cluster`` of the
-    same images reuses them, and ``cluster --embeddings out`` needs no images at all.
+    its defaults; ``runtime``, ``device`` and ``precision`` as there), through the same
+    content-keyed cache: a later ``cluster`` of the same images reuses them, and
+    ``cluster --embeddings out`` needs no images at all.
     """
     planner = ImageClusterer(
-        features=features, layers=layers, tta=tta, image_size=image_size, batch_size=batch_size, cache_dir=cache_dir
+        features=features,
+        layers=layers,
+        tta=tta,
+        image_size=image_size,
+        batch_size=batch_size,
+        runtime=runtime,
+        device=device,
+        precision=precision,
+        cache_dir=cache_dir,
     )
     spec = planner.check_params()
     if spec.is_autoencoder:

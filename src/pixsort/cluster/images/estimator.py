@@ -114,6 +114,15 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         CIFAR-10 sample), the final one for timm models; None = the final one.
     tta : bool, default True
         Average each image's embedding with its mirror image's (pretrained features).
+    runtime : {"auto", "torch", "onnx"}, default "auto"
+        What computes a pretrained backbone
+        (:class:`~pixsort.features.embed.PretrainedExtractor`): ONNX Runtime where it
+        measured faster on this CPU, else torch.
+    device : {"auto", "cpu", "cuda", "mps"}, default "auto"
+        Where torch embeds: a GPU torch sees, else the CPU.
+    precision : {"auto", "fp32", "bf16", "int8"}, default "auto"
+        Embedding precision: "auto" = bf16 on CPUs with native bf16, else fp32;
+        "int8" = a quantized ONNX Runtime graph (its own embeddings and cache).
     image_size : int, optional
         Decode size; default: what the extractor needs (the backbone's input size).
     n_components : float or int or None, default 0.9
@@ -172,6 +181,9 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         "features": [str],
         "layers": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), str, tuple, list, None],
         "tta": ["boolean"],
+        "runtime": [StrOptions({"auto", "torch", "onnx"})],
+        "device": [StrOptions({"auto", "cpu", "cuda", "mps"})],
+        "precision": [StrOptions({"auto", "fp32", "bf16", "int8"})],
         "image_size": [Interval(Integral, 8, 4096, closed="both"), None],
         "n_components": [Interval(Integral, 1, None, closed="left"), Interval(Real, 0, 1, closed="right"), None],
         "whiten": ["boolean"],
@@ -196,6 +208,9 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         features: str = "efficientnet_lite1",
         layers="auto",
         tta: bool = True,
+        runtime: str = "auto",
+        device: str = "auto",
+        precision: str = "auto",
         image_size: int | None = None,
         n_components: float | int | None = 0.9,
         whiten: bool = True,
@@ -217,6 +232,9 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         self.features = features
         self.layers = layers
         self.tta = tta
+        self.runtime = runtime
+        self.device = device
+        self.precision = precision
         self.image_size = image_size
         self.n_components = n_components
         self.whiten = whiten
@@ -253,7 +271,17 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         if layers == "auto":
             builtin = self.features not in ("autoencoder", "pixels") and not str(self.features).startswith("timm:")
             layers = 2 if builtin else None
-        return FeatureSpec(self.features, layers, self.tta, self.batch_size, self.autoencoder or {}, self.random_state)
+        return FeatureSpec(
+            self.features,
+            layers,
+            self.tta,
+            self.batch_size,
+            self.autoencoder or {},
+            self.random_state,
+            runtime=self.runtime,
+            device=self.device,
+            precision=self.precision,
+        )
 
     @property
     def decode_settings(self) -> DecodeSettings:

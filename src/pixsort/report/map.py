@@ -61,7 +61,7 @@ def build_map(
     links: Sequence[str | None] | None = None,
     colour_by: str | None = None,
     title: str = "Map",
-    atlas_urls: Sequence[str] | None = None,
+    atlas_url: str = ATLAS_FOLDER + "/atlas_{i}.jpg",
     inline_atlas: bool | None = None,
     tile: int = TILE,
 ) -> MapPage:
@@ -87,8 +87,8 @@ def build_map(
     colour_by : str, optional
         The categorical field that colours the points first (default: ``cluster`` if
         present, else the first categorical field).
-    atlas_urls : n_atlases str, optional
-        Where the page loads atlas ``i`` from (default ``map_atlas/atlas_{i}.jpg``).
+    atlas_url : str
+        Where the page loads atlas ``i`` from: a template with ``{i}``.
     inline_atlas : bool, optional
         Put the atlases in the page as data URIs (default: up to
         :data:`INLINE_ATLAS_MAX` points).
@@ -118,10 +118,7 @@ def build_map(
 
         urls = ["data:image/jpeg;base64," + base64.b64encode(a).decode("ascii") for a in atlases]
     else:
-        default = [f"{ATLAS_FOLDER}/atlas_{i}.jpg" for i in range(len(atlases))]
-        urls = list(atlas_urls) if atlas_urls is not None else default
-        if len(urls) != len(atlases):
-            raise ValueError(f"{len(urls)} atlas URLs for {len(atlases)} atlases")
+        urls = [atlas_url.format(i=i) for i in range(len(atlases))]
     data: dict[str, Any] = {
         "title": str(title),
         "n": n,

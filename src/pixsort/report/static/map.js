@@ -20,7 +20,7 @@
   var colour32 = new Uint32Array(n), colourCss = [], pointCss = new Array(n);
   var filters = {}, hover = -1, focus = -1, box = null, pending = false;
   var thumbUnit = Math.min(0.05, Math.max(0.003, 1.1 / Math.sqrt(Math.max(n, 1))));
-  var THUMB_MIN_PX = 10, THUMB_MAX_POINTS = 6000;
+  var THUMB_MIN_PX = 10, THUMB_MAX_PX = 72, THUMB_MAX_POINTS = 6000;
   var stats = { drawn: 0, shown: n, frames: 0, frameMs: [], firstDrawAt: null, mode: "dots", selected: 0 };
 
   // -- colours -------------------------------------------------------------------------------
@@ -110,7 +110,7 @@
     pending = false;
     var t0 = performance.now(), drawn = 0;
     var x0 = dataX(0), x1 = dataX(W), y0 = dataY(H), y1 = dataY(0);
-    var size = thumbUnit * scale, inView = [];
+    var size = thumbSize(), inView = [];
     eachInBox(x0, y0, x1, y1, function (i) {
       if (shown[i] && X[i] >= x0 && X[i] <= x1 && Y[i] >= y0 && Y[i] <= y1) inView.push(i);
     });
@@ -154,16 +154,17 @@
     if (stats.frameMs.length > 500) stats.frameMs.shift();
     if (stats.firstDrawAt === null) stats.firstDrawAt = performance.now();
   }
+  function thumbSize() { return Math.min(thumbUnit * scale, THUMB_MAX_PX); }
   function ring(i, colour, width) {
     if (i < 0 || !shown[i]) return;
-    var size = Math.max(8, stats.mode === "thumbnails" ? thumbUnit * scale + 4 : 8);
+    var size = Math.max(8, stats.mode === "thumbnails" ? thumbSize() + 4 : 8);
     ctx.strokeStyle = colour; ctx.lineWidth = width;
     ctx.strokeRect(sx(i) - size / 2, sy(i) - size / 2, size, size);
   }
 
   // -- picking -----------------------------------------------------------------------------------
   function pick(px, py) {
-    var radius = Math.max(6, stats.mode === "thumbnails" ? thumbUnit * scale / 2 + 2 : 6) / scale;
+    var radius = Math.max(6, stats.mode === "thumbnails" ? thumbSize() / 2 + 2 : 6) / scale;
     var x = dataX(px), y = dataY(py), best = -1, bestD = radius * radius;
     eachInBox(x - radius, y - radius, x + radius, y + radius, function (i) {
       if (!shown[i]) return;
@@ -355,6 +356,7 @@
     select: function (x0, y0, x1, y1) { selectBox({ x0: x0, y0: y0, x1: x1, y1: y1 }); requestDraw(); return nSelected; },
     selectionCsv: selectionCsv,
     pick: pick,
+    centreOn: function (i) { centreOn(i); draw(); },
     showPanel: showPanel
   };
 })();

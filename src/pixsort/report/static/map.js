@@ -20,7 +20,7 @@
   var colour32 = new Uint32Array(n), colourCss = [], pointCss = new Array(n);
   var filters = {}, hover = -1, focus = -1, box = null, pending = false;
   var thumbUnit = Math.min(0.05, Math.max(0.003, 1.1 / Math.sqrt(Math.max(n, 1))));
-  var THUMB_MIN_PX = 10, THUMB_MAX_PX = 72, THUMB_MAX_POINTS = 6000;
+  var THUMB_MIN_PX = 10, THUMB_MAX_PX = 72, THUMB_MAX_POINTS = 3000;
   var stats = { drawn: 0, shown: n, frames: 0, frameMs: [], firstDrawAt: null, mode: "dots", selected: 0 };
 
   // -- colours -------------------------------------------------------------------------------
@@ -90,18 +90,25 @@
   function atlasFor(i) {
     var a = Math.floor(i / (atlas.per_row * atlas.per_row));
     if (!atlasImg[a]) {
-      var img = new Image();
-      img.onload = function () { img.ready = true; requestDraw(); if (focus >= 0) showPanel(focus); };
+      var img = new Image(), slot = { ready: false, source: img };
+      img.onload = function () {
+        // a decoded bitmap draws many times faster than the <img> on a software canvas
+        var done = function (bitmap) {
+          slot.source = bitmap || img; slot.ready = true; requestDraw(); if (focus >= 0) showPanel(focus);
+        };
+        if (window.createImageBitmap) createImageBitmap(img).then(done, function () { done(null); });
+        else done(null);
+      };
       img.src = atlas.urls[a];
-      atlasImg[a] = img;
+      atlasImg[a] = slot;
     }
     return atlasImg[a];
   }
   function drawThumb(c, i, x, y, size) {
-    var img = atlasFor(i);
-    if (!img.ready) return false;
+    var slot = atlasFor(i);
+    if (!slot.ready) return false;
     var j = i % (atlas.per_row * atlas.per_row), t = atlas.tile;
-    c.drawImage(img, (j % atlas.per_row) * t, Math.floor(j / atlas.per_row) * t, t, t, x, y, size, size);
+    c.drawImage(slot.source, (j % atlas.per_row) * t, Math.floor(j / atlas.per_row) * t, t, t, x, y, size, size);
     return true;
   }
 
@@ -110,7 +117,7 @@
     pending = false;
     var t0 = performance.now(), drawn = 0;
     var x0 = dataX(0), x1 = dataX(W), y0 = dataY(H), y1 = dataY(0);
-    var size = thumbSize(), inView = [];
+    var size = Math.round(thumbSize()), inView = [];
     eachInBox(x0, y0, x1, y1, function (i) {
       if (shown[i] && X[i] >= x0 && X[i] <= x1 && Y[i] >= y0 && Y[i] <= y1) inView.push(i);
     });
@@ -118,12 +125,14 @@
     stats.mode = thumbs ? "thumbnails" : "dots";
     if (thumbs) {
       ctx.fillStyle = "#fafbfd"; ctx.fillRect(0, 0, W, H);
+      ctx.imageSmoothingEnabled = false;  // nearest scaling: sharp tiles, and cheaper on a software canvas
       var half = size / 2, frame = size >= 18 ? 2 : 1;
+      ctx.lineWidth = frame;
       for (var k = 0; k < inView.length; k++) {
-        var i = inView[k], px = sx(i) - half, py = sy(i) - half;
-        ctx.fillStyle = selected[i] ? "#000" : pointCss[i];
-        ctx.fillRect(px - frame, py - frame, size + 2 * frame, size + 2 * frame);
+        var i = inView[k], px = Math.round(sx(i) - half), py = Math.round(sy(i) - half);
         if (!drawThumb(ctx, i, px, py, size)) { ctx.fillStyle = "#ddd"; ctx.fillRect(px, py, size, size); }
+        ctx.strokeStyle = selected[i] ? "#000" : pointCss[i];
+        ctx.strokeRect(px - frame / 2, py - frame / 2, size + frame, size + frame);
         drawn++;
       }
     } else {
@@ -357,6 +366,7 @@
     selectionCsv: selectionCsv,
     pick: pick,
     centreOn: function (i) { centreOn(i); draw(); },
+    fit: function () { fit(); draw(); },
     showPanel: showPanel
   };
 })();

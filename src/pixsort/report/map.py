@@ -280,7 +280,7 @@ def _script_json(value: Any) -> str:
 def _page(data: dict, title: str) -> str:
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'><link rel='icon' href='data:,'>"
         f"<title>{html.escape(str(title))}</title><style>{_static('map.css')}</style></head><body>"
         f"{_static('map_body.html')}"
         f"<script>window.PIXSORT_MAP={_script_json(data)};</script>"

@@ -80,7 +80,8 @@
     var xmax = 0, ymax = 0;
     for (var i = 0; i < n; i++) { if (X[i] > xmax) xmax = X[i]; if (Y[i] > ymax) ymax = Y[i]; }
     xmax = xmax || 1; ymax = ymax || 1;
-    scale = 0.92 * Math.min(W / xmax, H / ymax);
+    var pad = Math.min(48, W / 6, H / 6);  // room for the thumbnails of the outermost points
+    scale = Math.min((W - 2 * pad) / xmax, (H - 2 * pad) / ymax);
     ox = (W - xmax * scale) / 2; oy = (H - ymax * scale) / 2 - (1 - ymax) * scale;
   }
   function requestDraw() { if (!pending) { pending = true; requestAnimationFrame(draw); } }

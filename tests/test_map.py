@@ -316,3 +316,35 @@ def test_map_page_draws_hovers_filters_selects_and_shows_neighbours(browser, tmp
     assert all(u.startswith("file://") or u.startswith("blob:") for u in requests), requests
     assert errors == []
     page.close()
+
+
+@pytest.mark.browser
+def test_served_map_draws_thumbnails_under_the_servers_security_policy(browser, clustered):
+    from tests.test_serve_app import serve_process
+
+    _, out = clustered
+    with serve_process(out / "model") as (base, _process):
+        page = browser.new_page(viewport={"width": 1000, "height": 640})
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+        page.goto(f"{base}/map")
+        page.wait_for_function("window.pixsortMap && pixsortMap.stats.frames > 0")
+        assert page.evaluate("pixsortMap.stats.drawn") == 16
+        # the atlas came from /map/atlas/0.jpg and the thumbnails are drawn (script-readable:
+        # same origin, so the canvas is not tainted)
+        page.wait_for_function("pixsortMap.stats.mode === 'thumbnails' && pixsortMap.stats.frames > 1")
+        page.wait_for_timeout(300)
+        rgb = page.evaluate(
+            """() => { const c = document.getElementById('map'), p = pixsortMap.screenOf(0);
+            const r = c.getBoundingClientRect(), x = Math.round(p.x - r.left), y = Math.round(p.y - r.top);
+            return [...c.getContext('2d').getImageData(x, y, 1, 1).data]; }"""
+        )
+        assert rgb[:3] != [250, 251, 253]
+        pos = page.evaluate("pixsortMap.screenOf(0)")
+        page.mouse.click(pos["x"], pos["y"])
+        page.get_by_test_id("panel").wait_for(state="visible")
+        assert page.get_attribute("[data-testid=open-image]", "href").startswith("/thumbnails/")
+        assert page.locator("[data-testid=neighbour]").count() == 8
+        assert problems == []
+        page.close()

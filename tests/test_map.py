@@ -298,6 +298,26 @@ def test_map_page_draws_hovers_filters_selects_and_shows_neighbours(browser, tmp
     assert csv[0] == "path,cluster,split,score" and len(csv) == 401
     assert "'=HYPERLINK(evil).png,1," in "\n".join(csv)
     page.get_by_test_id("clear-selection").click()
+    assert page.evaluate("pixsortMap.stats.selected") == 0
+
+    # a lasso (shift+drag along a path) round the left half of the canvas
+    page.get_by_test_id("selection-tool").select_option("lasso")
+    box = page.get_by_test_id("map").bounding_box()
+    left, top, mid, bottom = box["x"] + 2, box["y"] + 2, box["x"] + box["width"] / 2, box["y"] + box["height"] - 2
+    expected = page.evaluate(
+        f"[...Array(400).keys()].filter(i => {{ const p = pixsortMap.screenOf(i);"
+        f" return p.x > {left} && p.x < {mid} && p.y > {top} && p.y < {bottom}; }}).length"
+    )
+    assert 0 < expected < 400
+    page.keyboard.down("Shift")
+    page.mouse.move(left, top)
+    page.mouse.down()
+    for x, y in [(mid, top), (mid, bottom), (left, bottom), (left, top + 1)]:
+        page.mouse.move(x, y, steps=3)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    assert page.evaluate("pixsortMap.stats.selected") == expected
+    page.get_by_test_id("clear-selection").click()
 
     page.mouse.click(pos["x"], pos["y"])
     panel = page.get_by_test_id("panel")

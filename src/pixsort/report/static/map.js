@@ -18,7 +18,7 @@
   var W = 1, H = 1, scale = 1, ox = 0, oy = 0, image = null, buf = null;
   var shown = new Uint8Array(n).fill(1), selected = new Uint8Array(n), nSelected = 0, nShown = n;
   var colour32 = new Uint32Array(n), colourCss = [], pointCss = new Array(n);
-  var filters = {}, hover = -1, focus = -1, box = null, pending = false;
+  var filters = {}, hover = -1, focus = -1, box = null, lasso = null, pending = false;
   var thumbUnit = Math.min(0.05, Math.max(0.003, 1.1 / Math.sqrt(Math.max(n, 1))));
   var THUMB_MIN_PX = 10, THUMB_MAX_PX = 72, THUMB_MAX_POINTS = 3000;
   var stats = { drawn: 0, shown: n, frames: 0, frameMs: [], firstDrawAt: null, mode: "dots", selected: 0 };
@@ -159,6 +159,12 @@
       ctx.strokeStyle = "#3465a4"; ctx.setLineDash([5, 3]); ctx.lineWidth = 1;
       ctx.strokeRect(box.x0, box.y0, box.x1 - box.x0, box.y1 - box.y0); ctx.setLineDash([]);
     }
+    if (lasso && lasso.length > 1) {
+      ctx.strokeStyle = "#3465a4"; ctx.setLineDash([5, 3]); ctx.lineWidth = 1; ctx.beginPath();
+      ctx.moveTo(lasso[0][0], lasso[0][1]);
+      for (var li = 1; li < lasso.length; li++) ctx.lineTo(lasso[li][0], lasso[li][1]);
+      ctx.closePath(); ctx.stroke(); ctx.setLineDash([]);
+    }
     stats.drawn = drawn; stats.frames++;
     stats.frameMs.push(performance.now() - t0);
     if (stats.frameMs.length > 500) stats.frameMs.shift();
@@ -273,6 +279,23 @@
     });
     updateCount();
   }
+  // selects the shown points inside the polygon pts ([[x, y], ...] in canvas pixels)
+  function selectLasso(pts) {
+    if (pts.length < 3) return;
+    var xs = pts.map(function (p) { return p[0]; }), ys = pts.map(function (p) { return p[1]; });
+    var xa = dataX(Math.min.apply(null, xs)), xb = dataX(Math.max.apply(null, xs));
+    var ya = dataY(Math.max.apply(null, ys)), yb = dataY(Math.min.apply(null, ys));
+    eachInBox(xa, ya, xb, yb, function (i) {
+      if (!shown[i] || selected[i]) return;
+      var px = sx(i), py = sy(i), inside = false;
+      for (var a = 0, b = pts.length - 1; a < pts.length; b = a++) {
+        var ya1 = pts[a][1], yb1 = pts[b][1];
+        if ((ya1 > py) !== (yb1 > py) && px < (pts[b][0] - pts[a][0]) * (py - ya1) / (yb1 - ya1) + pts[a][0]) inside = !inside;
+      }
+      if (inside) { selected[i] = 1; nSelected++; }
+    });
+    updateCount();
+  }
   function cell(v) {
     var s = String(v);
     if (D.formula_prefixes.some(function (p) { return s.indexOf(p) === 0; }) && !(s.trim() !== "" && isFinite(Number(s)))) s = "'" + s;
@@ -294,6 +317,7 @@
 
   // -- controls --------------------------------------------------------------------------------------
   var filterBox = document.getElementById("filters"), colourSel = document.getElementById("colour");
+  var toolSel = document.getElementById("tool");
   fields.forEach(function (f) {
     if (f.kind !== "category") return;
     var counts = new Array(f.categories.length).fill(0);
@@ -315,14 +339,19 @@
   function local(e) { var r = canvas.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; }
   canvas.addEventListener("mousedown", function (e) {
     var p = local(e);
-    drag = { x: p[0], y: p[1], ox: ox, oy: oy, moved: false, box: e.shiftKey };
-    if (drag.box) box = { x0: p[0], y0: p[1], x1: p[0], y1: p[1] }; else canvas.classList.add("dragging");
+    drag = { x: p[0], y: p[1], ox: ox, oy: oy, moved: false, box: e.shiftKey && toolSel.value === "box",
+      lasso: e.shiftKey && toolSel.value === "lasso" };
+    if (drag.box) box = { x0: p[0], y0: p[1], x1: p[0], y1: p[1] };
+    else if (drag.lasso) lasso = [p];
+    else canvas.classList.add("dragging");
   });
   window.addEventListener("mousemove", function (e) {
     var p = local(e);
     if (drag) {
       if (Math.abs(p[0] - drag.x) + Math.abs(p[1] - drag.y) > 3) drag.moved = true;
-      if (drag.box) { box.x1 = p[0]; box.y1 = p[1]; } else { ox = drag.ox + p[0] - drag.x; oy = drag.oy + p[1] - drag.y; }
+      if (drag.box) { box.x1 = p[0]; box.y1 = p[1]; }
+      else if (drag.lasso) lasso.push(p);
+      else { ox = drag.ox + p[0] - drag.x; oy = drag.oy + p[1] - drag.y; }
       tip.style.display = "none"; requestDraw(); return;
     }
     if (e.target !== canvas) return;
@@ -335,6 +364,7 @@
     var p = local(e), d = drag;
     drag = null; canvas.classList.remove("dragging");
     if (d.box) { if (d.moved) selectBox(box); box = null; requestDraw(); return; }
+    if (d.lasso) { if (d.moved) selectLasso(lasso); lasso = null; requestDraw(); return; }
     if (!d.moved && e.target === canvas) showPanel(pick(p[0], p[1]));
   });
   canvas.addEventListener("mouseleave", function () { hover = -1; tip.style.display = "none"; requestDraw(); });
@@ -364,6 +394,7 @@
     pan: function (dx, dy) { ox += dx; oy += dy; draw(); return stats.frameMs[stats.frameMs.length - 1]; },
     zoom: function (f) { zoom(f, W / 2, H / 2); draw(); },
     select: function (x0, y0, x1, y1) { selectBox({ x0: x0, y0: y0, x1: x1, y1: y1 }); requestDraw(); return nSelected; },
+    lasso: function (pts) { selectLasso(pts); requestDraw(); return nSelected; },
     selectionCsv: selectionCsv,
     pick: pick,
     centreOn: function (i) { centreOn(i); draw(); },

@@ -1,6 +1,6 @@
 """A small HTML report builder: sections of text, key figures, tables and images.
 
-Images are referenced by relative path, so the report folder can be zipped or
+Images and links are referenced by relative path, so the report folder can be zipped or
 served as is; tables come from pandas DataFrames.  No template engine, no JS.
 """
 
@@ -71,6 +71,12 @@ class HtmlReport:
         self._parts.append(body)
         if len(frame) > max_rows:
             self.paragraph(f"… {len(frame) - max_rows} more rows in the CSV.", "note")
+        return self
+
+    def link(self, href: str | os.PathLike, text: str) -> HtmlReport:
+        """A paragraph holding one link (a relative path or URL)."""
+        target = html.escape(Path(href).as_posix() if isinstance(href, os.PathLike) else str(href))
+        self._parts.append(f'<p><a href="{target}" data-testid="link">{html.escape(text)}</a></p>')
         return self
 
     def image(self, path: str | os.PathLike, caption: str = "", width: int | None = None) -> HtmlReport:

@@ -13,6 +13,7 @@ Folder layout::
     k_selection.csv, score_vs_k.png, silhouette/k{K}.png   when k was chosen
     montages/cluster_{C}.png   nearest-to-centre members, then random members
     scatter.png, scatter_thumbnails.png   2-D view of the clustering space
+    map.html, map_atlas/   the interactive map of every image (:mod:`pixsort.report.map`)
     model/                 the saved model (``pixsort assign`` reads it)
     by_cluster/cluster_{C}/   optional copies or links of the files
     report.html
@@ -37,6 +38,7 @@ from pixsort.data.lazy import ImageRows
 from pixsort.report.figures import pyplot, save_figure
 from pixsort.report.files import write_csv, write_json
 from pixsort.report.html import HtmlReport
+from pixsort.report.map import MAP_FILE, build_map, nearest_indices, write_map
 
 COPY_MODES = ("none", "copy", "link")
 THUMB = 48  # thumbnail side in montages, px
@@ -75,6 +77,7 @@ def write_cluster_outputs(
     score: bool = True,
     reconstructions: tuple[np.ndarray, np.ndarray] | None = None,
     random_state: int | None = None,
+    map_positions: np.ndarray | None = None,
 ) -> ClusterOutputs:
     """Write the outputs of a fitted clusterer into the folder ``out``.
 
@@ -94,6 +97,8 @@ def write_cluster_outputs(
         Compare with the known labels (accuracy, NMI, ARI, purity, cluster-by-class
         table) when there are any.
     reconstructions : (originals, reconstructions) of the autoencoder, if one was trained.
+    map_positions : array (n, 2), optional
+        The 2-D layout of every training image: written as the interactive ``map.html``.
     """
     if copy_to_folders not in COPY_MODES:
         raise ValueError(f"copy_to_folders must be one of {', '.join(COPY_MODES)}, got {copy_to_folders!r}")
@@ -142,6 +147,8 @@ def write_cluster_outputs(
         files["autoencoder_history"] = write_csv(pd.DataFrame(history), folder / "autoencoder_history.csv")
         files["autoencoder_curves"] = plot_autoencoder_history(history, folder / "autoencoder_curves.png")
         files["reconstructions"] = write_reconstructions(*reconstructions, folder / "reconstructions.png")
+    if map_positions is not None:
+        files["map"] = write_cluster_map(clusterer, pixels, folder, map_positions, title=title)
     files["metrics"] = write_json(metrics, folder / "metrics.json")
     if copy_to_folders != "none":
         files["by_cluster"] = copy_into_cluster_folders(assignments, folder / "by_cluster", copy_to_folders)
@@ -155,6 +162,50 @@ def write_cluster_outputs(
 def write_assignments(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     """The table of :func:`pixsort.workflows.assign_images` as CSV."""
     return write_csv(table, path)
+
+
+MAP_NEIGHBOURS = 8  # nearest training images shown when a point of the map is clicked
+
+
+def cluster_map_fields(clusterer) -> dict[str, np.ndarray]:
+    """The per-image fields of a clusterer's map: cluster (its name where named), class
+    when labels are known, distance to centre, silhouette, representative flag."""
+    labels = np.asarray(clusterer.labels_)
+    names = clusterer.cluster_names_ or []
+    fields: dict[str, np.ndarray] = {"cluster": labels}
+    if names:
+        fields["cluster_name"] = np.array([names[c] if 0 <= c < len(names) else "" for c in labels], dtype=object)
+    known = np.asarray(clusterer.train_labels_)
+    if (known >= 0).any():
+        cls = clusterer.class_names_
+        fields["class"] = np.array([cls[v] if 0 <= v < len(cls) else "" for v in known], dtype=object)
+    fields["distance_to_centre"] = np.asarray(clusterer.distances_, dtype=np.float64)
+    fields["silhouette"] = np.asarray(clusterer.silhouette_values_, dtype=np.float64)
+    fields["representative"] = np.asarray(clusterer.representative_, dtype=bool)
+    return fields
+
+
+def _cluster_map_args(clusterer) -> dict:
+    return {
+        "fields": cluster_map_fields(clusterer),
+        "neighbours": nearest_indices(clusterer.embeddings_, MAP_NEIGHBOURS, clusterer.random_state),
+    }
+
+
+def cluster_map_page(clusterer, positions: np.ndarray, images, *, title: str | None = None, **options):
+    """The map of a fitted clusterer (:func:`pixsort.report.map.build_map`): every training
+    image at ``positions`` (n, 2), thumbnails from ``images``, its
+    :data:`MAP_NEIGHBOURS` nearest training images on a click."""
+    title = title or "Map of the image clusters"
+    return build_map(positions, clusterer.train_paths_, images=images, title=title, **_cluster_map_args(clusterer),
+                     **options)  # fmt: skip
+
+
+def write_cluster_map(clusterer, images, folder: Path, positions: np.ndarray, title: str | None = None) -> Path:
+    """``map.html`` (and its atlases) of a fitted clusterer in ``folder``."""
+    title = f"{title or 'Image clusters'}: map"
+    return write_map(folder, positions, clusterer.train_paths_, images=images, title=title, name=MAP_FILE,
+                     **_cluster_map_args(clusterer))  # fmt: skip
 
 
 # -- tables ------------------------------------------------------------------------------
@@ -562,6 +613,8 @@ def _write_html(clusterer, folder: Path, *, title, metrics, summary, table, silh
         rep.image(rel(files["autoencoder_curves"]), caption="Training curves", width=700)
         rep.image(rel(files["reconstructions"]), caption="Originals (top) and reconstructions (bottom)", width=700)
     rep.section("Map of the clustering space", f"2-D {view} view; neighbouring points are similar images.")
+    if "map" in files:
+        rep.link(rel(files["map"]), "Open the interactive map of every image (pan, zoom, hover, filter, select)")
     rep.image(rel(files["scatter"]), caption="Points coloured by cluster", width=560)
     rep.image(rel(files["scatter_thumbnails"]), caption="A sample of the images at their positions", width=700)
     timings = metrics.get("timings_s") or {}
@@ -574,9 +627,12 @@ def _write_html(clusterer, folder: Path, *, title, metrics, summary, table, silh
 __all__ = [
     "COPY_MODES",
     "ClusterOutputs",
+    "cluster_map_fields",
+    "cluster_map_page",
     "cluster_metrics",
     "cluster_summary",
     "copy_into_cluster_folders",
     "write_assignments",
+    "write_cluster_map",
     "write_cluster_outputs",
 ]

@@ -1,5 +1,6 @@
 """The HTTP app: ``POST /predict``, ``GET /model``, ``GET /health``, the upload page at
-``/`` and OpenAPI docs at ``/docs``, for any model saved by pixsort.
+``/``, a clusterer's interactive map at ``/map`` and OpenAPI docs at ``/docs``, for any
+model saved by pixsort.
 
 Built from small parts, Starlette style: the endpoints and exception handlers are
 module-level functions that read what they need from ``request.app.state``; the
@@ -14,13 +15,15 @@ so concurrent requests share model calls and never run the model twice at once.
 
 ``app.state`` holds: ``settings`` (:class:`~pixsort.serve.settings.ServeSettings`),
 ``model``, ``model_name``, ``predictor``, ``batcher``, ``thumbnails`` (None for a
-classifier), ``page`` (the upload page's HTML) and ``started`` (monotonic seconds).
+classifier), ``page`` (the upload page's HTML), ``map`` (a :class:`MapCache`, None for a
+classifier) and ``started`` (monotonic seconds).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -53,7 +56,7 @@ from pixsort.serve.settings import ServeSettings
 from pixsort.serve.thumbnails import ThumbnailUnavailable, TrainingThumbnails
 from pixsort.serve.timeouts import BodyReadTimeout
 from pixsort.serve.uploads import BodySizeLimit, DecodedUpload, UploadRejected, decode_uploads, too_large_body
-from pixsort.workflows import load_model, load_onnx_classifier
+from pixsort.workflows import clusterer_map, load_model, load_onnx_classifier
 
 _MAX_FILENAME = 255
 _MAX_FORM_FIELDS = 16
@@ -151,6 +154,64 @@ async def thumbnail(request: Request, index: int) -> Response:
     except (IndexError, ThumbnailUnavailable) as exc:
         raise HTTPException(404, str(exc)) from None
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+class MapCache:
+    """The clusterer's map page, built once on first request (a thumbnail per training
+    image: the atlases cost one decode of every image, not paid at start-up)."""
+
+    def __init__(self, model, thumbnails: TrainingThumbnails, title: str):
+        self.model, self.thumbnails, self.title = model, thumbnails, title
+        self._page = None
+        self._lock = threading.Lock()
+
+    def page(self):
+        with self._lock:
+            if self._page is None:
+                self._page = self._build()
+            return self._page
+
+    def _build(self):
+        return clusterer_map(
+            self.model,
+            self.thumbnails.pixels,
+            title=self.title,
+            links=[f"/thumbnails/{i}" for i in range(len(self.thumbnails))],
+            atlas_url="/map/atlas/{i}.jpg",
+            inline_atlas=False,
+        )
+
+
+@router.get(
+    "/map",
+    response_class=HTMLResponse,
+    responses=THUMBNAIL_RESPONSES,
+    dependencies=[Depends(require_key)],
+    summary="A clusterer's interactive map: every training image at its 2-D position.",
+)
+async def map_page(request: Request) -> HTMLResponse:
+    cache: MapCache | None = request.app.state.map
+    if cache is None:
+        raise HTTPException(404, "this model is a classifier: it has no map of training images")
+    page = await run_in_threadpool(cache.page)
+    return HTMLResponse(page.html, headers=PAGE_HEADERS)
+
+
+@router.get(
+    "/map/atlas/{index}.jpg",
+    responses=THUMBNAIL_RESPONSES,
+    response_class=Response,
+    dependencies=[Depends(require_key)],
+    summary="Atlas image ``index`` of the map's thumbnails (JPEG).",
+)
+async def map_atlas(request: Request, index: int) -> Response:
+    cache: MapCache | None = request.app.state.map
+    if cache is None:
+        raise HTTPException(404, "this model is a classifier: it has no map of training images")
+    page = await run_in_threadpool(cache.page)
+    if not 0 <= index < len(page.atlases):
+        raise HTTPException(404, f"no atlas {index} (the map has {len(page.atlases)})")
+    return Response(page.atlases[index], media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
 def _decode_all(named: list[tuple[str, bytes]], decode: DecodeSettings, settings: ServeSettings) -> list[DecodedUpload]:
@@ -285,9 +346,19 @@ def create_app(model_path: str | os.PathLike, settings: ServeSettings | None = N
         if predictor.kind == "clusterer"
         else None
     )
+    state.map = MapCache(model, state.thumbnails, f"{state.model_name}: map") if predictor.kind == "clusterer" else None
     state.page = resources.files("pixsort.serve").joinpath("page.html").read_text(encoding="utf-8")
     state.started = time.monotonic()
     return app
 
 
-__all__ = ["API_KEY_HEADER", "EXCEPTION_HANDLERS", "ServeSettings", "create_app", "lifespan", "middleware", "router"]
+__all__ = [
+    "API_KEY_HEADER",
+    "EXCEPTION_HANDLERS",
+    "MapCache",
+    "ServeSettings",
+    "create_app",
+    "lifespan",
+    "middleware",
+    "router",
+]

@@ -71,6 +71,13 @@ class TrainingThumbnails:
                 self._cache.popitem(last=False)
         return data
 
+    def pixels(self, index: int) -> np.ndarray:
+        """Training image ``index`` decoded at the thumbnail size (uncached: the map's
+        atlases read each image once); raises IndexError or ThumbnailUnavailable."""
+        if not 0 <= index < len(self.paths):
+            raise IndexError(f"no training image {index} (the model has {len(self.paths)})")
+        return self._pixels(self.paths[index])
+
     def _pixels(self, ref: str) -> np.ndarray:
         match = _ARRAY_REF.match(ref)
         try:

@@ -3,7 +3,7 @@
 Each takes plain arguments (paths, names, numbers), runs the library stages in
 order, has ``report`` write the outputs, and returns a result object:
 
-* :func:`cluster_images`, :func:`assign_images` - :mod:`~.images`
+* :func:`cluster_images`, :func:`assign_images`, :func:`clusterer_map` - :mod:`~.images`
 * :func:`embed_images` - :mod:`~.embeddings`, an embedding set to cluster elsewhere or later
 * :func:`train_classifier`, :func:`evaluate_classifier`, :func:`predict_images` - :mod:`~.classification`
 * :func:`calibrate_classifier` - :mod:`~.calibration`, temperature and threshold for a new site
@@ -24,6 +24,7 @@ _LAZY = {
     "cluster_images": "pixsort.workflows.images",
     "assign_images": "pixsort.workflows.images",
     "ClusterRun": "pixsort.workflows.images",
+    "clusterer_map": "pixsort.workflows.images",
     "embed_images": "pixsort.workflows.embeddings",
     "EmbedRun": "pixsort.workflows.embeddings",
     "train_classifier": "pixsort.workflows.classification",

@@ -14,8 +14,14 @@ from pixsort.cluster.images import ClusterAssignment, ImageClusterer
 from pixsort.cluster.images.views import view_coordinates
 from pixsort.data import DecodedImages, NoUsableImages, load_images, open_dataset
 from pixsort.data.lazy import LazyImages
+from pixsort.features.reduce import embed_2d
 from pixsort.features.store import EmbeddingSet, read_embedding_set
-from pixsort.report.image_clusters import ClusterOutputs, write_assignments, write_cluster_outputs
+from pixsort.report.image_clusters import (
+    ClusterOutputs,
+    cluster_map_page,
+    write_assignments,
+    write_cluster_outputs,
+)
 
 N_RECONSTRUCTIONS = 10  # autoencoder reconstructions shown in the report
 
@@ -83,6 +89,7 @@ def cluster_images(
         decoded = LazyImages(clusterer.train_paths_, clusterer.decode_settings_)
     seed = clusterer.random_state
     coordinates = view_coordinates(clusterer.embeddings_, view, seed)
+    clusterer.map_positions_ = map_layout(clusterer.embeddings_, coordinates)
     reconstructions = None
     if clusterer.feature_spec_.is_autoencoder:
         rng = np.random.default_rng(seed)
@@ -100,8 +107,31 @@ def cluster_images(
         model_dir=model_dir,
         score=score,
         reconstructions=reconstructions,
+        map_positions=clusterer.map_positions_,
     )
     return ClusterRun(clusterer, decoded, outputs)
+
+
+def map_layout(embeddings: np.ndarray, view: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The 2-D position of every image for the map (n, 2): the report's view where it
+    covers every image, else the first two principal components (a t-SNE of a sample
+    cannot place the rest)."""
+    idx, xy = view
+    if len(idx) == len(embeddings):
+        out = np.empty((len(embeddings), 2), dtype=np.float32)
+        out[idx] = xy
+        return out
+    return embed_2d(embeddings, method="pca")
+
+
+def clusterer_map(clusterer: ImageClusterer, images, **options):
+    """The map page of a fitted (or loaded) clusterer: its saved layout, or the first two
+    principal components of its training embeddings for a model saved without one;
+    ``options`` go to :func:`pixsort.report.map.build_map` (``atlas_urls``, ``links`` ...)."""
+    positions = getattr(clusterer, "map_positions_", None)
+    if positions is None:
+        positions = embed_2d(clusterer.embeddings_, method="pca")
+    return cluster_map_page(clusterer, positions, images, **options)
 
 
 def assign_images(
@@ -176,4 +206,4 @@ def _skipped_rows(manifest: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-__all__ = ["ClusterRun", "assign_images", "cluster_images"]
+__all__ = ["ClusterRun", "assign_images", "cluster_images", "clusterer_map", "map_layout"]

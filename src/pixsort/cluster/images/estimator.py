@@ -480,6 +480,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         self.class_names_ = list(data.class_names)
         self.manifest_ = data.manifest
         self.cluster_names_ = None
+        self.map_positions_ = None  # the 2-D layout of the map, set by the workflow that draws it
         self.distances_ = _own_centre_distance(Z, part)
         self.silhouette_values_ = _per_image_silhouette(Z, part)
         self.representative_ = _representatives(self.distances_, part.labels, self.n_representatives)
@@ -621,6 +622,9 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         if self.smoother_ is not None:  # its smoothed rows are train_embeddings
             arrays["smoother.reference"] = self.smoother_.reference_
         arrays["train_silhouettes"] = self.silhouette_values_.astype(np.float32)
+        positions = getattr(self, "map_positions_", None)
+        if positions is not None:  # the 2-D layout of every training image (the map's)
+            arrays["map_positions"] = np.asarray(positions, dtype=np.float32)
         if self.selection_ is not None:
             arrays["selection.k"] = np.array([c.k for c in self.selection_.candidates], dtype=np.int64)
             arrays["selection.labels"] = np.stack([c.partition.labels for c in self.selection_.candidates])
@@ -703,6 +707,9 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         model.scores_ = meta.get("scores", {})
         model.selection_ = _selection_from_arrays(meta.get("selection"), arrays, model.embeddings_)
         model.silhouette_values_ = arrays.get("train_silhouettes", np.full(len(model.labels_), np.nan))
+        positions = arrays.get("map_positions")
+        fits = positions is not None and positions.shape == (len(model.labels_), 2)
+        model.map_positions_ = positions if fits else None
         model.representative_ = _representatives(model.distances_, model.labels_, model.n_representatives)
         return model
 

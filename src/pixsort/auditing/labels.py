@@ -31,16 +31,13 @@ def out_of_fold_probabilities(
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
 
     # at most half a training fold's rows: more components than that fit noise
     n_comp = int(max(1, min(PROBE_COMPONENTS, Z.shape[1], len(Z) * (n_folds - 1) // (2 * n_folds))))
-    probe = make_pipeline(
-        PCA(n_components=n_comp, random_state=random_state),
-        LogisticRegression(C=C, max_iter=1000),
-    )
+    # the PCA sees no label, so it is fitted once on every image; only the probe is cross-validated
+    P = PCA(n_components=n_comp, svd_solver="randomized", random_state=random_state).fit_transform(Z)
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
-    return cross_val_predict(probe, Z, labels, cv=folds, method="predict_proba")
+    return cross_val_predict(LogisticRegression(C=C, max_iter=1000), P, labels, cv=folds, method="predict_proba")
 
 
 def label_issues(

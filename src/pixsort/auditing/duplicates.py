@@ -21,8 +21,12 @@ NEAR_SIMILARITY = 0.90
 """Cosine similarity (centred efficientnet_lite1 embeddings, mirror-averaged) from which
 two images are taken as near-copies.  Measured by ``bench/audit.py`` on the 5,216 chest
 X-rays of the Kaggle train split with 100 planted near-copies (resized to 60%,
-re-encoded at JPEG quality 50, cropped by 5%): see the module notes of
-:mod:`pixsort.auditing.auditor` for the figures."""
+re-encoded at JPEG quality 50, cropped by 5%, a third each): the nearest distinct X-ray
+of an image reaches 0.883 at most (99.9%: 0.863), so at 0.90 no false group forms; but the
+planted copies sit at 0.63-0.95 (median 0.86) from their originals, so only 29% of them
+are found.  Raw (uncentred) cosines overlap as well (copies >= 0.93 for 95% of them,
+distinct X-rays up to 0.965).  These embeddings do not tell a re-encoded or cropped X-ray
+from another patient's; exact copies (the hash) are always found."""
 
 
 def centred_unit(X: np.ndarray, mean: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

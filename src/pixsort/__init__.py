@@ -33,6 +33,8 @@ _LAZY = {
     "evaluate_classifier": "pixsort.workflows",
     "predict_images": "pixsort.workflows",
     "cluster_table": "pixsort.workflows",
+    "audit": "pixsort.workflows.audit",
+    "ImageAuditor": "pixsort.auditing",
 }
 
 __getattr__, _names = lazy_exports(__name__, _LAZY)

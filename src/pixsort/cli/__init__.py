@@ -24,6 +24,7 @@ _COMMAND_MODULES = [
     "pixsort.cli.inspect_cmd",
     "pixsort.cli.cluster_cmd",
     "pixsort.cli.embed_cmd",
+    "pixsort.cli.audit_cmd",
     "pixsort.cli.classify_cmd",
     "pixsort.cli.calibrate_cmd",
     "pixsort.cli.table_cmd",

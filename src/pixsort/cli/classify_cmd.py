@@ -87,6 +87,16 @@ def train(
         help="External labelled images (other patients or another site) to choose the best epoch and the "
         "threshold on; the carved split is still evaluated beside it. Never trained on.",
     ),
+    exclude: str | None = typer.Option(
+        None,
+        "--exclude",
+        help="An audit CSV whose images are dropped: label_issues.csv, duplicates.csv (all but one of each "
+        "group), or audit.csv:COLUMN (rows where COLUMN is true).",
+    ),
+    relabel: bool = typer.Option(False, "--relabel", help="Give the --exclude images their suggested_label."),
+    dedupe_copies: bool = typer.Option(
+        False, "--dedupe", help="Keep one image of each set of byte- or near-identical copies."
+    ),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation (image + mirror)."),
     precision: str = typer.Option("auto", help="auto (bf16 where faster on this CPU) | fp32 | bf16."),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Training time budget."),
@@ -135,6 +145,9 @@ def train(
             group_pattern=group_pattern,
             groups=not no_groups,
             val_data=val_data,
+            exclude=exclude,
+            relabel=relabel,
+            dedupe_copies=dedupe_copies,
             cache_dir=cache_dir,
             workers=workers,
             **options,

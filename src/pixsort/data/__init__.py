@@ -10,6 +10,7 @@ from pixsort.data.sources import ImageDataset, SourceError, open_dataset
 from pixsort.data.split import (
     Grouping,
     carve_validation,
+    dedupe,
     default_groups,
     groups_from_pattern,
     has_usable_validation,
@@ -25,6 +26,7 @@ __all__ = [
     "SkipImage",
     "SourceError",
     "carve_validation",
+    "dedupe",
     "decode_array",
     "decode_image",
     "default_cache_dir",

@@ -165,10 +165,12 @@ class Grouping:
     hash_bits: int = DHASH_BITS
     n_unhashed: int = 0  # pooled files that could not be decoded for the hash
     note: str = ""  # why there is no grouping, when there is none
+    copies: np.ndarray | None = None  # copy set per dataset item (-1: no copy), when copies were looked for
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("groups")
+        d.pop("copies")
         return d
 
     def describe(self) -> str:
@@ -187,6 +189,15 @@ class Grouping:
                 f"{self.n_near_copy_pairs} near-identical pairs: {near})"
             )
         return f"{self.n_groups} groups of {self.n_items} images: " + "; ".join(parts)
+
+
+def dedupe(dataset: ImageDataset, copies: np.ndarray) -> tuple[ImageDataset, np.ndarray]:
+    """Keep one item of each copy set (``copies``: set id per item, -1 none; the first
+    item of a set is kept): ``(the dataset of the kept items, their positions)``."""
+    c = np.asarray(copies)
+    keep = (c < 0) | ~pd.Series(c).duplicated().to_numpy()
+    pos = np.flatnonzero(keep)
+    return dataset.subset(pos), pos
 
 
 def patient_pattern(dataset: ImageDataset, pool: np.ndarray | None = None, share: float = PATTERN_SHARE) -> str | None:
@@ -277,6 +288,9 @@ def default_groups(
         frame = pd.DataFrame({"set": copy_sets, "patient": patient_ids})
         across = int((frame.groupby("set")["patient"].nunique() > 1).sum())
 
+    copies_of = np.full(n, -1, dtype=np.int64)
+    if m:
+        copies_of[pool] = np.where(set_sizes[copy_sets] > 1, copy_sets, -1)
     pooled = union_groups(m, *links, *copy_links)
     groups = np.arange(n, dtype=np.int64) + (int(pooled.max()) + 1 if m else 0)  # the rest: one each
     groups[pool] = pooled
@@ -296,4 +310,5 @@ def default_groups(
         n_groups=int(len(np.unique(pooled))),
         near_distance=int(near_distance),
         n_unhashed=int(unhashed),
+        copies=copies_of if copies else None,
     )

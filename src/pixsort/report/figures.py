@@ -29,10 +29,24 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = DPI) -> Path:
     return path
 
 
+def thumbnail(image, side: int):
+    """A ``side`` x ``side`` RGB PIL image of a uint8 array (H, W[, C]); tiny images
+    (8-32 px) are enlarged with hard pixel edges rather than blurred."""
+    import numpy as np
+    from PIL import Image
+
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    im = Image.fromarray(arr).convert("RGB")
+    resample = Image.NEAREST if max(im.size) < side else Image.BILINEAR
+    return im.resize((side, side), resample)
+
+
 def plain_text(text: object) -> str:
     """User text (class names, file names) for a figure: matplotlib reads ``$...$`` as
     mathtext markup, so every dollar sign is escaped and the text shows as it is."""
     return str(text).replace("$", r"\$")
 
 
-__all__ = ["DPI", "plain_text", "pyplot", "save_figure"]
+__all__ = ["DPI", "plain_text", "pyplot", "save_figure", "thumbnail"]

@@ -1,7 +1,8 @@
 """A small HTML report builder: sections of text, key figures, tables and images.
 
 Images and links are referenced by relative path, so the report folder can be zipped or
-served as is; tables come from pandas DataFrames.  No template engine, no JS.
+served as is; tables come from pandas DataFrames; galleries of thumbnails link to
+the images.  No template engine, no JS.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ th{background:#f3f5fa} td:first-child,th:first-child{text-align:left}
 figure{margin:.8rem 0;display:inline-block;vertical-align:top;max-width:100%}
 figure img{max-width:100%;border:1px solid #eee} figcaption{color:#556;font-size:.85rem}
 .note{color:#556;font-size:.9rem}
+.gallery{display:flex;flex-wrap:wrap;gap:.4rem} .thumb{margin:0;max-width:140px}
+.thumb figcaption{font-size:.75rem;word-break:break-all}
 .warn{background:#fff4e0;border-left:4px solid #e08a00;padding:.5rem .8rem}
 """
 
@@ -84,6 +87,19 @@ class HtmlReport:
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
         src, alt = html.escape(Path(path).as_posix()), html.escape(caption)
         self._parts.append(f'<figure><img src="{src}" alt="{alt}"{style}>{cap}</figure>')
+        return self
+
+    def gallery(self, items: list[tuple[str, str | None, str]], caption: str = "", side: int = 96) -> HtmlReport:
+        """A row of thumbnails: ``(thumbnail src, link href or None, caption)`` each, relative paths."""
+        if caption:
+            self._parts.append(f'<p class="note">{html.escape(caption)}</p>')
+        cells = []
+        for src, href, text in items:
+            img = f'<img src="{html.escape(src)}" alt="{html.escape(text)}" style="width:{side}px">'
+            if href:
+                img = f'<a href="{html.escape(href)}">{img}</a>'
+            cells.append(f'<figure class="thumb">{img}<figcaption>{html.escape(text)}</figcaption></figure>')
+        self._parts.append(f'<div class="gallery">{"".join(cells)}</div>')
         return self
 
     def render(self) -> str:

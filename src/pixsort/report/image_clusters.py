@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from pixsort.data.lazy import ImageRows
-from pixsort.report.figures import pyplot, save_figure
+from pixsort.report.figures import pyplot, save_figure, thumbnail
 from pixsort.report.files import write_csv, write_json
 from pixsort.report.html import HtmlReport
 from pixsort.report.map import MAP_FILE, build_map, nearest_indices, write_map
@@ -389,7 +389,7 @@ def write_thumbnail_scatter(
         y = SCATTER_CANVAS - side - y  # y grows upwards in the plot
         colour = tuple(colors[labels[i]]) if labels[i] >= 0 else (170, 170, 170)
         framed = Image.new("RGB", (side, side), colour)
-        framed.paste(_thumbnail(images[i if rows is None else rows[i]], side - 6), (3, 3))
+        framed.paste(thumbnail(images[i if rows is None else rows[i]], side - 6), (3, 3))
         canvas.paste(framed, (int(x), int(y)))
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
@@ -416,7 +416,7 @@ def write_montage(clusterer, images: np.ndarray, cluster: int, path: Path, n: in
         draw.text((4, y), caption, fill=(60, 60, 80))
         y += label_h
         for j, i in enumerate(picks):
-            canvas.paste(_thumbnail(images[i], THUMB), (4 + j * (THUMB + 4), y))
+            canvas.paste(thumbnail(images[i], THUMB), (4 + j * (THUMB + 4), y))
         y += THUMB + 6
     path.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(path)
@@ -451,23 +451,11 @@ def write_reconstructions(originals: np.ndarray, recon: np.ndarray, path: Path) 
     side = 64
     sheet = Image.new("RGB", (side * len(originals), side * 2), "white")
     for i in range(len(originals)):
-        sheet.paste(_thumbnail(originals[i], side), (i * side, 0))
-        sheet.paste(_thumbnail(recon[i], side), (i * side, side))
+        sheet.paste(thumbnail(originals[i], side), (i * side, 0))
+        sheet.paste(thumbnail(recon[i], side), (i * side, side))
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path
-
-
-def _thumbnail(image: np.ndarray, side: int):
-    from PIL import Image
-
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    im = Image.fromarray(arr).convert("RGB")
-    # tiny images (8-32 px) are enlarged with hard pixel edges rather than blurred
-    resample = Image.NEAREST if max(im.size) < side else Image.BILINEAR
-    return im.resize((side, side), resample)
 
 
 # -- files -------------------------------------------------------------------------------

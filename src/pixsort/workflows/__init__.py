@@ -5,6 +5,7 @@ order, has ``report`` write the outputs, and returns a result object:
 
 * :func:`cluster_images`, :func:`assign_images`, :func:`clusterer_map` - :mod:`~.images`
 * :func:`embed_images` - :mod:`~.embeddings`, an embedding set to cluster elsewhere or later
+* :func:`audit_images` - :mod:`~.audit`, duplicates, leaks, outliers, quality flags, label errors
 * :func:`train_classifier`, :func:`evaluate_classifier`, :func:`predict_images` - :mod:`~.classification`
 * :func:`calibrate_classifier` - :mod:`~.calibration`, temperature and threshold for a new site
 * :func:`cluster_table` - :mod:`~.tables`
@@ -26,6 +27,8 @@ _LAZY = {
     "ClusterRun": "pixsort.workflows.images",
     "clusterer_map": "pixsort.workflows.images",
     "embed_images": "pixsort.workflows.embeddings",
+    "audit_images": "pixsort.workflows.audit",
+    "AuditRun": "pixsort.workflows.audit",
     "EmbedRun": "pixsort.workflows.embeddings",
     "train_classifier": "pixsort.workflows.classification",
     "evaluate_classifier": "pixsort.workflows.classification",

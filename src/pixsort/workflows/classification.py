@@ -39,11 +39,13 @@ from pixsort.data import (
     NoUsableImages,
     SourceError,
     carve_validation,
+    dedupe,
     default_groups,
     has_usable_validation,
     load_images,
     open_dataset,
 )
+from pixsort.data.exclude import apply_exclusions
 from pixsort.report.classification import write_evaluation
 from pixsort.report.files import check_writable, write_csv
 from pixsort.report.model_card import write_model_card
@@ -133,6 +135,9 @@ def train_classifier(
     group_pattern: str | None = None,
     groups: bool = True,
     val_data: str | os.PathLike | None = None,
+    exclude: str | os.PathLike | None = None,
+    relabel: bool = False,
+    dedupe_copies: bool = False,
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
@@ -146,7 +151,15 @@ def train_classifier(
     names) and copies (byte-identical or near-identical images); ``groups=False``
     turns that off.  ``val_data``: an external labelled set for model selection
     (best epoch, early stopping) and the threshold; never trained on.
+
+    ``exclude``: a CSV of an audit (``label_issues.csv``, ``duplicates.csv``, or
+    ``audit.csv:COLUMN``; :mod:`pixsort.data.exclude`) whose images are dropped, or with
+    ``relabel`` given their ``suggested_label``.  ``dedupe_copies``: keep one image of each
+    set of byte-identical or near-identical copies (the copies of the grouping), so no
+    copy sits on both sides of the carved split and none is counted twice.
     """
+    if relabel and exclude is None:
+        raise ValueError("--relabel takes the suggested labels of --exclude CSV: give the CSV")
     if group_pattern is not None and not groups:
         raise ValueError(
             "a group pattern and no grouping contradict each other: give one of --group-pattern, --no-groups"
@@ -159,7 +172,22 @@ def train_classifier(
     if not dataset.has_labels:
         raise SourceError(f"{data} has no labels: training needs class folders, labelled arrays or a label column")
     external = _external_set(val_data, dataset.class_names) if val_data is not None else None
+    exclusion = None
+    if exclude is not None:
+        dataset, exclusion = apply_exclusions(dataset, exclude, relabel)
     grouping = _grouping(dataset, groups, group_pattern, cache_dir, workers, progress)
+    n_deduped = 0
+    if dedupe_copies:
+        copies = grouping.copies
+        if copies is None:  # no grouping was computed (own val split, --no-groups): the copies alone
+            copies = default_groups(
+                dataset, patients=False, cache_dir=cache_dir, workers=workers, progress=progress
+            ).copies
+        before = len(dataset)
+        dataset, kept = dedupe(dataset, copies)
+        if grouping.groups is not None:
+            grouping.groups = grouping.groups[kept]
+        n_deduped = before - len(dataset)
     dataset = carve_validation(dataset, validation_fraction, random_state=clf.random_state, groups=grouping.groups)
     keep = (dataset.splits != "test") & (dataset.labels >= 0)  # the test split is never read
     dataset = dataset.subset(np.flatnonzero(keep))
@@ -204,6 +232,8 @@ def train_classifier(
         "n_skipped": int((decoded.manifest["status"] == "skipped").sum()),
         "validation_fraction": validation_fraction,
         "grouping": grouping_info,
+        "exclusion": None if exclusion is None else exclusion.to_dict(),
+        "n_deduped": n_deduped,
         "selection_set": selection,
         "validation_sets": set_metrics,
         "validation_warnings": warnings,
@@ -224,6 +254,8 @@ def train_classifier(
             "decode": settings.to_dict(),
             "training": clf.training_,
             "grouping": grouping_info,
+            "exclusion": None if exclusion is None else exclusion.to_dict(),
+            "n_deduped": n_deduped,
             "selection_set": selection,
             "validation_sets": set_metrics,
             "validation_warnings": warnings,

@@ -39,6 +39,9 @@ def cluster(
     ),
     size: int | None = typer.Option(None, "--size", help="Decode size in px (default: what the features need)."),
     view: str = typer.Option("tsne", help="2-D view of the scatter plots: tsne | umap | pca."),
+    tta: bool = typer.Option(
+        True, help="Average each image's embedding with its mirror image's (twice the embedding work)."
+    ),
     runtime: str = typer.Option("auto", help=RUNTIME_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
@@ -58,7 +61,7 @@ def cluster(
     from pixsort.data import NoUsableImages, SourceError
     from pixsort.workflows import cluster_images
 
-    chosen = {"features": features, "image_size": size}
+    chosen = {"features": features, "image_size": size, "tta": None if tta else False}
     try:
         run = cluster_images(
             path,

@@ -204,15 +204,71 @@ def test_inspect_names_every_bad_file(corpus, tmp_path):
     assert listed == {n for n, (s, _) in rows.items() if s == "skipped"}
 
 
-def test_cluster_pixels_runs_through_the_corpus(corpus, tmp_path):
-    root, expected = corpus
-    out_dir = tmp_path / "out"
+@pytest.fixture(scope="module")
+def clustered(corpus, tmp_path_factory) -> Path:
+    """``pixsort cluster --features pixels`` on the corpus, run once per module; its output folder."""
+    root, _ = corpus
+    out_dir = tmp_path_factory.mktemp("clustered") / "out"
     args = ("cluster", str(root), "--out", str(out_dir), "--features", "pixels", "--size", "12", "--k", "2")
-    out = _run(*args, cache=tmp_path / "cache")
+    out = _run(*args, cache=out_dir.parent / "cache")
     assert out.returncode == 0, out.stderr
-    manifest = pd.read_csv(out_dir / "manifest.csv", keep_default_na=False)
-    rows = {Path(p).name: (s, r) for p, s, r in zip(manifest["path"], manifest["status"], manifest["reason"])}
-    _check_rows(rows, expected)
+    return out_dir
+
+
+def _manifest_rows(csv_path: Path) -> dict[str, tuple[str, str]]:
+    manifest = pd.read_csv(csv_path, keep_default_na=False)
+    return {Path(p).name: (s, r) for p, s, r in zip(manifest["path"], manifest["status"], manifest["reason"])}
+
+
+def test_cluster_pixels_runs_through_the_corpus(corpus, clustered):
+    _, expected = corpus
+    _check_rows(_manifest_rows(clustered / "manifest.csv"), expected)
+
+
+def test_assign_places_or_names_every_bad_file(corpus, clustered, tmp_path):
+    root, expected = corpus
+    out = _run(
+        "assign",
+        str(clustered / "model"),
+        str(root / "odd"),
+        "--out",
+        str(tmp_path / "a.csv"),
+        cache=tmp_path / "cache",
+    )
+    assert out.returncode in (0, 2), out.stderr
+    assert out.returncode == 0, out.stderr
+    frame = pd.read_csv(tmp_path / "a.csv", keep_default_na=False)
+    written = " ".join(map(str, frame.to_numpy().ravel()))
+    for name in expected:
+        assert _as_written(name) in written, f"{name} missing from assign's output"
+
+
+def test_clusterer_server_answers_every_bad_upload_without_a_500(corpus, clustered):
+    from fastapi.testclient import TestClient
+
+    from pixsort.serve.app import create_app
+
+    root, expected = corpus
+    probes = 0
+    with TestClient(create_app(clustered / "model"), base_url="http://127.0.0.1") as client:
+        for name in expected:
+            path = root / "odd" / name
+            try:
+                data = path.read_bytes() if path.is_file() else b""
+            except OSError:
+                data = b""
+            upload_name = _as_written(name).replace("\n", " ")
+            response = client.post("/predict", files=[("files", (upload_name, data, "image/jpeg"))])
+            probes += 1
+            assert response.status_code < 500, (name, response.status_code, response.text)
+            assert response.headers["content-type"].startswith("application/json"), name
+            body = response.json()
+            if response.status_code == 200:
+                assert len(body["results"]) == 1, (name, body)
+            else:
+                assert 400 <= response.status_code < 500 and body, (name, body)
+    print(f"clusterer server: {probes} bad uploads, none answered 5xx")
+    assert probes == len(expected)
 
 
 def test_the_corpus_holds_at_least_45_kinds(corpus):

@@ -4,19 +4,23 @@ reason, nothing hangs, no command ends in a traceback."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
 import re
 import socket
+import struct
 import subprocess
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from tests.test_data_decode import EPS, png_with_header_size
 
 REASON = re.compile(r"^[a-z_]+(:|$)")
@@ -94,7 +98,67 @@ def _build(root: Path) -> dict[str, str | None]:
     save("photo.webp", noise, format="WEBP")
     put("jpeg_named.png", jpeg, None)
     save("ñandú 图 with spaces.png", Image.new("RGB", (16, 16), (1, 2, 3)))
+    # odd modes and containers
+    save("mode_i.tiff", Image.fromarray((rng.random((16, 16)) * 70000).astype(np.int32)))
+    save("sixteen_bit.tiff", Image.fromarray(np.arange(256, dtype=np.uint16).reshape(16, 16) * 200))
+    pages = [Image.new("L", (16, 16), v) for v in (10, 128, 250)]
+    pages[0].save(odd / "multipage.tiff", save_all=True, append_images=pages[1:])
+    expected["multipage.tiff"] = None
+    save("cmyk.tiff", Image.new("CMYK", (16, 16), (0, 100, 200, 10)))
+    put("progressive.jpg", _jpeg_bytes(noise, progressive=True), None)
+    bad_exif = bytearray(jpeg)  # an APP1 Exif segment of garbage right after SOI
+    segment = b"Exif\x00\x00" + b"MM\x00\x2a\xff\xff\xff\xff" + bytes(rng.integers(0, 255, 60, dtype=np.uint8))
+    bad_exif[2:2] = b"\xff\xe1" + (len(segment) + 2).to_bytes(2, "big") + segment
+    put("bad_exif.jpg", bytes(bad_exif), None)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * 3_000_000, zip=True)
+    save("huge_text_chunk.png", Image.new("RGB", (16, 16)), pnginfo=info)
+    save("huge_iccp.png", Image.new("RGB", (16, 16)), icc_profile=bytes(2_000_000))
+    put("p_without_palette.png", _png_chunks(struct.pack(">IIBBBBB", 4, 4, 8, 3, 0, 0, 0), bytes(4 * 5)), None)
+    put("bad_header.bmp", b"BM" + bytes(rng.integers(0, 255, 100, dtype=np.uint8)), None)
+    wframes = [Image.new("RGB", (16, 16), (i * 80, 0, 0)) for i in range(3)]
+    wframes[0].save(odd / "animated.webp", save_all=True, append_images=wframes[1:], duration=50)
+    expected["animated.webp"] = None
+    gif = io.BytesIO()
+    Image.new("P", (16, 16)).save(gif, "GIF")
+    put("gif_no_frame.gif", gif.getvalue()[:13] + b";", None)  # screen descriptor, then the trailer
+    # sizes
+    save("one_by_one.png", Image.new("L", (1, 1), 7))
+    save("one_by_n.png", Image.new("L", (1, 600), 7), "bad_aspect_ratio")
+    # names
+    save("new\nline.png", Image.new("RGB", (16, 16), (9, 9, 9)))
+    save(os.fsdecode(b"latin1_\xe9t\xe9.png"), Image.new("RGB", (16, 16), (4, 4, 4)), None)  # not UTF-8
+    save(".hidden.png", Image.new("RGB", (16, 16), (8, 8, 8)), None)
+    save("UPPER.JPG", noise, format="JPEG")
+    save("double.jpg.png", Image.new("RGB", (16, 16), (5, 6, 7)), format="PNG")
+    # other things dressed as images
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("a.txt", "hi")
+    put("archive.png", zipped.getvalue(), "not_an_image")
+    put("page.jpg", b"<!DOCTYPE html><html><body>hi</body></html>", "not_an_image")
+    put("drawing.png", b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>', "not_an_image")
+    put("gzipped.png", gzip.compress(png.getvalue()), "not_an_image")
+    put("doc.jpg", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", None)
+    tga = io.BytesIO()
+    noise.save(tga, "TGA")
+    put("targa.jpg", tga.getvalue(), "unsupported_format")
+    ppm = io.BytesIO()
+    noise.save(ppm, "PPM")
+    put("netpbm.png", ppm.getvalue(), "unsupported_format")
+    with open(odd / "sparse.jpg", "wb") as handle:  # 64 MiB of holes: hashed in chunks, not an image
+        handle.truncate(64 * 2**20)
+    expected["sparse.jpg"] = "not_an_image"
+    save("no_read.png", Image.new("RGB", (16, 16)), None if os.geteuid() == 0 else "read_error")
+    os.chmod(odd / "no_read.png", 0)
     return expected
+
+
+def _png_chunks(ihdr: bytes, raw: bytes) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
 def _run(*args: str, cache: Path) -> subprocess.CompletedProcess:
@@ -104,9 +168,14 @@ def _run(*args: str, cache: Path) -> subprocess.CompletedProcess:
     return out
 
 
+def _as_written(name: str) -> str:
+    """A file name as the UTF-8 manifest holds it (bytes that are not UTF-8 as \\udcXX escapes)."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _check_rows(rows: dict[str, tuple[str, str]], expected: dict[str, str | None]) -> None:
-    assert len(expected) >= 25
     for name, reason in expected.items():
+        name = _as_written(name)
         assert name in rows, f"{name} is neither loaded nor skipped"
         status, why = rows[name]
         if reason is None:
@@ -131,16 +200,78 @@ def test_inspect_names_every_bad_file(corpus, tmp_path):
     manifest = pd.read_csv(tmp_path / "m.csv", keep_default_na=False)
     rows = {Path(p).name: (s, r) for p, s, r in zip(manifest["path"], manifest["status"], manifest["reason"])}
     _check_rows(rows, expected)
-    listed = {Path(f["path"]).name for f in info["skipped_files"]}
+    listed = {_as_written(Path(f["path"]).name) for f in info["skipped_files"]}
     assert listed == {n for n, (s, _) in rows.items() if s == "skipped"}
 
 
-def test_cluster_pixels_runs_through_the_corpus(corpus, tmp_path):
-    root, expected = corpus
-    out_dir = tmp_path / "out"
+@pytest.fixture(scope="module")
+def clustered(corpus, tmp_path_factory) -> Path:
+    """``pixsort cluster --features pixels`` on the corpus, run once per module; its output folder."""
+    root, _ = corpus
+    out_dir = tmp_path_factory.mktemp("clustered") / "out"
     args = ("cluster", str(root), "--out", str(out_dir), "--features", "pixels", "--size", "12", "--k", "2")
-    out = _run(*args, cache=tmp_path / "cache")
+    out = _run(*args, cache=out_dir.parent / "cache")
     assert out.returncode == 0, out.stderr
-    manifest = pd.read_csv(out_dir / "manifest.csv", keep_default_na=False)
-    rows = {Path(p).name: (s, r) for p, s, r in zip(manifest["path"], manifest["status"], manifest["reason"])}
-    _check_rows(rows, expected)
+    return out_dir
+
+
+def _manifest_rows(csv_path: Path) -> dict[str, tuple[str, str]]:
+    manifest = pd.read_csv(csv_path, keep_default_na=False)
+    return {Path(p).name: (s, r) for p, s, r in zip(manifest["path"], manifest["status"], manifest["reason"])}
+
+
+def test_cluster_pixels_runs_through_the_corpus(corpus, clustered):
+    _, expected = corpus
+    _check_rows(_manifest_rows(clustered / "manifest.csv"), expected)
+
+
+def test_assign_places_or_names_every_bad_file(corpus, clustered, tmp_path):
+    root, expected = corpus
+    out = _run(
+        "assign",
+        str(clustered / "model"),
+        str(root / "odd"),
+        "--out",
+        str(tmp_path / "a.csv"),
+        cache=tmp_path / "cache",
+    )
+    assert out.returncode in (0, 2), out.stderr
+    assert out.returncode == 0, out.stderr
+    frame = pd.read_csv(tmp_path / "a.csv", keep_default_na=False)
+    written = " ".join(map(str, frame.to_numpy().ravel()))
+    for name in expected:
+        assert _as_written(name) in written, f"{name} missing from assign's output"
+
+
+def test_clusterer_server_answers_every_bad_upload_without_a_500(corpus, clustered):
+    from fastapi.testclient import TestClient
+
+    from pixsort.serve.app import create_app
+
+    root, expected = corpus
+    probes = 0
+    with TestClient(create_app(clustered / "model"), base_url="http://127.0.0.1") as client:
+        for name in expected:
+            path = root / "odd" / name
+            try:
+                data = path.read_bytes() if path.is_file() else b""
+            except OSError:
+                data = b""
+            upload_name = _as_written(name).replace("\n", " ")
+            response = client.post("/predict", files=[("files", (upload_name, data, "image/jpeg"))])
+            probes += 1
+            assert response.status_code < 500, (name, response.status_code, response.text)
+            assert response.headers["content-type"].startswith("application/json"), name
+            body = response.json()
+            if response.status_code == 200:
+                assert len(body["results"]) == 1, (name, body)
+            else:
+                assert 400 <= response.status_code < 500 and body, (name, body)
+    print(f"clusterer server: {probes} bad uploads, none answered 5xx")
+    assert probes == len(expected)
+
+
+def test_the_corpus_holds_at_least_45_kinds(corpus):
+    _, expected = corpus
+    print(f"bad-input corpus: {len(expected)} kinds")
+    assert len(expected) >= 45

@@ -26,3 +26,9 @@ def restore_cell(value):
     if isinstance(value, str) and value.startswith("'") and value[1:2] and value[1:].startswith(FORMULA_PREFIXES):
         return value[1:] if neutralise_cell(value[1:]) == value else value
     return value
+
+
+def utf8_text(value: str) -> str:
+    """``value`` as text UTF-8 can carry: bytes of a file name that are not UTF-8 (held by
+    Python as surrogates) become ``\\udcXX`` escapes, the way pixsort's CSVs write them."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")

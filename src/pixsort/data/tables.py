@@ -7,7 +7,7 @@ A column is read as text first, so that nothing is guessed by the CSV parser, th
 * a column whose values are all TRUE/FALSE, True/False, 1/0, yes/no (t/f, y/n) is
   **boolean** -> one 0/1 feature, missing counted as false;
 * a column whose values all parse as numbers is **numeric** -> one float feature,
-  missing filled with the column median;
+  missing (and infinite) values filled with the column median;
 * anything else is **categorical** -> one 0/1 feature per value (``Column=value``),
   missing sets none of them;
 * columns with fewer than two distinct values are reported and dropped, as are
@@ -21,6 +21,7 @@ describing clusters (``join_attributes``); it never feeds the clustering.
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass, field
 
@@ -35,6 +36,10 @@ _FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0"})
 # categorical columns with at least this many rows whose values are all distinct are
 # names or free text; one-hot encoding them would give one feature per row
 _IDENTIFIER_MIN_ROWS = 20
+
+
+class TableError(ValueError):
+    """A CSV that cannot be read or encoded as a table of records; the message names the file."""
 
 
 @dataclass
@@ -137,15 +142,42 @@ class JoinReport:
 def read_text_table(path: str | os.PathLike, missing: tuple[str, ...] = DEFAULT_MISSING) -> pd.DataFrame:
     """Read a CSV as text with missing markers turned into NaN.
 
-    Handles a UTF-8 byte-order mark and CRLF line endings; strips cell whitespace.
-    Returns a DataFrame of ``object`` columns holding ``str`` or NaN, shape (n_rows, n_columns).
+    UTF-8 (with or without a byte-order mark) or UTF-16 with a byte-order mark; CRLF
+    line endings; cell whitespace stripped; header names stripped and made unique
+    (``a``, ``a.1``).  Returns a DataFrame of ``object`` columns holding ``str`` or NaN,
+    shape (n_rows, n_columns).  Raises :class:`TableError` naming the file when it is
+    not such a CSV.
     """
-    frame = pd.read_csv(
-        path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig", skipinitialspace=True
-    )
-    frame.columns = [str(c).strip() for c in frame.columns]
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    encoding = "utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_filter=False, encoding=encoding, skipinitialspace=True
+        )
+    except UnicodeError:
+        raise TableError(f"{path}: not UTF-8 text (nor UTF-16 with a byte-order mark)") from None
+    except pd.errors.EmptyDataError:
+        raise TableError(f"{path}: no header row (the file is empty)") from None
+    except (pd.errors.ParserError, csv.Error) as exc:
+        raise TableError(f"{path}: not a readable CSV ({str(exc).strip()[:200]})") from None
+    frame.columns = _unique_names([str(c).strip() for c in frame.columns])
     frame = frame.astype(object).apply(lambda col: col.str.strip())
     return frame.apply(lambda col: col.mask(_is_missing(col, missing)))
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Header names made unique the way pandas does (``a``, ``a.1``, ``a.2``)."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        candidate, n = name, 0
+        while candidate in seen:
+            n += 1
+            candidate = f"{name}.{n}"
+        seen.add(candidate)
+        out.append(candidate)
+    return out
 
 
 def infer_column_type(values: pd.Series) -> str:
@@ -164,11 +196,14 @@ def infer_column_type(values: pd.Series) -> str:
 def encode_table(frame: pd.DataFrame, id_column: str, *, source: str = "") -> EncodedTable:
     """Encode a text table (as from :func:`read_text_table`) column by column.
 
-    ``id_column`` identifies rows and is not a feature.  Raises ``ValueError`` when it
+    ``id_column`` identifies rows and is not a feature.  Raises :class:`TableError` when it
     is absent or when no usable feature column remains.
     """
     if id_column not in frame.columns:
-        raise ValueError(f"id column {id_column!r} not in the table; columns are: {', '.join(frame.columns[:20])}")
+        raise TableError(
+            f"{source or 'the table'}: id column {id_column!r} not in the table; "
+            f"columns are: {', '.join(frame.columns[:20])}"
+        )
     ids = frame[id_column].copy()
     no_id = ids.isna()
     ids[no_id] = [f"<row {i} has no id>" for i in np.flatnonzero(no_id)]
@@ -188,13 +223,18 @@ def encode_table(frame: pd.DataFrame, id_column: str, *, source: str = "") -> En
             dropped[column] = reason
             continue
         column_types[column] = kind
-        if values.isna().any():
-            missing[column] = int(values.isna().sum())
         block = _ENCODERS[kind](column, values)
+        n_missing = int(values.isna().sum())
+        if kind == "numeric":
+            n_missing += int((~np.isfinite(pd.to_numeric(values.dropna()).astype(float))).sum())
+        if n_missing:
+            missing[column] = n_missing
         blocks.append(block)
         kinds.extend(["numeric" if kind == "numeric" else "binary"] * block.shape[1])
     if not blocks:
-        raise ValueError(f"no usable feature column: every column other than the id was dropped ({dropped})")
+        raise TableError(
+            f"{source or 'the table'}: no usable feature column: every column other than the id was dropped ({dropped})"
+        )
 
     features = pd.concat(blocks, axis=1)
     feature_kinds = pd.Series(kinds, index=features.columns, name="kind")
@@ -247,7 +287,10 @@ def join_attributes(
     (len(ids), n_attributes), report).
     """
     if on not in other.columns:
-        raise ValueError(f"join column {on!r} not in the joined table; columns are: {', '.join(other.columns[:20])}")
+        raise TableError(
+            f"{source or 'the joined table'}: join column {on!r} not in the joined table; "
+            f"columns are: {', '.join(other.columns[:20])}"
+        )
     keep = [c for c in other.columns if c != on and not _is_row_index(c, other[c])]
     other = other[other[on].notna()]
     key_counts = other[on].value_counts(sort=False)
@@ -326,7 +369,9 @@ def _encode_boolean(column: str, values: pd.Series) -> pd.DataFrame:
 
 def _encode_numeric(column: str, values: pd.Series) -> pd.DataFrame:
     numbers = pd.to_numeric(values).astype(float)
-    return pd.DataFrame({column: numbers.fillna(numbers.median())})
+    numbers = numbers.mask(~np.isfinite(numbers))  # inf, -inf and overflowing numbers are missing too
+    median = numbers.median()
+    return pd.DataFrame({column: numbers.fillna(0.0 if np.isnan(median) else median)})
 
 
 def _encode_categorical(column: str, values: pd.Series) -> pd.DataFrame:

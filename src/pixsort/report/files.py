@@ -32,10 +32,12 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike, index: bool = False)
 
     The one CSV writer of pixsort: text cells a spreadsheet would run as a formula
     (starting with ``= + - @``, a tab or a carriage return) get a leading ``'``.
+    The file is UTF-8: bytes of a file name that are not UTF-8 (held by Python as
+    surrogates) are written as ``\\udcXX`` escapes rather than failing the write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _neutralised(frame).to_csv(path, index=index)
+    _neutralised(frame).to_csv(path, index=index, errors="backslashreplace")
     return path
 
 

@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from pixsort import __version__
+from pixsort.base.cells import utf8_text
 from pixsort.data import DecodeSettings
 from pixsort.serve.batching import MicroBatcher
 from pixsort.serve.predictors import make_predictor
@@ -330,7 +331,7 @@ def create_app(model_path: str | os.PathLike, settings: ServeSettings | None = N
     state = app.state
     state.settings = settings
     state.model = model
-    state.model_name = folder.resolve().name
+    state.model_name = utf8_text(folder.resolve().name)
     state.predictor = predictor
     state.batcher = MicroBatcher(predictor, max_batch=settings.max_batch)
     state.thumbnails = (

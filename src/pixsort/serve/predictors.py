@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from pixsort.base.cells import utf8_text
 from pixsort.data import DecodeSettings
 
 
@@ -133,7 +134,7 @@ class ClustererPredictor:
         path = self.train_paths[index] if index < len(self.train_paths) else ""
         return {
             "index": index,
-            "name": PurePath(path).name if path else str(index),
+            "name": utf8_text(PurePath(path).name) if path else str(index),
             "distance": _finite(distance),
             "thumbnail_url": f"/thumbnails/{index}",
         }

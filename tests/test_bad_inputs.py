@@ -243,14 +243,16 @@ def test_assign_places_or_names_every_bad_file(corpus, clustered, tmp_path):
         assert _as_written(name) in written, f"{name} missing from assign's output"
 
 
-def test_clusterer_server_answers_every_bad_upload_without_a_500(corpus, clustered):
+def _post_every_file(model_dir: Path, corpus) -> int:
+    """Each corpus file uploaded alone to ``model_dir``'s server (in-process): a 200 with one
+    result or a 4xx JSON error, never a 5xx.  Returns the number of probes."""
     from fastapi.testclient import TestClient
 
     from pixsort.serve.app import create_app
 
     root, expected = corpus
     probes = 0
-    with TestClient(create_app(clustered / "model"), base_url="http://127.0.0.1") as client:
+    with TestClient(create_app(model_dir), base_url="http://127.0.0.1") as client:
         for name in expected:
             path = root / "odd" / name
             try:
@@ -267,11 +269,69 @@ def test_clusterer_server_answers_every_bad_upload_without_a_500(corpus, cluster
                 assert len(body["results"]) == 1, (name, body)
             else:
                 assert 400 <= response.status_code < 500 and body, (name, body)
+    return probes
+
+
+def test_clusterer_server_answers_every_bad_upload_without_a_500(corpus, clustered):
+    probes = _post_every_file(clustered / "model", corpus)
     print(f"clusterer server: {probes} bad uploads, none answered 5xx")
-    assert probes == len(expected)
+    assert probes == len(corpus[1])
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory) -> Path:
+    """``pixsort train`` (seed-cnn, 1 epoch, 16 px) on the corpus's two folders (good, odd) as classes."""
+    root, _ = corpus
+    out_dir = tmp_path_factory.mktemp("trained") / "out"
+    args = ("train", str(root), "--out", str(out_dir), "--model", "seed-cnn", "--epochs", "1", "--image-size", "16",
+            "--no-groups", "--workers", "0")  # fmt: skip
+    out = _run(*args, cache=out_dir.parent / "cache")
+    assert out.returncode == 0, out.stderr
+    return out_dir
+
+
+def test_train_skips_every_bad_file_with_its_reason(corpus, trained):
+    _, expected = corpus
+    skipped = _manifest_rows(trained / "skipped.csv") if (trained / "skipped.csv").exists() else {}
+    for name, reason in expected.items():
+        name = _as_written(name)
+        if reason is not None:
+            assert name in skipped and skipped[name][1].startswith(reason), (name, skipped.get(name))
+        elif name in skipped:  # a file expected to load may still be refused, but with a named reason
+            assert REASON.match(skipped[name][1]), (name, skipped[name])
+    assert (trained / "model" / "model.json").exists() and (trained / "metrics.json").exists()
+
+
+def test_predict_places_or_names_every_bad_file(corpus, trained, tmp_path):
+    root, expected = corpus
+    args = ("predict", str(trained / "model"), str(root / "odd"), "--out", str(tmp_path / "p.csv"))
+    out = _run(*args, cache=tmp_path / "cache")
+    assert out.returncode == 0, out.stderr
+    rows = _manifest_rows(tmp_path / "p.csv")
+    _check_rows(rows, expected)
+
+
+def test_classifier_server_answers_every_bad_upload_without_a_500(corpus, trained):
+    probes = _post_every_file(trained / "model", corpus)
+    print(f"classifier server: {probes} bad uploads, none answered 5xx")
+    assert probes == len(corpus[1])
 
 
 def test_the_corpus_holds_at_least_45_kinds(corpus):
     _, expected = corpus
     print(f"bad-input corpus: {len(expected)} kinds")
     assert len(expected) >= 45
+
+
+def test_evaluate_and_serve_accept_the_train_run_folder(corpus, trained, tmp_path):
+    """Issue 13 item 18: the folder given to ``train --out`` names its model too."""
+    from pixsort.serve.app import create_app
+
+    root, _ = corpus
+    out = _run("evaluate", str(trained), str(root), cache=tmp_path / "cache")
+    assert out.returncode == 0, out.stderr
+    report = re.search(r"report: (\S+report\.html)", out.stdout + out.stderr)
+    assert report and Path(report.group(1)).exists(), out.stderr
+    assert create_app(trained) is not None
+    missing = _run("evaluate", str(tmp_path), str(root), cache=tmp_path / "cache")
+    assert missing.returncode == 2 and "model" in missing.stderr

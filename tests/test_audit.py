@@ -280,3 +280,38 @@ def test_auditor_checks_its_parameters():
         ImageAuditor(near_threshold=1.5).fit(np.ones((3, 2)))
     with pytest.raises(ValueError, match="outlier_k"):
         ImageAuditor(n_neighbors=2, outlier_k=3).fit(np.ones((3, 2)))
+
+
+def test_map_has_one_point_per_audited_image_with_the_flags(run, planted):
+    page = run.outputs.files["map"].read_text(encoding="utf-8")
+    data = json.loads(page.split("window.PIXSORT_MAP=", 1)[1].split(";</script>", 1)[0])
+    table = _rows(run)
+    loaded = table[table["status"] == "loaded"]
+    assert data["n"] == len(loaded) == len(run.rows)
+    assert data["paths"] == loaded["path"].tolist()
+    fields = {f["name"]: f for f in data["fields"]}
+    for name in ("class", "split", "duplicate_group", "duplicate", "outlier", "label_issue", "dark", "blurry"):
+        assert fields[name]["kind"] == "category", name
+    for name in ("outlier_score", "label_quality", "nearest_similarity"):
+        assert fields[name]["kind"] == "number", name
+
+    def value(name, path):
+        f, i = fields[name], data["paths"].index(str(path))
+        return f["categories"][f["codes"][i]]
+
+    assert value("dark", planted["odd"]["dark"]) == "True"
+    assert value("dark", planted["files"]["red_010"]) == "False"
+    assert value("outlier", planted["odd"]["outlier"]) == "True"
+    assert value("duplicate_group", planted["exact"][0]) == value("duplicate_group", planted["files"]["red_005"]) != ""
+    for name in ("label_issue", "outlier", "blurry"):  # every point's flag is audit.csv's
+        column = [fields[name]["categories"][c] == "True" for c in fields[name]["codes"]]
+        assert column == loaded[name].astype(bool).tolist(), name
+    assert sum(fields["label_issue"]["categories"][c] == "True" for c in fields["label_issue"]["codes"]) >= 1
+    assert value("class", planted["files"]["blue_010"]) == "blue"
+    nb = data["neighbours"]
+    assert nb["k"] >= 1 and len(nb["index"]) == nb["k"] * data["n"]
+    i = data["paths"].index(str(planted["exact"][0]))
+    twins = {str(p) for p in (planted["exact"][1], planted["files"]["red_005"])}
+    assert data["paths"][nb["index"][i * nb["k"]]] in twins
+    report = run.outputs.files["report"].read_text(encoding="utf-8")
+    assert 'href="map.html"' in report

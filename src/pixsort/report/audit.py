@@ -81,6 +81,9 @@ def audit_table(manifest: pd.DataFrame, index: np.ndarray, auditor, quality: pd.
     frame["group_size"] = column(np.where(group >= 0, sizes[np.clip(group, 0, None)], 1), "Int64", pd.NA)
     frame["nearest_similarity"] = column(np.round(auditor.nearest_similarity_, 6), "Float64", pd.NA)
     frame["nearest_path"] = column(paths[index][auditor.nearest_index_], object, "")
+    bits = getattr(auditor, "nearest_hash_distance_", None)
+    if bits is not None and (np.asarray(bits) >= 0).any():
+        frame["nearest_hash_bits"] = column(np.where(bits >= 0, bits, pd.NA), "Int64", pd.NA)
     frame["outlier_score"] = column(np.round(auditor.outlier_score_, 6), "Float64", pd.NA)
     frame["outlier_z"] = column(np.round(auditor.outlier_z_, 3), "Float64", pd.NA)
     frame["outlier"] = column(auditor.outlier_, "boolean", pd.NA)
@@ -314,7 +317,9 @@ def _write_html(folder, title, summary, table, duplicates, issues, balance, leak
     )
     rep.paragraph(
         f"Near-copies: cosine similarity ≥ {summary['near_threshold']} of centred {summary['features']['name']} "
-        f"embeddings ({summary['near_threshold_source']}); exact copies: identical content hash.",
+        f"embeddings ({summary['near_threshold_source']}), or a pixel difference hash within "
+        f"{summary.get('hash_distance', '-')} bits (whole image vs whole or centre {summary.get('hash_crop', '-')}); "
+        "exact copies: identical content hash.",
         "note",
     )
     if "map" in files:

@@ -347,7 +347,8 @@ def test_pixel_hashes_group_each_kind_of_copy_and_nothing_else(hashed_copies):
     assert hashes.shape == (52, 2, 4) and hashes.dtype == np.uint64
     n = len(images)
     no_embedding_links = (np.zeros((n, 1)), np.zeros((n, 1), np.int64))  # every cosine 0: only pixels link
-    group, exact, _ = duplicate_groups([""] * n, *no_embedding_links, threshold=0.9, pixel_hashes=hashes)
+    links = hash_links(hashes)[:2]
+    group, exact, _ = duplicate_groups([""] * n, *no_embedding_links, threshold=0.9, pixel_links=links)
     for k, kind in enumerate(kinds):
         assert group[k] >= 0 and group[k] == group[40 + k], kind
     assert len(set(group[group >= 0])) == 12 and (group[12:40] == -1).all()

@@ -21,8 +21,9 @@ from pixsort.auditing.duplicates import (
     NEAR_SIMILARITY,
     centred_unit,
     duplicate_groups,
+    hash_pairs,
     leaks_against,
-    nearest_hash_distance,
+    nearest_bits,
 )
 from pixsort.auditing.labels import N_FOLDS, label_issues
 from pixsort.auditing.outliers import OUTLIER_K, OUTLIER_Z, outlier_scores, robust_z
@@ -137,13 +138,15 @@ class ImageAuditor:
         timings["neighbours"] = time.perf_counter() - t
 
         t = time.perf_counter()
+        pixel_links, self.nearest_hash_distance_ = None, np.full(n, -1, np.int64)
+        if pixel_hashes is not None:
+            hi, hj, bits = hash_pairs(pixel_hashes, self.random_state)
+            close = bits <= int(self.hash_distance)
+            pixel_links, self.nearest_hash_distance_ = (hi[close], hj[close]), nearest_bits(n, hi, hj, bits)
         self.group_, self.exact_group_, self.nearest_similarity_ = duplicate_groups(
-            hashes, sims, idx, float(self.near_threshold), pixel_hashes, int(self.hash_distance)
+            hashes, sims, idx, float(self.near_threshold), pixel_links
         )
         self.pixel_hashes_ = pixel_hashes
-        self.nearest_hash_distance_ = (
-            nearest_hash_distance(pixel_hashes, self.random_state) if pixel_hashes is not None else np.full(n, -1)
-        )
         self.nearest_index_ = idx[:, 0].copy()
         self.outlier_score_ = outlier_scores(sims, idx, self.group_, int(self.outlier_k))
         self.outlier_z_ = robust_z(self.outlier_score_)

@@ -87,20 +87,21 @@ def copy_hashes(images, crop: float = HASH_CROP, block: int = 256) -> np.ndarray
     gh, gw = DHASH_SETTINGS.hw
     weights = {}
     for start in range(0, n, block):
-        part = np.asarray(images[start : start + block], dtype=np.float32)
-        grey = part.mean(axis=-1) if part.ndim == 4 else part
-        h, w = grey.shape[1:]
-        if (h, w) not in weights:
-            weights[(h, w)] = [
-                (
-                    _box_weights(h, gh, h * (1 - c) / 2, h * (1 + c) / 2),
-                    _box_weights(w, gw, w * (1 - c) / 2, w * (1 + c) / 2),
-                )
-                for c in (1.0, crop)
-            ]
-        for v, (rows, cols) in enumerate(weights[(h, w)]):
-            small = np.einsum("ph,nhw,qw->npq", rows, grey, cols, optimize=True)
-            out[start : start + len(part), v] = dhash(np.clip(np.rint(small), 0, 255).astype(np.uint8))
+        part = np.asarray(images[start : start + block])
+        if part.ndim == 3:
+            part = part[..., None]
+        m, h, w, c = part.shape
+        if part.shape[1:] not in weights:
+            crops = (1.0, crop)
+            rows = [_box_weights(h, gh, h * (1 - s) / 2, h * (1 + s) / 2) for s in crops]
+            cols = np.concatenate([_box_weights(w, gw, w * (1 - s) / 2, w * (1 + s) / 2) for s in crops]).T
+            # the grey mean over channels folded into the column weights: (w * c, 2 * gw)
+            weights[part.shape[1:]] = rows, np.repeat(cols, c, axis=0) / c
+        rows, cols = weights[part.shape[1:]]
+        across = (part.reshape(m * h, w * c).astype(np.float32) @ cols).reshape(m, h, 2 * gw)  # one GEMM
+        for v in (0, 1):
+            small = np.matmul(rows[v], across[:, :, v * gw : (v + 1) * gw])
+            out[start : start + m, v] = dhash(np.clip(np.rint(small), 0, 255).astype(np.uint8))
     return out
 
 
@@ -139,26 +140,30 @@ def hash_candidates(hashes: np.ndarray, others: np.ndarray | None = None, k: int
     return np.concatenate(found_i).astype(np.int64), np.concatenate(found_j).astype(np.int64)
 
 
-def hash_links(hashes: np.ndarray, max_distance: int = HASH_DISTANCE, random_state: int = 0):
-    """Pairs ``(i, j)``, ``i < j``, of copies by pixel hash among hash neighbours, with
-    their distances: ``(i, j, bits)``."""
+def hash_pairs(hashes: np.ndarray, random_state: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every candidate pair ``(i, j)``, ``i < j``, among hash neighbours, with its
+    :func:`hash_distance` in bits: ``(i, j, bits)``."""
     q, r = hash_candidates(hashes, random_state=random_state)
     if len(q) == 0:
         return q, r, np.zeros(0, np.int64)
     pairs = np.unique(np.stack([np.minimum(q, r), np.maximum(q, r)], axis=1), axis=0)
-    bits = hash_distance(hashes, pairs[:, 0], pairs[:, 1])
+    return pairs[:, 0], pairs[:, 1], hash_distance(hashes, pairs[:, 0], pairs[:, 1])
+
+
+def hash_links(hashes: np.ndarray, max_distance: int = HASH_DISTANCE, random_state: int = 0):
+    """Pairs ``(i, j)``, ``i < j``, of copies by pixel hash among hash neighbours, with
+    their distances: ``(i, j, bits)``."""
+    i, j, bits = hash_pairs(hashes, random_state)
     keep = bits <= max_distance
-    return pairs[keep, 0], pairs[keep, 1], bits[keep]
+    return i[keep], j[keep], bits[keep]
 
 
-def nearest_hash_distance(hashes: np.ndarray, random_state: int = 0) -> np.ndarray:
-    """Bits to the nearest other image's hash (among hash neighbours), per image (n,)."""
-    n = len(hashes)
+def nearest_bits(n: int, i: np.ndarray, j: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Bits to the nearest other image per image (n,) from the pairs of :func:`hash_pairs`
+    (-1 where an image is in no pair)."""
     best = np.full(n, np.iinfo(np.int64).max, np.int64)
-    q, r = hash_candidates(hashes, random_state=random_state)
-    if len(q):
-        np.minimum.at(best, q, hash_distance(hashes, q, r))
-        np.minimum.at(best, r, hash_distance(hashes, r, q))
+    np.minimum.at(best, i, bits)
+    np.minimum.at(best, j, bits)
     return np.where(best == np.iinfo(np.int64).max, -1, best)
 
 
@@ -199,8 +204,7 @@ def duplicate_groups(
     similarities: np.ndarray,
     indices: np.ndarray,
     threshold: float = NEAR_SIMILARITY,
-    pixel_hashes: np.ndarray | None = None,
-    max_distance: int = HASH_DISTANCE,
+    pixel_links: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group ids of copies.
 
@@ -209,8 +213,7 @@ def duplicate_groups(
     hashes : (n,) content hashes ("" for none)
     similarities, indices : ndarray (n, k), the self k-NN answer (own row excluded)
     threshold : cosine similarity of a near-copy
-    pixel_hashes : ndarray (n, 2, 4) uint64 from :func:`copy_hashes`, optional
-    max_distance : bits of a copy by pixel hash
+    pixel_links : (i, j) pairs of copies by pixel hash (:func:`hash_links`), optional
 
     Returns
     -------
@@ -225,10 +228,7 @@ def duplicate_groups(
     exact = label_pairs(np.asarray(hashes, dtype=object))
     near = near_links(similarities, indices, threshold) if indices.size else (np.zeros(0, np.int64),) * 2
     best = similarities[:, 0].astype(np.float64) if similarities.size else np.full(n, np.nan)
-    links = [exact, near]
-    if pixel_hashes is not None and n > 1:
-        i, j, _ = hash_links(np.asarray(pixel_hashes), max_distance)
-        links.append((i, j))
+    links = [exact, near] + ([tuple(pixel_links)] if pixel_links is not None else [])
     return _singletons_out(union_groups(n, *links)), _singletons_out(union_groups(n, exact)), best
 
 
@@ -354,5 +354,6 @@ __all__ = [
     "hash_links",
     "leaks_against",
     "near_links",
-    "nearest_hash_distance",
+    "hash_pairs",
+    "nearest_bits",
 ]

@@ -200,6 +200,10 @@ def test_every_file_is_a_row_and_outputs_open(run, planted):
     assert set(table["path"]) == on_disk and len(table) == len(on_disk)
     summary = json.loads(run.outputs.files["summary"].read_text())
     assert summary["near_threshold"] == run.auditor.near_threshold and "near_threshold_source" in summary
+    assert summary["hash_distance"] == run.auditor.hash_distance and summary["hash_crop"] == 0.95
+    assert "nearest_distinct_bits_min_0.1pct_1pct_median" in summary["hash_source"]
+    exact_copy = _row(table, planted["exact"][0])  # byte-identical: the same pixels, 0 bits
+    assert exact_copy["nearest_hash_bits"] == 0 and (table["nearest_hash_bits"].dropna() >= 0).all()
     assert summary["class_balance"]["red"]["train"] == N_PER_CLASS + len(FLIPPED) + 2 + 3 + 6
     balance = pd.read_csv(run.outputs.files["class_balance"], index_col=0)
     assert balance.loc["blue", "val"] == 8

@@ -34,10 +34,15 @@ HASH_SOURCE = {
         "whole or centre (hash_crop of each side) hash, or the embeddings' cosine >= near_threshold"
     ),
     "measured": "bench/audit.py, 5,216 chest X-rays (Kaggle train) + 100 planted copies, 240 x 240 decode",
-    "copy_bits_range": {"resized_60pct": [0, 5], "reencoded_q50": [0, 6], "cropped_5pct": [0, 8]},
+    "copy_bits_min_median_95pct_max": {
+        "resized_60pct": [0, 1, 3, 4],
+        "reencoded_q50": [0, 2, 5, 7],
+        "cropped_5pct": [0, 2, 6, 6],
+    },
     "cropped_5pct_whole_hash_only_bits_range": [17, 47],
-    "nearest_distinct_bits_min": 11,
-    "nearest_distinct_within_12_bits": 10,
+    "nearest_distinct_bits_min_0.1pct_1pct_median": [11, 13, 16, 31],
+    "nearest_distinct_within_bits": {"10": 0, "11": 4, "12": 5},
+    "chosen": "9 bits: all planted copies within 7, no distinct X-ray within 10",
 }
 
 

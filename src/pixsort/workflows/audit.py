@@ -66,6 +66,24 @@ class AuditRun:
         return self.outputs.summary
 
 
+PIXEL_CHUNK = 512  # images read at once for the quality statistics and the pixel hashes
+
+
+def _pixel_pass(images) -> tuple:
+    """Quality statistics and pixel hashes of every image, reading each chunk once (a
+    packed decode resizes its rows on every read)."""
+    import pandas as pd
+
+    stats, hashes = [], []
+    for start in range(0, len(images), PIXEL_CHUNK):
+        batch = np.asarray(images[start : start + PIXEL_CHUNK])
+        stats.append(pixel_statistics(batch))
+        hashes.append(copy_hashes(batch))
+    if not stats:
+        return pixel_statistics(images), np.zeros((0, 2, 4), np.uint64)
+    return pd.concat(stats, ignore_index=True), np.concatenate(hashes)
+
+
 def _embed(decoded: DecodedImages, planner: ImageClusterer, spec, cache_dir, progress) -> np.ndarray:
     extractor = build_extractor(spec, progress=progress, size=decoded.settings.size)
     return extract_features(
@@ -118,8 +136,8 @@ def audit_images(
     timings["embed"] = time.perf_counter() - t
     labels = decoded.labels if labels_from == "folders" and dataset.has_labels else None
     t = time.perf_counter()
-    pixel_hashes = copy_hashes(decoded.images)
-    timings["pixel_hashes"] = time.perf_counter() - t
+    statistics, pixel_hashes = _pixel_pass(decoded.images)
+    timings["pixels"] = time.perf_counter() - t
     auditor.fit(X, hashes=decoded.keys, labels=labels, pixel_hashes=pixel_hashes)
     timings.update(auditor.timings_)
 
@@ -128,7 +146,7 @@ def audit_images(
     if labels is None:
         manifest = manifest.assign(label="")
     native = manifest.iloc[decoded.index]
-    quality = quality_table(pixel_statistics(decoded.images), native["width"].to_numpy(), native["height"].to_numpy())
+    quality = quality_table(statistics, native["width"].to_numpy(), native["height"].to_numpy())
     timings["quality"] = time.perf_counter() - t
 
     leaks = None

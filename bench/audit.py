@@ -120,6 +120,19 @@ def main() -> None:
     results["false_group_share"] = false / max(1, groups["group"].nunique())
     sims_copy = [float(run.auditor.nearest_similarity_[np.flatnonzero(run.rows == tab.index.get_loc(c))[0]])
                  for c, _ in planted.values()]  # fmt: skip
+    from pixsort.auditing.duplicates import hash_distance
+
+    H = run.auditor.pixel_hashes_
+    for how in hows:
+        where = {int(r): k for k, r in enumerate(run.rows)}  # table row -> audited image
+        kind = [(o, c) for o, (c, h) in planted.items() if h == how]
+        pairs = [(where[tab.index.get_loc(o)], where[tab.index.get_loc(c)]) for o, c in kind]
+        bits = hash_distance(H, np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs]))
+        results[f"copy_hash_bits_{how}_min_median_95pct_max"] = np.quantile(bits, [0, 0.5, 0.95, 1]).tolist()
+    plain_bits = plain.auditor.nearest_hash_distance_[plain.auditor.exact_group_ < 0]
+    quantiles = np.quantile(plain_bits, [0, 0.001, 0.01, 0.5]).tolist()
+    results["distinct_nearest_hash_bits_min_0.1pct_1pct_median"] = quantiles
+    results["distinct_within_bits"] = {b: int((plain_bits <= b).sum()) for b in (8, 9, 10, 11, 12)}
     results["copy_similarity_quantiles"] = np.quantile(sims_copy, [0, 0.05, 0.5]).round(4).tolist()
     plain_nn = plain.auditor.nearest_similarity_[plain.auditor.exact_group_ < 0]
     results["distinct_nearest_similarity_quantiles"] = np.quantile(plain_nn, [0.5, 0.99, 0.999, 1]).round(4).tolist()

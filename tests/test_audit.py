@@ -200,6 +200,10 @@ def test_every_file_is_a_row_and_outputs_open(run, planted):
     assert set(table["path"]) == on_disk and len(table) == len(on_disk)
     summary = json.loads(run.outputs.files["summary"].read_text())
     assert summary["near_threshold"] == run.auditor.near_threshold and "near_threshold_source" in summary
+    assert summary["hash_distance"] == run.auditor.hash_distance and summary["hash_crop"] == 0.95
+    assert "nearest_distinct_bits_min_0.1pct_1pct_median" in summary["hash_source"]
+    exact_copy = _row(table, planted["exact"][0])  # byte-identical: the same pixels, 0 bits
+    assert exact_copy["nearest_hash_bits"] == 0 and (table["nearest_hash_bits"].dropna() >= 0).all()
     assert summary["class_balance"]["red"]["train"] == N_PER_CLASS + len(FLIPPED) + 2 + 3 + 6
     balance = pd.read_csv(run.outputs.files["class_balance"], index_col=0)
     assert balance.loc["blue", "val"] == 8
@@ -280,3 +284,99 @@ def test_auditor_checks_its_parameters():
         ImageAuditor(near_threshold=1.5).fit(np.ones((3, 2)))
     with pytest.raises(ValueError, match="outlier_k"):
         ImageAuditor(n_neighbors=2, outlier_k=3).fit(np.ones((3, 2)))
+
+
+def test_map_has_one_point_per_audited_image_with_the_flags(run, planted):
+    page = run.outputs.files["map"].read_text(encoding="utf-8")
+    data = json.loads(page.split("window.PIXSORT_MAP=", 1)[1].split(";</script>", 1)[0])
+    table = _rows(run)
+    loaded = table[table["status"] == "loaded"]
+    assert data["n"] == len(loaded) == len(run.rows)
+    assert data["paths"] == loaded["path"].tolist()
+    fields = {f["name"]: f for f in data["fields"]}
+    for name in ("class", "split", "duplicate_group", "duplicate", "outlier", "label_issue", "dark", "blurry"):
+        assert fields[name]["kind"] == "category", name
+    for name in ("outlier_score", "label_quality", "nearest_similarity"):
+        assert fields[name]["kind"] == "number", name
+
+    def value(name, path):
+        f, i = fields[name], data["paths"].index(str(path))
+        return f["categories"][f["codes"][i]]
+
+    assert value("dark", planted["odd"]["dark"]) == "True"
+    assert value("dark", planted["files"]["red_010"]) == "False"
+    assert value("outlier", planted["odd"]["outlier"]) == "True"
+    assert value("duplicate_group", planted["exact"][0]) == value("duplicate_group", planted["files"]["red_005"]) != ""
+    for name in ("label_issue", "outlier", "blurry"):  # every point's flag is audit.csv's
+        column = [fields[name]["categories"][c] == "True" for c in fields[name]["codes"]]
+        assert column == loaded[name].astype(bool).tolist(), name
+    assert sum(fields["label_issue"]["categories"][c] == "True" for c in fields["label_issue"]["codes"]) >= 1
+    assert value("class", planted["files"]["blue_010"]) == "blue"
+    nb = data["neighbours"]
+    assert nb["k"] >= 1 and len(nb["index"]) == nb["k"] * data["n"]
+    i = data["paths"].index(str(planted["exact"][0]))
+    twins = {str(p) for p in (planted["exact"][1], planted["files"]["red_005"])}
+    assert data["paths"][nb["index"][i * nb["k"]]] in twins
+    report = run.outputs.files["report"].read_text(encoding="utf-8")
+    assert 'href="map.html"' in report
+
+
+def _decoded(image: Image.Image, side: int = 64) -> np.ndarray:
+    """As the audit's decode does: RGB, squashed to side x side."""
+    return np.asarray(image.convert("RGB").resize((side, side), Image.BILINEAR))
+
+
+@pytest.fixture(scope="module")
+def hashed_copies():
+    """40 distinct pictures with fine structure (a 12 x 12 field), and of the first 12 a
+    resized (60%), a re-encoded (JPEG 50) or a 5%-cropped copy in turn; their pixel hashes."""
+    rng = np.random.default_rng(3)
+    originals = []
+    for _ in range(40):
+        coarse = rng.uniform(0, 255, (12, 12)).astype(np.uint8)
+        grey = np.asarray(Image.fromarray(coarse).resize((160, 160), Image.BICUBIC))
+        originals.append(Image.fromarray(grey).convert("RGB"))
+    kinds = [resized, reencoded, cropped]
+    copies = [kinds[k % 3](originals[k]) for k in range(12)]
+    images = np.stack([_decoded(im) for im in originals + copies])
+    from pixsort.auditing.duplicates import copy_hashes
+
+    return images, copy_hashes(images), [kinds[k % 3].__name__ for k in range(12)]
+
+
+def test_pixel_hashes_group_each_kind_of_copy_and_nothing_else(hashed_copies):
+    from pixsort.auditing.duplicates import HASH_DISTANCE, hash_distance, hash_links
+
+    images, hashes, kinds = hashed_copies
+    assert hashes.shape == (52, 2, 4) and hashes.dtype == np.uint64
+    n = len(images)
+    no_embedding_links = (np.zeros((n, 1)), np.zeros((n, 1), np.int64))  # every cosine 0: only pixels link
+    links = hash_links(hashes)[:2]
+    group, exact, _ = duplicate_groups([""] * n, *no_embedding_links, threshold=0.9, pixel_links=links)
+    for k, kind in enumerate(kinds):
+        assert group[k] >= 0 and group[k] == group[40 + k], kind
+    assert len(set(group[group >= 0])) == 12 and (group[12:40] == -1).all()
+    assert (exact == -1).all()
+    i, j, bits = hash_links(hashes)
+    assert sorted(zip(i.tolist(), j.tolist())) == [(k, 40 + k) for k in range(12)]
+    assert (bits <= HASH_DISTANCE).all()
+    # the crop is found through the centre hash: whole against whole alone is far apart
+    from pixsort.data.similar import hamming
+
+    crops = [k for k, kind in enumerate(kinds) if kind == "cropped"]
+    whole = hamming(hashes[crops, 0], hashes[[40 + k for k in crops], 0])
+    assert (whole > HASH_DISTANCE).all() and (hash_distance(hashes, np.array(crops), np.array(crops) + 40) <= 9).all()
+    # distinct pictures are far apart
+    a, b = np.triu_indices(40, 1)
+    assert hash_distance(hashes, a, b).min() > 2 * HASH_DISTANCE
+
+
+def test_pixel_hashes_find_copies_in_another_set(hashed_copies):
+    from pixsort.auditing.duplicates import leaks_against
+
+    images, hashes, kinds = hashed_copies
+    Z, other_Z = np.eye(40, 8, dtype=np.float32), np.zeros((12, 8), np.float32)  # no embedding links
+    leaks = leaks_against(
+        Z, [""] * 40, other_Z, [""] * 12, 0.9, pixel_hashes=hashes[:40], other_pixel_hashes=hashes[40:]
+    )
+    assert sorted(zip(leaks["other"], leaks["row"])) == [(k, k) for k in range(12)]

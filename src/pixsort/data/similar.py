@@ -21,7 +21,9 @@ Why these choices, measured on the 5,216 chest X-rays of the Kaggle train split
 * so at distance <= 8 copies are found with a margin on both sides; on that split
   the only ones are the 24 sets of byte-identical files (each within one patient).
 
-Crops and rotations change the hash by 25-80 bits: they are not found (nor meant to be).
+Crops and rotations change the hash by 25-80 bits: they are not found here (nor meant to
+be); ``pixsort audit`` also hashes each image's centre 95% to find 5% crops
+(:mod:`pixsort.auditing.duplicates`).
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ leakage.csv            (``--against``) the other set's images with copies in thi
 class_balance.csv      images per class and split
 summary.json           counts, thresholds (and how they were chosen), timings
 report.html            the findings, with thumbnails linking to the images
+map.html, map_atlas/   the interactive map of every audited image (:mod:`pixsort.report.map`):
+                       class, split, duplicate group, outlier, label issue and each quality
+                       flag as filters; scores on hover; nearest neighbours on a click
 thumbs/                the thumbnails the report shows
 figures                nearest_similarity.png, outlier_scores.png
 =====================  ================================================================
@@ -29,9 +32,11 @@ from pixsort.auditing.quality import QUALITY_FLAGS
 from pixsort.report.figures import plain_text, pyplot, save_figure, thumbnail
 from pixsort.report.files import write_csv, write_json
 from pixsort.report.html import HtmlReport
+from pixsort.report.map import MAP_FILE, write_map
 
 THUMB_SIDE = 96
 SHOWN = 24  # thumbnails per finding in the report
+MAP_NEIGHBOURS = 8  # nearest images shown when a point of the map is clicked
 
 
 @dataclass
@@ -76,6 +81,9 @@ def audit_table(manifest: pd.DataFrame, index: np.ndarray, auditor, quality: pd.
     frame["group_size"] = column(np.where(group >= 0, sizes[np.clip(group, 0, None)], 1), "Int64", pd.NA)
     frame["nearest_similarity"] = column(np.round(auditor.nearest_similarity_, 6), "Float64", pd.NA)
     frame["nearest_path"] = column(paths[index][auditor.nearest_index_], object, "")
+    bits = getattr(auditor, "nearest_hash_distance_", None)
+    if bits is not None and (np.asarray(bits) >= 0).any():
+        frame["nearest_hash_bits"] = column(np.where(bits >= 0, bits, pd.NA), "Int64", pd.NA)
     frame["outlier_score"] = column(np.round(auditor.outlier_score_, 6), "Float64", pd.NA)
     frame["outlier_z"] = column(np.round(auditor.outlier_z_, 3), "Float64", pd.NA)
     frame["outlier"] = column(auditor.outlier_, "boolean", pd.NA)
@@ -97,6 +105,34 @@ def audit_table(manifest: pd.DataFrame, index: np.ndarray, auditor, quality: pd.
     frame["x"] = column(np.round(positions[:, 0], 5), "Float64", pd.NA)
     frame["y"] = column(np.round(positions[:, 1], 5), "Float64", pd.NA)
     return frame
+
+
+def audit_map_fields(loaded: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The per-image fields of the audit's map, from the audited rows of audit.csv (n rows,
+    in the order of the layout): class, split, duplicate group (text, "" for none),
+    whether in a group, outlier and label-issue flags, each quality flag (categories, so
+    they filter), and the scores (outlier score, nearest similarity, label quality)."""
+
+    def flag(name):
+        return loaded[name].fillna(False).astype(bool).to_numpy() if name in loaded else None
+
+    group = loaded["group"]
+    fields: dict[str, np.ndarray] = {
+        "class": loaded["label"].astype(str).to_numpy(dtype=object),
+        "split": loaded["split"].astype(str).to_numpy(dtype=object),
+        "duplicate_group": np.array(["" if pd.isna(g) else str(int(g)) for g in group], dtype=object),
+        "duplicate": group.notna().to_numpy(dtype=bool),
+        "outlier": flag("outlier"),
+        "outlier_score": loaded["outlier_score"].to_numpy(dtype=np.float64, na_value=np.nan),
+        "nearest_similarity": loaded["nearest_similarity"].to_numpy(dtype=np.float64, na_value=np.nan),
+    }
+    if "label_issue" in loaded:
+        fields["label_issue"] = flag("label_issue")
+        fields["label_quality"] = loaded["label_quality"].to_numpy(dtype=np.float64, na_value=np.nan)
+        fields["suggested_label"] = loaded["suggested_label"].astype(str).to_numpy(dtype=object)
+    for name in QUALITY_FLAGS:
+        fields[name] = flag(name)
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def label_issue_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -161,7 +197,20 @@ def write_audit_outputs(
     files["nearest_similarity"] = _plot_similarity(auditor, folder / "nearest_similarity.png")
     files["outlier_scores"] = _plot_outliers(auditor, folder / "outlier_scores.png")
     files["summary"] = write_json(summary, folder / "summary.json")
-    files["report"] = _write_html(folder, title, summary, table, duplicates, issues, balance, leaks, index, images)
+    files["map"] = write_map(
+        folder,
+        positions,
+        loaded["path"].astype(str).tolist(),
+        images=images,
+        fields=audit_map_fields(loaded),
+        neighbours=auditor.neighbour_indices_[:, :MAP_NEIGHBOURS],
+        title=f"{plain_text(title)}: map",
+        colour_by="class" if loaded["label"].astype(str).ne("").any() else "duplicate",
+        name=MAP_FILE,
+    )
+    files["report"] = _write_html(
+        folder, title, summary, table, duplicates, issues, balance, leaks, index, images, files
+    )
     return AuditOutputs(folder, table, duplicates, issues, balance, summary, leaks, files)
 
 
@@ -232,7 +281,7 @@ def _href(folder: Path, path: str) -> str | None:
     return quote(Path(os.path.relpath(os.path.abspath(path), folder.resolve())).as_posix())
 
 
-def _write_html(folder, title, summary, table, duplicates, issues, balance, leaks, index, images) -> Path:
+def _write_html(folder, title, summary, table, duplicates, issues, balance, leaks, index, images, files) -> Path:
     thumbs = folder / "thumbs"
     row_of = {int(m): r for r, m in enumerate(index)}  # manifest row -> audited image
     path_row = {p: int(m) for m, p in zip(index, table["path"].iloc[index])}
@@ -268,9 +317,13 @@ def _write_html(folder, title, summary, table, duplicates, issues, balance, leak
     )
     rep.paragraph(
         f"Near-copies: cosine similarity ≥ {summary['near_threshold']} of centred {summary['features']['name']} "
-        f"embeddings ({summary['near_threshold_source']}); exact copies: identical content hash.",
+        f"embeddings ({summary['near_threshold_source']}), or a pixel difference hash within "
+        f"{summary.get('hash_distance', '-')} bits (whole image vs whole or centre {summary.get('hash_crop', '-')}); "
+        "exact copies: identical content hash.",
         "note",
     )
+    if "map" in files:
+        rep.link(files["map"].name, "Open the interactive map of every image (filter by class, split, duplicate, flag)")
     rep.table(balance, caption="Images per class and split")
     rep.section("Duplicates", "Each group: byte-identical (exact) or near-identical copies; the first is kept.")
     rep.image("nearest_similarity.png", caption="Similarity of each image to its nearest other image")
@@ -302,4 +355,11 @@ def _write_html(folder, title, summary, table, duplicates, issues, balance, leak
     return rep.write(folder / "report.html")
 
 
-__all__ = ["AuditOutputs", "audit_table", "class_balance", "label_issue_table", "write_audit_outputs"]
+__all__ = [
+    "AuditOutputs",
+    "audit_map_fields",
+    "audit_table",
+    "class_balance",
+    "label_issue_table",
+    "write_audit_outputs",
+]

@@ -46,6 +46,7 @@ from pixsort.serve.batching import MicroBatcher
 from pixsort.serve.predictors import make_predictor
 from pixsort.serve.schemas import (
     AUTH_ERRORS,
+    MAP_RESPONSES,
     THUMBNAIL_RESPONSES,
     UPLOAD_ERRORS,
     Health,
@@ -185,12 +186,12 @@ class MapCache:
 
 @router.get(
     "/map",
-    response_class=HTMLResponse,
-    responses=THUMBNAIL_RESPONSES,
+    response_class=Response,
+    responses=MAP_RESPONSES,
     dependencies=[Depends(require_key)],
     summary="A clusterer's interactive map: every training image at its 2-D position.",
 )
-async def map_page(request: Request) -> HTMLResponse:
+async def map_page(request: Request) -> Response:
     cache: MapCache | None = request.app.state.map
     if cache is None:
         raise HTTPException(404, "this model is a classifier: it has no map of training images")
@@ -278,6 +279,26 @@ async def lifespan(app: FastAPI):
 # -- the app ---------------------------------------------------------------------------------
 
 
+def _schema_builder(app: FastAPI, settings: ServeSettings):
+    """``app.openapi`` that documents the API key only when the server has one: without a
+    key no operation needs it and none answers 401, so neither is in the schema."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            if not settings.auth_required:
+                schema.get("components", {}).pop("securitySchemes", None)
+                for operations in schema.get("paths", {}).values():
+                    for operation in operations.values():
+                        operation.pop("security", None)
+                        operation.get("responses", {}).pop("401", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi
+
+
 def create_app(model_path: str | os.PathLike, settings: ServeSettings | None = None, **overrides: Any) -> FastAPI:
     """Build the serving app for the model saved at ``model_path`` (loaded here, once).
 
@@ -327,6 +348,7 @@ def create_app(model_path: str | os.PathLike, settings: ServeSettings | None = N
         form_limits={"max_files": settings.max_images, "max_fields": _MAX_FORM_FIELDS},
     )
     app.include_router(router)
+    app.openapi = _schema_builder(app, settings)
 
     state = app.state
     state.settings = settings

@@ -8,10 +8,16 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where in the request: e.g. ['path', 'index'].")
+    msg: str
+
+
 class ErrorBody(BaseModel):
     error: str = Field(description="Machine-readable code, e.g. unsupported_media_type, too_many_pixels.")
     message: str = Field(description="What went wrong, for people.")
     filename: str | None = Field(None, description="The uploaded file this error is about.")
+    detail: list[FieldError] | None = Field(None, description="For invalid_request: each invalid field.")
 
 
 class UploadInfo(BaseModel):
@@ -93,20 +99,35 @@ UPLOAD_ERRORS: dict = {
         "(decompression bomb), too elongated; or no file sent.",
     },
 }
+# a path parameter that is not an integer: the app's invalid_request answer
+INVALID_REQUEST: dict = {
+    422: {"model": ErrorBody, "description": "A parameter of the wrong type (error: invalid_request)."},
+}
 THUMBNAIL_RESPONSES: dict = {
     **AUTH_ERRORS,
+    **INVALID_REQUEST,
     200: {"content": {"image/jpeg": {}}},
     404: {"model": ErrorBody},
+}
+# the map page is HTML; its errors are JSON like every other (so the route is declared
+# with a plain Response class and the page's media type here)
+MAP_RESPONSES: dict = {
+    **AUTH_ERRORS,
+    200: {"content": {"text/html": {}}, "description": "The map page."},
+    404: {"model": ErrorBody, "description": "The model is a classifier: no map."},
 }
 
 
 __all__ = [
     "AUTH_ERRORS",
+    "INVALID_REQUEST",
+    "MAP_RESPONSES",
     "THUMBNAIL_RESPONSES",
     "UPLOAD_ERRORS",
     "ClassifierResult",
     "ClustererResult",
     "ErrorBody",
+    "FieldError",
     "Health",
     "ModelInfo",
     "Neighbor",

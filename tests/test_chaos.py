@@ -12,6 +12,7 @@ The ``train --resume`` case is not covered here.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,8 +91,16 @@ def kill_and_rerun(kind: str, seed: int, chaos_data: Path, clean_runs, tmp_path:
     want, clean_s = clean_runs[kind]
     after_s = float(np.random.default_rng([seed, len(kind)]).uniform(0.3, 0.9)) * clean_s
     out, cache = tmp_path / "out", tmp_path / "cache"
-    killed = kill_at(kind, chaos_data, out, cache, after_s)
-    assert killed, f"{kind} finished before the kill at {after_s:.2f} s (clean run {clean_s:.2f} s)"
+    # the clean run was timed under another load: a run that ends before its kill moment
+    # is started again (fresh outputs and cache) with the moment halved
+    for _ in range(3):
+        if kill_at(kind, chaos_data, out, cache, after_s):
+            break
+        shutil.rmtree(tmp_path)
+        tmp_path.mkdir()
+        after_s /= 2
+    else:
+        pytest.fail(f"{kind} finished before every kill moment (last {after_s:.2f} s, clean run {clean_s:.2f} s)")
     run_clean(kind, chaos_data, out, cache)
     assert_same_outputs(kind, out, want)
 

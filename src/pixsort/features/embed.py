@@ -274,7 +274,6 @@ class PretrainedExtractor(ImageExtractor):
     # -------------------------------------------------------------- transform
     def _extract(self, images: np.ndarray) -> np.ndarray:
         net, plan = self._prepared()
-        cfg = net.pretrained_cfg
         n, bs = len(images), int(self.batch_size)
         out = np.empty((n, net.feature_dim), dtype=np.float32)
         onnx = self._onnx_runner(images, n)
@@ -283,22 +282,28 @@ class PretrainedExtractor(ImageExtractor):
         with torch.inference_mode(), progress(label, n, show) as bar:
             for start in range(0, n, bs):
                 batch = images[start : start + bs]
-                x = to_float_batch(
-                    batch,
-                    plan.size,
-                    cfg.mean,
-                    cfg.std,
-                    interpolation=cfg.interpolation,
-                    crop_pct=self.crop_pct,
-                    channels_last=plan.channels_last and onnx is None,
-                    dtype=plan.dtype,
-                )
+                x = self._float_batch(batch, channels_last=plan.channels_last and onnx is None)
                 if onnx is not None:
                     out[start : start + len(batch)] = onnx(x.numpy())
                 else:
                     out[start : start + len(batch)] = net.forward_features(x.to(plan.device)).float().cpu().numpy()
                 bar.advance(len(batch))
         return out
+
+    def _float_batch(self, images: np.ndarray, channels_last: bool) -> torch.Tensor:
+        """uint8 ``images`` as the network's normalised input, in the plan's size and dtype."""
+        net, plan = self._prepared()
+        cfg = net.pretrained_cfg
+        return to_float_batch(
+            images,
+            plan.size,
+            cfg.mean,
+            cfg.std,
+            interpolation=cfg.interpolation,
+            crop_pct=self.crop_pct,
+            channels_last=channels_last,
+            dtype=plan.dtype,
+        )
 
     @property
     def runtime_(self) -> str:
@@ -340,16 +345,7 @@ class PretrainedExtractor(ImageExtractor):
             speed = runner.speeds()
             if speed is None:
                 sample = images[: min(len(images), 32)]
-                cfg = net.pretrained_cfg
-                x = to_float_batch(
-                    sample,
-                    plan.size,
-                    cfg.mean,
-                    cfg.std,
-                    interpolation=cfg.interpolation,
-                    crop_pct=self.crop_pct,
-                    channels_last=False,
-                )
+                x = self._float_batch(sample, channels_last=False)
                 speed = record_speeds(
                     runner, net, x, x.contiguous(memory_format=torch.channels_last) if plan.channels_last else x
                 )

@@ -6,11 +6,15 @@ The synthetic folder (3 kinds x 100 PNGs of 24 px) makes a pixels-features run l
 seconds; the kill moment is drawn uniformly in 0.3..0.9 of the clean run's measured
 duration, so it lands in start-up, decoding, caching or clustering depending on the draw.
 One kill point per command in the default suite, several behind ``@pytest.mark.slow``.
-The ``train --resume`` case is not covered here.
+
+``train`` is killed after its first committed checkpoint (``state.json`` appears), at a
+seeded delay into the following epoch, then continued with ``--resume``: the saved model's
+weights must be bit-identical to an uninterrupted run's.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from safetensors.numpy import load_file
 from tests.test_serve_app import synthetic_images, write_images
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -115,3 +120,116 @@ def test_kill_9_then_rerun_equals_a_clean_run(kind, chaos_data, clean_runs, tmp_
 @pytest.mark.parametrize("kind", ["cluster", "embed"])
 def test_kill_9_at_more_points(kind, seed, chaos_data, clean_runs, tmp_path):
     kill_and_rerun(kind, seed, chaos_data, clean_runs, tmp_path)
+
+
+TRAIN_EPOCHS = 4
+
+
+@pytest.fixture(scope="module")
+def noise_data(tmp_path_factory) -> Path:
+    """Two classes of random-noise pictures: nothing to learn but memorising, so every epoch
+    moves the weights (on the easy kinds above the loss is 0 after one epoch)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("chaos-noise")
+    rng = np.random.default_rng(11)
+    for label in ("a", "b"):
+        (root / label).mkdir()
+        for i in range(60):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / label / f"{i:03d}.png")
+    return root
+
+
+def train_command(data: Path, out: Path, cache: Path, resume: bool = False) -> list[str]:
+    args = [sys.executable, "-m", "pixsort", "train", str(data), "--out", str(out), "--model", "seed-cnn"]
+    args += ["--epochs", str(TRAIN_EPOCHS), "--patience", str(TRAIN_EPOCHS), "--image-size", "16", "--no-groups"]
+    args += ["--workers", "0", "--cache-dir", str(cache)]
+    return args + (["--resume"] if resume else [])
+
+
+def checkpoint_times(data: Path, out: Path, cache: Path) -> list[float]:
+    """Run train to completion; the moments (s from start) at which each checkpoint was committed."""
+    state = out / "checkpoint" / "state.json"
+    t0, seen, last = time.monotonic(), [], None
+    process = subprocess.Popen(
+        train_command(data, out, cache), env=env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    while process.poll() is None:
+        try:
+            stamp = state.stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        if stamp is not None and stamp != last:
+            seen.append(time.monotonic() - t0)
+            last = stamp
+        time.sleep(0.002)
+    assert process.returncode == 0, process.stderr.read().decode(errors="replace")[-2000:]
+    return seen
+
+
+def run_train(data: Path, out: Path, cache: Path, resume: bool = False) -> None:
+    done = subprocess.run(train_command(data, out, cache, resume), env=env(), capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+
+
+def model_weights(out: Path) -> dict[str, np.ndarray]:
+    """The saved model's tensors and the final checkpoint's (last epoch's weights + optimizer)."""
+    files = sorted((out / "model").glob("*.safetensors"))
+    assert files, f"no weights in {out / 'model'}"
+    tensors = {f"model/{f.name}:{k}": v for f in files for k, v in load_file(str(f)).items()}
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    last = load_file(str(out / "checkpoint" / state["files"]["last"]["file"]))
+    return tensors | {f"checkpoint/last:{k}": v for k, v in last.items()}
+
+
+@pytest.fixture(scope="module")
+def clean_train(noise_data, tmp_path_factory) -> tuple[Path, float]:
+    """The uninterrupted run's output folder and its seconds per epoch."""
+    base = tmp_path_factory.mktemp("clean-train")
+    commits = checkpoint_times(noise_data, base / "out", base / "cache")
+    assert len(commits) >= 2, commits
+    return base / "out", (commits[-1] - commits[0]) / (len(commits) - 1)
+
+
+def kill_train_and_resume(seed: int, data: Path, clean_train, tmp_path: Path) -> None:
+    want, epoch_s = clean_train
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    state = out / "checkpoint" / "state.json"
+    # a seeded moment within the epoch after the first commit: mid-step, mid-save or between renames
+    delay = float(np.random.default_rng([seed, 7]).uniform(0.05, 0.95)) * epoch_s
+    for _ in range(3):
+        process = subprocess.Popen(
+            train_command(data, out, cache), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while not state.exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(delay)
+            running = process.poll() is None
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        if running and state.exists():
+            break
+        shutil.rmtree(tmp_path)
+        tmp_path.mkdir()
+        delay /= 2
+    else:
+        pytest.fail(f"train finished before every kill moment (last {delay:.2f} s after its first checkpoint)")
+    assert not list((out / "model").glob("*.safetensors")), "killed after the model was saved: no resume tested"
+    run_train(data, out, cache, resume=True)
+    got, expected = model_weights(out), model_weights(want)
+    assert got.keys() == expected.keys()
+    for name, array in expected.items():
+        assert np.array_equal(got[name], array), f"{name} differs after kill -9 and --resume"
+
+
+def test_kill_9_in_training_then_resume_gives_the_same_weights(noise_data, clean_train, tmp_path):
+    kill_train_and_resume(0, noise_data, clean_train, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(1, 4))
+def test_kill_9_in_training_at_more_points(seed, noise_data, clean_train, tmp_path):
+    kill_train_and_resume(seed, noise_data, clean_train, tmp_path)

@@ -13,6 +13,7 @@ from pixsort.cli._common import DEVICE_HELP, PRECISION_HELP, RUNTIME_HELP, exist
 def register(app: typer.Typer) -> None:
     app.command("cluster")(cluster)
     app.command("assign")(assign)
+    app.command("rename-clusters")(rename_clusters)
 
 
 def cluster(
@@ -56,6 +57,7 @@ def cluster(
         raise fail("give either PATH or --embeddings STORE")
     existing_path(path if embeddings is None else embeddings)
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from pixsort.data import NoUsableImages, SourceError
@@ -95,8 +97,10 @@ def cluster(
         f"[bold]{len(clusterer.labels_)} images[/] ({result.metrics['n_skipped']} skipped) -> "
         f"[bold]{clusterer.n_clusters_} clusters[/] ({how}); silhouette {internal['silhouette']:.3f}"
     )
+    named = "name" in result.summary
     grid = Table(
         "cluster",
+        *(["name (ImageNet share)"] if named else []),
         "size",
         "mean silhouette",
         "nearest to centre",
@@ -104,6 +108,9 @@ def cluster(
     )
     for row in result.summary.to_dict(orient="records"):
         cells = [str(row["cluster"]), str(row["size"]), f"{row['mean_silhouette']:.3f}", row["representatives"]]
+        if named:
+            share = row.get("imagenet_share") or 0
+            cells.insert(1, escape(str(row.get("name") or "")) + (f" ({share:.0%})" if share else ""))
         if "majority_class" in row:
             cells.append(f"{row['majority_class']} ({row['majority_share']:.0%})")
         grid.add_row(*cells)
@@ -150,3 +157,28 @@ def assign(
     for row in skipped.itertuples(index=False):
         console.print(f"[yellow]skipped[/] {row.path}: {row.reason}")
     console.print(f"Assignments: {out}")
+
+
+def rename_clusters(
+    model: Path = typer.Argument(..., help="A model folder written by pixsort cluster (out/model)."),
+    names: Path = typer.Argument(
+        ..., help="CSV with 'cluster' and 'name' columns, e.g. the run's clusters_summary.csv with names edited."
+    ),
+) -> None:
+    """Name the clusters of MODEL; the names are saved with it and shown by assign and serve."""
+    existing_path(model)
+    existing_path(names)
+    from rich.console import Console
+    from rich.markup import escape
+
+    from pixsort.base.errors import ModelFileError
+    from pixsort.workflows import rename_clusters as rename
+
+    try:
+        clusterer = rename(model, names)
+    except (ValueError, OSError, ModelFileError) as exc:
+        raise fail(str(exc)) from None
+    console = Console()
+    for c, name in enumerate(clusterer.cluster_names_):
+        console.print(f"cluster {c}: {escape(name)}")
+    console.print(f"Saved in {model}")

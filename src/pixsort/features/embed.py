@@ -16,6 +16,7 @@ from pixsort.base.runtime import DEVICES, PRECISIONS, native_bf16, select_device
 from .backbones import Backbone, create_backbone, get_pretrained_cfg, resolve_layers
 from .backbones.efficientnet_lite import FEATURE_NAMES as LITE_FEATURE_NAMES
 from .backbones.efficientnet_lite import VARIANTS as LITE_VARIANTS
+from .backbones.imagenet import ClassGuesses, guess_classes
 from .base import ImageExtractor
 from .names import is_timm
 from .preprocess import normalize_size, to_float_batch
@@ -263,6 +264,36 @@ class PretrainedExtractor(ImageExtractor):
         return (
             f"PretrainedExtractor/{net.name}/weights={net.weights_id}/layers={'+'.join(net.layers)}"
             f"/input={plan.size[0]}x{plan.size[1]}/crop={crop}/{dtype}/pre{PREPROCESS_VERSION}"
+        )
+
+    def class_guesses(self, features: np.ndarray, chunk: int = 4096) -> ClassGuesses | None:
+        """The ImageNet class and group each row of :meth:`transform` output most likely
+        shows: the backbone's own classifier head applied to the pooled ``head`` block.
+
+        Parameters
+        ----------
+        features : ndarray, shape (n, n_features_out)
+            This extractor's output (the mean over views, with test-time mirroring: the
+            head is linear, so its logits are the mean of the views' logits).
+
+        Returns
+        -------
+        ClassGuesses, or None where the output holds no ImageNet head: own weights
+        (``weights_path``), a layer choice without ``head``, or a backbone whose head is
+        not ImageNet-1k (timm models).
+        """
+        net, _ = self._prepared()
+        if self.weights_path is not None or net.pretrained_cfg.labels != "imagenet-1k" or "head" not in net.layers:
+            return None
+        features = np.asarray(features, dtype=np.float32)
+        start = sum(int(net.feature_dims[name]) for name in net.layers[: net.layers.index("head")])
+        width = int(net.feature_dims["head"])
+        if features.ndim != 2 or features.shape[1] != net.feature_dim:
+            raise ValueError(f"expected features of shape (n, {net.feature_dim}), got {features.shape}")
+        return guess_classes(
+            lambda pooled: net.classify_pooled(pooled.to(next(net.parameters()).dtype)).float(),
+            features[:, start : start + width],
+            chunk,
         )
 
     def __getstate__(self):

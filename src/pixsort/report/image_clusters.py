@@ -237,11 +237,30 @@ def cluster_metrics(clusterer, score: bool = True) -> dict:
     return metrics
 
 
+def _tags(tags: list[dict]) -> str:
+    return "; ".join(f"{t['label']} {t['share']:.0%}" for t in tags)
+
+
+def cluster_caption(clusterer, c: int) -> str:
+    """ "cluster 3: tabby (52% of its images)", or the user's name, or "cluster 3"."""
+    names = clusterer.cluster_names_ or []
+    described = getattr(clusterer, "cluster_descriptions_", None) or []
+    text = f"cluster {c}"
+    if c < len(names) and names[c]:
+        text += f": {names[c]}"
+    if c < len(described) and described[c]["level"] and (c >= len(names) or names[c].startswith(described[c]["name"])):
+        text += f" ({described[c]['share']:.0%} of its images)"
+    return text
+
+
 def cluster_summary(clusterer, n_names: int = 3, score: bool = True) -> pd.DataFrame:
     """One row per cluster: size, share, mean distance to centre, mean silhouette,
-    the files nearest its centre and, when labels are known, its majority class."""
+    the files nearest its centre, its name and what the backbone's ImageNet classifier
+    sees in it (where it has one: the most shared class or group and the three most
+    shared of each, with their shares) and, when labels are known, its majority class."""
     labels = clusterer.labels_
     names = clusterer.cluster_names_ or []
+    described = getattr(clusterer, "cluster_descriptions_", None) or []
     known = np.asarray(clusterer.train_labels_)
     rows = []
     for c in [*range(clusterer.n_clusters_), *([-1] if (labels < 0).any() else [])]:
@@ -260,6 +279,11 @@ def cluster_summary(clusterer, n_names: int = 3, score: bool = True) -> pd.DataF
         }
         if c >= 0 and c < len(names):
             row["name"] = names[c]
+        if c >= 0 and c < len(described):
+            row["imagenet_name"] = described[c]["name"]
+            row["imagenet_share"] = described[c]["share"]
+            row["imagenet_classes"] = _tags(described[c]["classes"])
+            row["imagenet_groups"] = _tags(described[c]["groups"])
         lab = known[members]
         lab = lab[lab >= 0]
         if score and len(lab):
@@ -590,7 +614,7 @@ def _write_html(clusterer, folder: Path, *, title, metrics, summary, table, silh
             )
     rep.section("Members of each cluster", "Top row: the images nearest the centre; bottom: random members.")
     for c, p in montages.items():
-        rep.image(rel(p), caption=f"cluster {c} ({int((clusterer.labels_ == c).sum())} images)")
+        rep.image(rel(p), caption=f"{cluster_caption(clusterer, c)} ({int((clusterer.labels_ == c).sum())} images)")
     if "reconstructions" in files:
         rep.section(
             "The autoencoder",

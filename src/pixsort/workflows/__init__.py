@@ -3,7 +3,7 @@
 Each takes plain arguments (paths, names, numbers), runs the library stages in
 order, has ``report`` write the outputs, and returns a result object:
 
-* :func:`cluster_images`, :func:`assign_images`, :func:`clusterer_map` - :mod:`~.images`
+* :func:`cluster_images`, :func:`assign_images`, :func:`clusterer_map`, :func:`rename_clusters` - :mod:`~.images`
 * :func:`embed_images` - :mod:`~.embeddings`, an embedding set to cluster elsewhere or later
 * :func:`audit_images` - :mod:`~.audit`, duplicates, leaks, outliers, quality flags, label errors
 * :func:`train_classifier`, :func:`evaluate_classifier`, :func:`predict_images` - :mod:`~.classification`
@@ -26,6 +26,7 @@ _LAZY = {
     "assign_images": "pixsort.workflows.images",
     "ClusterRun": "pixsort.workflows.images",
     "clusterer_map": "pixsort.workflows.images",
+    "rename_clusters": "pixsort.workflows.images",
     "embed_images": "pixsort.workflows.embeddings",
     "audit_images": "pixsort.workflows.audit",
     "AuditRun": "pixsort.workflows.audit",

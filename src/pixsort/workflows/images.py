@@ -14,6 +14,7 @@ from pixsort.cluster.images import ClusterAssignment, ImageClusterer
 from pixsort.cluster.images.views import view_coordinates
 from pixsort.data import DecodedImages, NoUsableImages, load_images, open_dataset
 from pixsort.data.lazy import LazyImages
+from pixsort.data.tables import read_text_table
 from pixsort.features.reduce import embed_2d
 from pixsort.features.store import EmbeddingSet, read_embedding_set
 from pixsort.report.image_clusters import (
@@ -207,3 +208,30 @@ def _skipped_rows(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["ClusterRun", "assign_images", "cluster_images", "clusterer_map", "map_layout"]
+
+
+def rename_clusters(model: str | os.PathLike, names_csv: str | os.PathLike) -> ImageClusterer:
+    """Give the clusters of a saved clusterer the names in ``names_csv`` and save them
+    with it (``model.json``), for ``assign``, the report and the server.
+
+    ``names_csv`` has a ``cluster`` and a ``name`` column: a table of your own, or the
+    run's ``clusters_summary.csv`` with its ``name`` column edited.  Rows with an empty
+    name, and the ``noise`` row, leave a cluster's name as it was.
+    """
+    folder = model_folder(model)
+    table = read_text_table(names_csv, missing=("",))
+    missing = [c for c in ("cluster", "name") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{names_csv}: no {' or '.join(repr(c) for c in missing)} column; columns are: "
+                         f"{', '.join(map(str, table.columns[:20]))}")  # fmt: skip
+    names: dict[int, str] = {}
+    for row, (cluster, name) in enumerate(zip(table["cluster"], table["name"]), start=2):
+        if not isinstance(name, str) or cluster == "noise":
+            continue
+        if not isinstance(cluster, str) or not cluster.strip().isdigit():
+            raise ValueError(f"{names_csv}, line {row}: cluster {cluster!r} is not a cluster number")
+        names[int(cluster)] = name
+    clusterer = ImageClusterer.load(folder)
+    clusterer.rename_clusters(names)
+    clusterer.save(folder)
+    return clusterer

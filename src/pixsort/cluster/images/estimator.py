@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import os
 import time
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ from pixsort.cluster.images.methods import (
     cluster_means,
     partition,
 )
+from pixsort.cluster.images.names import describe_clusters, display_names
 from pixsort.cluster.images.neighbours import NeighbourSearch
 from pixsort.cluster.images.select import KCandidate, KSelection, score_partition, select_k
 from pixsort.cluster.images.smooth import NeighbourSmoothing
@@ -50,6 +53,7 @@ from pixsort.cluster.metrics import cluster_class_table, clustering_scores
 from pixsort.cluster.select import silhouette_sample_index
 from pixsort.data import DecodedImages, DecodeSettings, ImageDataset, load_images, open_dataset
 from pixsort.data.lazy import LazyImages
+from pixsort.features.backbones.imagenet import imagenet_labels
 from pixsort.features.extract import (
     FeatureSpec,
     build_extractor,
@@ -173,7 +177,11 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
     scores_ : dict  -- silhouette, davies_bouldin, calinski_harabasz of the final partition
     train_paths_, train_labels_, class_names_, manifest_ : what was clustered
     extractor_, reducer_, smoother_, head_ : the fitted stages (smoother_/head_ may be None)
-    cluster_names_ : list of str or None
+    cluster_names_ : list of str or None  -- by the ImageNet classifier (``cluster.images.names``)
+        where the backbone has one and a cluster has a common label, or the user's
+        (:meth:`rename_clusters`); None: clusters are numbers
+    cluster_descriptions_ : list of dict or None  -- per cluster, what the ImageNet
+        classifier sees: name, share, level, the three most shared classes and groups
     timings_ : dict of seconds per stage
     """
 
@@ -372,9 +380,41 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
 
         t = time.perf_counter()
         self._set_fitted(Z, part, data)
+        self._describe_clusters(raw)
         timings["scores"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         self.timings_ = timings
+        return self
+
+    def _describe_clusters(self, raw: np.ndarray) -> None:
+        """Name the clusters by the backbone's ImageNet classifier, where it has one."""
+        self.cluster_descriptions_ = None
+        guess = getattr(self.extractor_, "class_guesses", None)
+        guesses = guess(raw) if callable(guess) else None
+        if guesses is None:
+            return
+        vocabulary = imagenet_labels()
+        self.cluster_descriptions_ = describe_clusters(
+            guesses, self.labels_, self.n_clusters_, vocabulary.class_names, vocabulary.group_names
+        )
+        self.cluster_names_ = display_names(self.cluster_descriptions_)
+
+    def rename_clusters(self, names: Mapping[int, str]) -> ImageClusterer:
+        """Give clusters names of your own (``{cluster: name}``); the others keep theirs.
+
+        Names are plain text: stripped, at most :data:`MAX_NAME_LENGTH` characters, no
+        control characters.  They are saved with the model and shown by ``assign``, the
+        report and the server.
+        """
+        self._check_fitted()
+        current = list(self.cluster_names_ or [f"cluster {c}" for c in range(self.n_clusters_)])
+        for cluster, name in names.items():
+            if isinstance(cluster, bool) or not isinstance(cluster, (int, np.integer)):
+                raise ValueError(f"cluster ids are integers, got {cluster!r}")
+            if not 0 <= int(cluster) < self.n_clusters_:
+                raise ValueError(f"cluster {cluster} does not exist: this model has clusters 0..{self.n_clusters_ - 1}")
+            current[int(cluster)] = _check_cluster_name(name)
+        self.cluster_names_ = current
         return self
 
     def __getstate__(self):
@@ -585,13 +625,16 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         return cluster_class_table(y, self.labels_, self.class_names_)
 
     def assignments(self) -> pd.DataFrame:
-        """One row per training image: path, cluster, distance to centre, silhouette,
-        representative flag (and the known label, when there is one)."""
+        """One row per training image: path, cluster (and its name, where clusters are
+        named), distance to centre, silhouette, representative flag (and the known
+        label, when there is one)."""
         self._check_fitted()
-        frame = pd.DataFrame(
-            {
-                "path": self.train_paths_,
-                "cluster": self.labels_,
+        frame = pd.DataFrame({"path": self.train_paths_, "cluster": self.labels_})
+        if self.cluster_names_:
+            names = self.cluster_names_
+            frame["cluster_name"] = [names[c] if 0 <= c < len(names) else "" for c in self.labels_]
+        frame = frame.assign(
+            **{
                 "distance_to_centre": np.round(self.distances_, 6),
                 "silhouette": np.round(self.silhouette_values_, 6),
                 "representative": self.representative_,
@@ -644,6 +687,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
             "smoother": self.smoother_.get_params() if self.smoother_ is not None else None,
             "n_clusters": self.n_clusters_,
             "cluster_names": self.cluster_names_,
+            "cluster_descriptions": getattr(self, "cluster_descriptions_", None),
             "class_names": self.class_names_,
             "train_paths": self.train_paths_,
             # what relative train_paths are relative to (the working directory of the fit)
@@ -701,6 +745,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         model.train_labels_ = arrays["train_class_labels"].astype(np.int64)
         model.n_clusters_ = int(meta["n_clusters"])
         model.cluster_names_ = meta.get("cluster_names")
+        model.cluster_descriptions_ = meta.get("cluster_descriptions")
         model.class_names_ = list(meta.get("class_names") or [])
         model.train_paths_ = list(meta["train_paths"])
         model.train_paths_root_ = meta.get("train_paths_root")
@@ -741,6 +786,14 @@ def _check_clusterer_folder(folder, meta: dict, arrays: dict) -> None:
     labels = arrays["train_labels"]
     if labels.size and int(labels.max()) >= len(centers):
         raise ModelFileError(f"{folder}: a training label ({int(labels.max())}) names no cluster centre")
+    names = meta.get("cluster_names")
+    if names is not None and (
+        not isinstance(names, list) or len(names) != len(centers) or not all(isinstance(v, str) for v in names)
+    ):
+        raise ModelFileError(f"{folder}: model.json's cluster_names must be {len(centers)} strings, one per cluster")
+    described = meta.get("cluster_descriptions")
+    if described is not None and (not isinstance(described, list) or len(described) != len(centers)):
+        raise ModelFileError(f"{folder}: model.json's cluster_descriptions must list one entry per cluster")
 
 
 def _squared_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -802,6 +855,18 @@ def _reorder_head(head: ClusteringHead, Z: np.ndarray, part: Partition) -> Clust
     if part.n_clusters < k:  # outputs no training image chose can never win
         head.bias_[part.n_clusters :] = -1e9
     return head
+
+
+MAX_NAME_LENGTH = 80
+
+
+def _check_cluster_name(name) -> str:
+    if not isinstance(name, str):
+        raise ValueError(f"a cluster name is text, got {name!r}")
+    text = name.strip()
+    if not text or len(text) > MAX_NAME_LENGTH or any(unicodedata.category(ch)[0] == "C" for ch in text):
+        raise ValueError(f"a cluster name is 1..{MAX_NAME_LENGTH} printable characters, got {name!r}")
+    return text
 
 
 def _feature_blocks(extractor, width: int) -> list[int] | None:

@@ -45,6 +45,7 @@ class PretrainedCfg:
     num_classes: int = 1000
     num_features: int = 1280  # width of the pooled ``head`` embedding
     weights: str = ""  # where the weights come from, for humans (package, file, hub tag)
+    labels: str = ""  # the label space of the classifier head ("imagenet-1k"), "" when unknown
 
     def to_dict(self) -> dict:
         """JSON-serialisable view (tuples become lists)."""
@@ -166,6 +167,11 @@ class Backbone(nn.Module, ABC):
     @abstractmethod
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits ``(N, num_classes)`` for a normalised batch ``(N, 3, H, W)``."""
+
+    def classify_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` of the pooled ``head`` features ``(N, num_features)``
+        (what :meth:`classify` computes after pooling)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its classifier")
 
     def prepare_for_inference(self) -> Backbone:
         """Switch to eval mode and apply exact inference-only rewrites (e.g. folding

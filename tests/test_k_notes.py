@@ -62,3 +62,17 @@ def test_the_clusterer_widens_the_range_only_when_asked(widen, tmp_path):
     else:
         assert ks == [2, 3, 4] and clusterer.n_clusters_ == 4
         assert any("largest k tried" in n for n in notes)
+
+
+def test_tsne_kmeans_partitions_the_t_sne_layout_and_places_new_images_by_neighbours(tmp_path):
+    images, truth = _blob_images(4, n=200)
+    clusterer = ImageClusterer(features="pixels", method="tsne-kmeans", k_max=6, smoothing=0, progress=False,
+                               cache_dir=tmp_path).fit(images)  # fmt: skip
+    assert clusterer.layout_.shape == (200, 2) and clusterer.n_clusters_ == 4
+    assert clusterer.score(truth)["accuracy"] == 1.0
+    # every candidate k was fitted on the one layout: the chosen partition is k-means of it
+    from sklearn.cluster import KMeans
+
+    again = KMeans(n_clusters=4, n_init=10, random_state=0).fit_predict(clusterer.layout_)
+    assert clusterer.score(again)["accuracy"] == 1.0
+    np.testing.assert_array_equal(clusterer.predict(images[:20]), clusterer.labels_[:20])

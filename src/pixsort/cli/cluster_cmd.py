@@ -30,10 +30,10 @@ def cluster(
     k: int | None = typer.Option(None, "--k", help="Number of clusters; default: chosen by silhouette."),
     k_min: int = typer.Option(2, help="Smallest k tried."),
     k_max: int = typer.Option(10, help="Largest k tried (see --widen)."),
-    widen: bool = typer.Option(
-        False, "--widen/--no-widen", help="Try up to 2 x --k-max when the best k is --k-max."
+    widen: bool = typer.Option(False, "--widen/--no-widen", help="Try up to 2 x --k-max when the best k is --k-max."),
+    method: str = typer.Option(
+        "kmeans", help="kmeans | agglomerative | hdbscan | spectral | tsne-kmeans (k-means in the t-SNE layout)."
     ),
-    method: str = typer.Option("kmeans", help="kmeans | agglomerative | hdbscan | spectral."),
     head: str | None = typer.Option(None, help="scan: refine with a nearest-neighbour clustering head."),
     smoothing: int = typer.Option(
         10, help="Steps of neighbour smoothing of the embeddings before clustering (0: off)."

@@ -89,7 +89,11 @@ def cluster_images(
     if decoded is None:
         decoded = LazyImages(clusterer.train_paths_, clusterer.decode_settings_)
     seed = clusterer.random_state
-    coordinates = view_coordinates(clusterer.embeddings_, view, seed)
+    layout = getattr(clusterer, "layout_", None)
+    if view == "tsne" and layout is not None:  # tsne-kmeans partitioned this very layout: show it
+        coordinates = np.arange(len(layout)), layout
+    else:
+        coordinates = view_coordinates(clusterer.embeddings_, view, seed)
     clusterer.map_positions_ = map_layout(clusterer.embeddings_, coordinates)
     reconstructions = None
     if clusterer.feature_spec_.is_autoencoder:

@@ -44,6 +44,7 @@ from pixsort.cluster.images.methods import (
     check_size,
     cluster_means,
     partition,
+    tsne_layout,
 )
 from pixsort.cluster.images.names import describe_clusters, display_names
 from pixsort.cluster.images.neighbours import NeighbourSearch
@@ -138,7 +139,10 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         :class:`~pixsort.cluster.images.smooth.NeighbourSmoothing`.
     smoothing_neighbors : int, default 20
         At most 5% of the images (no smoothing below 40 images).
-    method : {"kmeans", "agglomerative", "hdbscan", "spectral"}, default "kmeans"
+    method : {"kmeans", "agglomerative", "hdbscan", "spectral", "tsne-kmeans"}, default "kmeans"
+        ``tsne-kmeans``: k-means in a 2-D t-SNE layout of the reduced embeddings
+        (recipe (b) of the seed notebooks; ``layout_`` holds the layout); new images
+        take the cluster of their nearest training image.
     n_clusters : int, optional
         Fixed k; when None, k is chosen in ``[k_min, k_max]`` by silhouette
         (HDBSCAN finds its own number of clusters).
@@ -492,16 +496,22 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         return TrainingImages(images, paths, None, lab, classes, manifest), decode
 
     def _partition(self, Z: np.ndarray) -> tuple[Partition, KSelection | None]:
+        self.layout_ = None
         if not NEEDS_K[self.method]:
             return partition(Z, self.method, None, self.random_state), None
+        layout = {}
+        if self.method == "tsne-kmeans":  # one layout for every candidate and the final fit
+            self.layout_ = tsne_layout(Z, self.random_state)
+            layout = {"layout": self.layout_}
         if self.n_clusters is not None:
             k = min(int(self.n_clusters), len(Z) - 1)
-            return partition(Z, self.method, k, self.random_state), None
+            return partition(Z, self.method, k, self.random_state, **layout), None
         k_max = min(self.k_max, len(Z) - 1)
         k_min = min(self.k_min, k_max)
         ks = list(range(k_min, k_max + 1))
         # k-means restarts: a few per candidate while comparing, the full ten for the chosen k
-        quick = {"n_init": 3} if self.method == "kmeans" else {}
+        quick = {"n_init": 3, **layout} if self.method in ("kmeans", "tsne-kmeans") else {}
+
         def candidates(k_values: list[int]) -> KSelection:
             return select_k(
                 Z,
@@ -522,7 +532,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         if quick:
             best = score_partition(
                 Z,
-                partition(Z, self.method, selection.best_k, self.random_state),
+                partition(Z, self.method, selection.best_k, self.random_state, **layout),
                 selection.sample_index,
                 selection.best_k,
             )

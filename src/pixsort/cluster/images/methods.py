@@ -15,8 +15,8 @@ import numpy as np
 from pixsort.cluster.images.neighbours import has_faiss
 from pixsort.cluster.labels import order_by_size
 
-METHODS = ("kmeans", "agglomerative", "hdbscan", "spectral")
-NEEDS_K = {"kmeans": True, "agglomerative": True, "hdbscan": False, "spectral": True}
+METHODS = ("kmeans", "agglomerative", "hdbscan", "spectral", "tsne-kmeans")
+NEEDS_K = {"kmeans": True, "agglomerative": True, "hdbscan": False, "spectral": True, "tsne-kmeans": True}
 FAISS_MIN_SAMPLES = 50_000  # below this scikit-learn's k-means is as fast and exactly reproducible
 
 
@@ -133,7 +133,32 @@ def spectral(X: np.ndarray, k: int, random_state: int = 0, n_neighbors: int = 15
 # Methods whose cost grows faster than n (a pairwise tree merge, an eigen-solve of the
 # graph, mutual-reachability distances): refused above these sizes, where k-means (faiss)
 # runs in linear time and memory.
+def tsne_kmeans(
+    X: np.ndarray, k: int, random_state: int = 0, n_init: int = 10, layout: np.ndarray | None = None
+) -> Partition:
+    """Recipe (b) of the seed notebooks: k-means in a 2-D t-SNE layout of ``X``.
+
+    ``layout`` (n, 2) is the t-SNE of ``X`` when already computed (choosing k fits
+    every candidate on one layout); the centres are the members' means in ``X``, so new
+    images are placed by their nearest training images, as t-SNE has no transform.
+    """
+    from sklearn.cluster import KMeans
+
+    if layout is None:
+        layout = tsne_layout(X, random_state)
+    labels = KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit_predict(layout)
+    return canonical_partition(X, labels)
+
+
+def tsne_layout(X: np.ndarray, random_state: int = 0) -> np.ndarray:
+    """The 2-D t-SNE layout ``tsne-kmeans`` partitions, (n, 2) float32."""
+    from pixsort.features.reduce import embed_2d
+
+    return embed_2d(X, "tsne", random_state=random_state)
+
+
 SIZE_LIMITS = {
+    "tsne-kmeans": (100_000, "lays every image out by t-SNE first (minutes per 10,000 images)"),
     "agglomerative": (50_000, "merges clusters pairwise over a neighbour graph (quadratic time)"),
     "spectral": (100_000, "solves for eigenvectors of the n x n neighbour graph"),
     "hdbscan": (100_000, "computes mutual-reachability distances between all near pairs"),
@@ -163,6 +188,8 @@ def partition(X: np.ndarray, method: str, k: int | None, random_state: int = 0, 
         return agglomerative(X, k, **params)
     if method == "spectral":
         return spectral(X, k, random_state=random_state, **params)
+    if method == "tsne-kmeans":
+        return tsne_kmeans(X, k, random_state=random_state, **params)
     return hdbscan(X, **params)
 
 
@@ -179,4 +206,6 @@ __all__ = [
     "kmeans",
     "partition",
     "spectral",
+    "tsne_kmeans",
+    "tsne_layout",
 ]

@@ -180,7 +180,10 @@ class AutoencoderExtractor(ImageExtractor):
         self.model_ = ConvAutoencoder(in_channels, self.image_size, self.latent_dim, self.channels)
 
     def _to_tensor(self, images: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+        images = np.ascontiguousarray(images)
+        if not images.flags.writeable:  # a memory-mapped cache: torch wants a tensor it may write
+            images = images.copy()
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(
                 x,

@@ -17,12 +17,15 @@ class EngineUnavailable(ImportError):
 
 
 def check_engine(engine: str, ray_address: str | None = None) -> str:
-    """``engine`` when it is one of :data:`ENGINES` (ValueError otherwise); a
+    """``engine`` when it is one of :data:`ENGINES` and installed (ValueError, or
+    :class:`EngineUnavailable` for a Ray not installed: before any work); a
     ``ray_address`` needs the Ray engine."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if ray_address is not None and engine != "ray":
         raise ValueError("--ray-address is for --engine ray")
+    if engine == "ray":
+        import_ray()
     return engine
 
 

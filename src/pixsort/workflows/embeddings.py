@@ -5,13 +5,14 @@ and at different times."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pixsort.base.engines import check_engine, import_ray, ray_session
+from pixsort.base.engines import check_engine, ray_session
 from pixsort.cluster.images import ImageClusterer
 from pixsort.data import DecodedImages, load_images, open_dataset
 from pixsort.features.extract import build_extractor, extract_features
@@ -49,6 +50,7 @@ def embed_images(
     engine: str = "local",
     ray_address: str | None = None,
     ray_workers: int | None = None,
+    exclude: Sequence[str | os.PathLike] = (),
 ) -> EmbedRun:
     """Embed every usable image of ``data`` (folder, .npz, .npy, CSV) into the embedding
     set folder ``out`` (see :mod:`pixsort.features.store`).
@@ -64,6 +66,7 @@ def embed_images(
     ``ray_workers`` embedding actors (:func:`pixsort.features.ray_embed.embed_with_ray`;
     one GPU each with ``device="cuda"``), writing into the same cache, which must then
     be a folder every machine of the cluster shares.  Both engines write the same set.
+    ``exclude``: folders of ``data`` not to read besides ``out`` (another run's output).
     """
     check_engine(engine, ray_address)
     planner = ImageClusterer(
@@ -81,11 +84,10 @@ def embed_images(
     if spec.is_autoencoder:
         raise ValueError("autoencoder features are learned while clustering; embed a backbone or pixels")
     check_writable_folder(out)
-    dataset = open_dataset(data, exclude=[out])
+    dataset = open_dataset(data, exclude=[out, *exclude])
     settings = planner.decode_settings
     decoded = None
     if engine == "ray":
-        import_ray()  # before any work: a clear error where Ray is not installed
         extractor = build_extractor(spec, progress=progress, size=settings.size)
         with ray_session(ray_address, progress=progress):
             made = embed_with_ray(

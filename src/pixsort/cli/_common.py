@@ -6,12 +6,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True, soft_wrap=True)  # a path in a message stays whole, so it can be copied
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    # the message is text, not markup: "pixsort[ray]" or "a.npz:images[3]" keep their brackets
+    console.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from pixsort.cli import app
@@ -49,6 +50,9 @@ def folder(tmp_path_factory) -> Path:
     )
     write_broken_files(root / "red", good=written["red"][0])
     (root / "green" / "empty.png").write_bytes(b"")
+    # a file name that is not UTF-8 (Python holds it with surrogates, which Arrow strings cannot)
+    pixels = pattern_image(2, (24, 24), np.random.default_rng(7))
+    Image.fromarray(pixels).save(root / "blue" / os.fsdecode(b"caf\xe9.png"), format="PNG")
     return root
 
 
@@ -64,15 +68,27 @@ def shard_files(cache: Path) -> set[Path]:
 # ----------------------------------------------------------------------------- embed
 
 
-@pytest.mark.parametrize("features", ["pixels", "efficientnet_lite0"])
-def test_embed_gives_the_local_engines_set(ray_cluster, folder, tmp_path, features):
+@pytest.fixture(scope="module")
+def ray_pixels(ray_cluster, folder, tmp_path_factory):
+    """The pixels set of ``folder`` embedded by the Ray engine, and its cache."""
+    work = tmp_path_factory.mktemp("ray-pixels")
+    cache = work / "cache"
+    run = embed_images(folder, work / "set", features="pixels", cache_dir=cache, progress=False, engine="ray")
+    return run, cache, shard_files(cache)
+
+
+@pytest.mark.parametrize("features", ["pixels", pytest.param("efficientnet_lite0", marks=pytest.mark.slow)])
+def test_embed_gives_the_local_engines_set(ray_cluster, ray_pixels, folder, tmp_path, features):
     local = embed_images(folder, tmp_path / "local", features=features, cache_dir=tmp_path / "c1", progress=False)
-    remote = embed_images(
-        folder, tmp_path / "ray", features=features, cache_dir=tmp_path / "c2", progress=False, engine="ray"
-    )
+    if features == "pixels":
+        remote = ray_pixels[0]
+    else:  # a backbone: float32 sums in other batches, equal within float32 tolerance
+        remote = embed_images(
+            folder, tmp_path / "ray", features=features, cache_dir=tmp_path / "c2", progress=False, engine="ray"
+        )
     a, b = local.embeddings, remote.embeddings
     assert remote.decoded is None  # the Ray workers decoded the images, not this process
-    assert a.vectors.shape == b.vectors.shape and len(a) == 3 * N_PER_GROUP
+    assert a.vectors.shape == b.vectors.shape and len(a) == 3 * N_PER_GROUP + 1
     np.testing.assert_allclose(b.vectors, a.vectors, rtol=1e-4, atol=1e-5)  # float32 tolerance
     pd.testing.assert_frame_equal(a.items, b.items)  # paths, rows, status, reasons, sizes, content hashes
     assert a.meta["extractor_id"] == b.meta["extractor_id"] and a.meta["decode"] == b.meta["decode"]
@@ -80,14 +96,13 @@ def test_embed_gives_the_local_engines_set(ray_cluster, folder, tmp_path, featur
     reasons = skipped(b.items)
     assert len(b.items) == len(open_dataset(folder)) == len(a) + len(reasons)
     assert {Path(p).name for p in reasons} == {"notes.png", "corrupt.jpeg", "truncated.png", "empty.png"}
+    assert os.fsdecode(b"caf\xe9.png") in {Path(p).name for p in b.paths}  # a name that is not UTF-8, whole
     assert reasons == skipped(a.items)
 
 
-def test_the_ray_engine_fills_the_local_store(ray_cluster, folder, tmp_path):
+def test_the_ray_engine_fills_the_local_store(ray_pixels, folder, tmp_path):
     """The vectors live in the content-keyed store: a later local run there computes nothing."""
-    cache = tmp_path / "cache"
-    remote = embed_images(folder, tmp_path / "ray", features="pixels", cache_dir=cache, progress=False, engine="ray")
-    shards = shard_files(cache)
+    remote, cache, shards = ray_pixels
     assert shards  # written by the Ray actors
     store = EmbeddingCache(embedding_cache_dir(cache), remote.embeddings.meta["extractor_id"])
     assert len(store) == len(remote.embeddings)  # one entry per loaded image, under the local engine's keys

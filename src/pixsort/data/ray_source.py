@@ -29,18 +29,28 @@ IMAGE_COLUMN = "image"
 BLOCK_ITEMS = 64  # items per read-and-decode task: small enough to stream, large enough to amortise a task
 
 
+def _to_bytes(text: str) -> bytes:
+    """Text as Arrow carries it whole: file names that are not UTF-8 hold surrogates, which
+    Arrow strings cannot; bytes keep them (:func:`_to_text` reverses it)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _to_text(value) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
 def _item_rows(dataset: ImageDataset) -> list[dict]:
     """One row per item: its position, its path and what discovery noted about it (or,
     for array sources, the array itself)."""
     if dataset.store is not None:
         return [
-            {"index": i, "path": dataset.paths[i], "array": np.asarray(dataset.store.arrays[name][pos])}
+            {"index": i, "array": np.asarray(dataset.store.arrays[name][pos])}
             for i, (name, pos) in enumerate(dataset.store.refs)
         ]
     rows = []
     for i, path in enumerate(dataset.paths):
         reason, detail = dataset.notes.get(path, ("", ""))
-        rows.append({"index": i, "path": path, "note_reason": reason, "note_detail": detail})
+        rows.append({"index": i, "path": _to_bytes(path), "note_reason": reason, "note_detail": _to_bytes(detail)})
     return rows
 
 
@@ -54,8 +64,9 @@ def _decode_batch(batch: dict[str, np.ndarray], settings: dict) -> dict[str, np.
         if "array" in batch:
             key, image, entry = decode_array_item(batch["array"][j], decode)
         else:
-            note = (str(batch["note_reason"][j]), str(batch["note_detail"][j])) if batch["note_reason"][j] else None
-            key, image, entry = decode_item(str(batch["path"][j]), decode, note)
+            reason = str(batch["note_reason"][j])
+            note = (reason, _to_text(batch["note_detail"][j])) if reason else None
+            key, image, entry = decode_item(_to_text(batch["path"][j]), decode, note)
         if image is not None:
             images[j] = image
         keys.append(key or "")
@@ -65,7 +76,7 @@ def _decode_batch(batch: dict[str, np.ndarray], settings: dict) -> dict[str, np.
         "key": np.array(keys, dtype=object),
         "loaded": np.array([e.row >= 0 for e in entries], dtype=bool),
         "reason": np.array([e.reason for e in entries], dtype=object),
-        "detail": np.array([e.detail for e in entries], dtype=object),
+        "detail": np.array([_to_bytes(e.detail) for e in entries], dtype=object),
         "width": np.array([e.width for e in entries], dtype=np.int64),
         "height": np.array([e.height for e in entries], dtype=np.int64),
         "mode": np.array([e.mode for e in entries], dtype=object),
@@ -100,16 +111,17 @@ def map_images(
     """:func:`decoded_images` mapped by ``actor_class`` (a callable class: constructed
     once per actor with ``constructor_kwargs``, called on numpy batches of
     ``batch_size`` rows) on an autoscaling actor pool of 1 to ``workers`` actors
-    (default: the cluster's GPUs / ``gpus_per_worker`` with GPUs, else its CPUs less one
-    for the decoding tasks).  An actor that dies is restarted and its batch retried (Ray
-    Data's actor pools: ``max_restarts=-1``, ``max_task_retries=-1``)."""
+    (default: the cluster's GPUs / ``gpus_per_worker`` with GPUs, else its CPUs /
+    ``cpus_per_worker``: Ray Data fuses the decoding into the actors' tasks, so they do all
+    the work).  An actor that dies is restarted and its batch retried (Ray Data's actor
+    pools: ``max_restarts=-1``, ``max_task_retries=-1``)."""
     ray = import_ray()
     if workers is None:
         resources = ray.cluster_resources()
         if gpus_per_worker:
             workers = int(resources.get("GPU", 0) // gpus_per_worker)
         else:
-            workers = int(resources.get("CPU", 1) // cpus_per_worker) - 1
+            workers = int(resources.get("CPU", 1) // cpus_per_worker)
     workers = max(1, int(workers))
     return decoded_images(dataset, settings).map_batches(
         actor_class,
@@ -148,7 +160,7 @@ class ItemRecords:
             self._entries[i] = CacheEntry(
                 0 if batch["loaded"][j] else -1,
                 str(batch["reason"][j]),
-                str(batch["detail"][j]),
+                _to_text(batch["detail"][j]),
                 int(batch["width"][j]),
                 int(batch["height"][j]),
                 str(batch["mode"][j]),

@@ -24,7 +24,7 @@ from pixsort.data import open_dataset
 from pixsort.features.cache import EmbeddingCache
 from pixsort.features.extract import FeatureSpec, build_extractor, default_decode_settings, embedding_cache_dir
 from pixsort.workflows import assign_images, cluster_images, embed_images
-from synthetic import pattern_image, write_broken_files, write_class_folders
+from synthetic import pattern_groups, pattern_image, write_broken_files, write_class_folders
 
 runner = CliRunner()
 N_PER_GROUP = 8
@@ -98,6 +98,18 @@ def test_embed_gives_the_local_engines_set(ray_cluster, ray_pixels, folder, tmp_
     assert {Path(p).name for p in reasons} == {"notes.png", "corrupt.jpeg", "truncated.png", "empty.png"}
     assert os.fsdecode(b"caf\xe9.png") in {Path(p).name for p in b.paths}  # a name that is not UTF-8, whole
     assert reasons == skipped(a.items)
+
+
+@pytest.mark.slow
+def test_array_sources_give_the_local_engines_set(ray_cluster, tmp_path):
+    """.npz items travel to the Ray tasks as arrays and are converted as the local engine does."""
+    images, labels = pattern_groups(6, size=16)
+    np.savez(tmp_path / "set.npz", train_images=images, train_labels=labels)
+    options = dict(features="pixels", progress=False)
+    local = embed_images(tmp_path / "set.npz", tmp_path / "local", cache_dir=tmp_path / "c1", **options)
+    remote = embed_images(tmp_path / "set.npz", tmp_path / "ray", cache_dir=tmp_path / "c2", engine="ray", **options)
+    np.testing.assert_array_equal(remote.embeddings.vectors, local.embeddings.vectors)
+    pd.testing.assert_frame_equal(remote.embeddings.items, local.embeddings.items)
 
 
 def test_the_ray_engine_fills_the_local_store(ray_pixels, folder, tmp_path):

@@ -21,7 +21,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 RUNTIME_HELP = "auto | torch | onnx: what computes the backbone (auto: ONNX Runtime where it measured faster)."
 DEVICE_HELP = "auto | cpu | cuda | mps: where torch embeds (auto: a GPU torch sees, else the CPU)."
 PRECISION_HELP = "auto | fp32 | bf16 | int8 (int8: a quantized ONNX Runtime graph, its own embeddings)."
-ENGINE_HELP = "local | ray: embed here, or as a Ray Data pipeline (the pixsort[ray] extra)."
+ENGINE_HELP = "local | ray: embed here, or as a Ray Data pipeline (the pixsort\\[ray] extra)."
 RAY_ADDRESS_HELP = "Ray cluster for --engine ray (default: $RAY_ADDRESS, else a new local Ray)."
 
 

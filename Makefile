@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e ".[cluster,serve,export,audit,test,lint]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[cluster,serve,export,audit,ray,test,lint]"
 	touch $(STAMP)
 
 install: $(STAMP)

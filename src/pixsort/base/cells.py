@@ -3,6 +3,8 @@ written with a leading ``'``; readers of pixsort's own CSVs take it off again.""
 
 from __future__ import annotations
 
+import re
+
 # A cell starting with one of these is run as a formula by spreadsheets.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -32,3 +34,14 @@ def utf8_text(value: str) -> str:
     """``value`` as text UTF-8 can carry: bytes of a file name that are not UTF-8 (held by
     Python as surrogates) become ``\\udcXX`` escapes, the way pixsort's CSVs write them."""
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_ESCAPED_SURROGATE = re.compile(r"\\udc([89a-f][0-9a-f])")
+
+
+def restore_utf8_text(value):
+    """The text :func:`utf8_text` was given: ``\\udcXX`` escapes (the bytes 0x80-0xff of a
+    file name that are not UTF-8) back to the surrogates Python opens the file with."""
+    if not isinstance(value, str) or "\\udc" not in value:
+        return value
+    return _ESCAPED_SURROGATE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), value)

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True, soft_wrap=True)  # a path in a message stays whole, so it can be copied
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    # the message is text, not markup: "pixsort[ray]" or "a.npz:images[3]" keep their brackets
+    console.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -19,6 +21,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 RUNTIME_HELP = "auto | torch | onnx: what computes the backbone (auto: ONNX Runtime where it measured faster)."
 DEVICE_HELP = "auto | cpu | cuda | mps: where torch embeds (auto: a GPU torch sees, else the CPU)."
 PRECISION_HELP = "auto | fp32 | bf16 | int8 (int8: a quantized ONNX Runtime graph, its own embeddings)."
+ENGINE_HELP = "local | ray: embed here, or as a Ray Data pipeline (the pixsort\\[ray] extra)."
+RAY_ADDRESS_HELP = "Ray cluster for --engine ray (default: $RAY_ADDRESS, else a new local Ray)."
 
 
 def existing_path(path: Path) -> Path:

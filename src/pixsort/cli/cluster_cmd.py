@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from pixsort.cli._common import DEVICE_HELP, PRECISION_HELP, RUNTIME_HELP, existing_path, fail
+from pixsort.cli._common import (
+    DEVICE_HELP,
+    ENGINE_HELP,
+    PRECISION_HELP,
+    RAY_ADDRESS_HELP,
+    RUNTIME_HELP,
+    existing_path,
+    fail,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -54,6 +62,8 @@ def cluster(
     copy_to_folders: str = typer.Option(
         "none", help="none | copy | link: one folder per cluster under out/by_cluster."
     ),
+    engine: str = typer.Option("local", help=ENGINE_HELP + " Ray writes out/embeddings, then clusters it here."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Cluster the pictures of PATH (or an embedding set), choosing the number of clusters, and write a report."""
     if (path is None) == (embeddings is None):
@@ -77,6 +87,8 @@ def cluster(
             copy_to_folders=copy_to_folders,
             score=score,
             cache_dir=cache_dir,
+            engine=engine,
+            ray_address=ray_address,
             **{k: v for k, v in chosen.items() if v is not None},
             method=method,
             n_clusters=k,
@@ -136,6 +148,8 @@ def assign(
     out: Path = typer.Option(Path("assignments.csv"), "--out", help="CSV: one row per image."),
     neighbors: int = typer.Option(3, help="Nearest training images listed per image."),
     cache_dir: Path | None = typer.Option(None, help="Decoded-image cache."),
+    engine: str = typer.Option("local", help="local | ray: place the images here, or in parallel on Ray."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Place IMAGES in the clusters of MODEL, with their nearest training images."""
     existing_path(model)
@@ -148,8 +162,16 @@ def assign(
 
     try:
         clusterer = load_model(model, kind="clusterer")
-        table = assign_images(clusterer, images, out, n_neighbors=neighbors, cache_dir=cache_dir)
-    except (ValueError, OSError, SourceError, KeyError, ModelFileError) as exc:
+        table = assign_images(
+            clusterer,
+            images,
+            out,
+            n_neighbors=neighbors,
+            cache_dir=cache_dir,
+            engine=engine,
+            ray_address=ray_address,
+        )
+    except (ValueError, OSError, RuntimeError, ImportError, SourceError, KeyError, ModelFileError) as exc:
         raise fail(str(exc)) from None
 
     console = Console()

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from pixsort.cli._common import DEVICE_HELP, PRECISION_HELP, RUNTIME_HELP, existing_path, fail
+from pixsort.cli._common import (
+    DEVICE_HELP,
+    ENGINE_HELP,
+    PRECISION_HELP,
+    RAY_ADDRESS_HELP,
+    RUNTIME_HELP,
+    existing_path,
+    fail,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +33,8 @@ def embed(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
     cache_dir: Path | None = typer.Option(None, help="Decoded-image and embedding cache."),
+    engine: str = typer.Option("local", help=ENGINE_HELP),
+    ray_address: str | None = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
 ) -> None:
     """Embed the pictures of PATH into an embedding set at OUT."""
     existing_path(path)
@@ -43,6 +53,8 @@ def embed(
             device=device,
             precision=precision,
             cache_dir=cache_dir,
+            engine=engine,
+            ray_address=ray_address,
         )
     except (ValueError, OSError, RuntimeError, ImportError, SourceError, NoUsableImages) as exc:
         raise fail(str(exc)) from None

@@ -3,6 +3,8 @@
 of :func:`default_groups` on one side), and
 read tables of records (:mod:`pixsort.data.tables`)."""
 
+import pandas as _pd
+
 from pixsort.data.cache import default_cache_dir
 from pixsort.data.decode import DecodeSettings, SkipImage, decode_array, decode_image
 from pixsort.data.load import DecodedImages, NoUsableImages, load_images
@@ -16,6 +18,11 @@ from pixsort.data.split import (
     has_usable_validation,
     holdout,
 )
+
+# pandas 3 keeps text in pyarrow arrays wherever pyarrow is installed (``pixsort[ray]`` brings
+# it), and those cannot hold the surrogates Python gives file names that are not UTF-8: a
+# folder with one such file would fail every command.  pixsort's tables keep Python strings.
+_pd.set_option("mode.string_storage", "python")
 
 __all__ = [
     "DecodeSettings",

@@ -183,7 +183,11 @@ def _load(
         known.update(store.entries)  # rows of what was stored; transient skips stay for this run only
 
     # items whose file cannot even be read have no key: decode them directly for the reason
-    unkeyed = {i: _skip_entry(dataset, i, settings) for i, k in enumerate(keys) if k is None}
+    unkeyed = {
+        i: _skip_entry(dataset.paths[i], dataset.notes.get(dataset.paths[i]), settings)
+        for i, k in enumerate(keys)
+        if k is None
+    }
     manifest = _manifest(dataset, keys, known, unkeyed)
     loaded = np.flatnonzero(manifest["status"].to_numpy() == "loaded")
     if len(loaded) == 0:
@@ -217,6 +221,35 @@ def _unique_missing(dataset: ImageDataset, keys: list[str | None], known: dict[s
     return todo
 
 
+def decode_item(
+    path: str, settings: DecodeSettings, note: tuple[str, str] | None = None
+) -> tuple[str | None, np.ndarray | None, CacheEntry]:
+    """One file as :func:`load_images` decodes it, without the caches: its content hash
+    (None when it cannot be read), its image of ``settings.shape`` (None when skipped)
+    and its entry (the skip reason and detail, or the file's size and mode).  ``note``:
+    what discovery found wrong with the path (``ImageDataset.notes``).  The skip reasons
+    are those of :func:`load_images` for the same bytes, so any engine reports the same."""
+    key = ContentHasher(None).file_hash(path)
+    if key is None:
+        return None, None, _skip_entry(path, note, settings)
+    _, _, array, entry = _decode_one_file((0, key, path, settings))
+    return key, None if array is None else fit_to_settings(array, settings), entry
+
+
+def decode_array_item(raw: np.ndarray, settings: DecodeSettings) -> tuple[str, np.ndarray | None, CacheEntry]:
+    """:func:`decode_item` for one image held in an array (an ``.npz`` / ``.npy`` item)."""
+    array, entry = _decode_raw_array(np.asarray(raw), settings)
+    return hash_array(raw), None if array is None else fit_to_settings(array, settings), entry
+
+
+def item_manifest(dataset: ImageDataset, keys: list[str | None], entries: list[CacheEntry]) -> pd.DataFrame:
+    """The manifest :func:`load_images` gives (one row per item of ``dataset``) from each
+    item's content key and entry, as :func:`decode_item` returns them."""
+    known = {k: e for k, e in zip(keys, entries) if k is not None}
+    unkeyed = {i: e for i, (k, e) in enumerate(zip(keys, entries)) if k is None}
+    return _manifest(dataset, keys, known, unkeyed)
+
+
 def _decode_one_file(job: tuple[int, str, str, DecodeSettings]) -> tuple[int, str, np.ndarray | None, CacheEntry]:
     i, key, path, settings = job
     try:
@@ -235,7 +268,10 @@ def _decode_one_file(job: tuple[int, str, str, DecodeSettings]) -> tuple[int, st
 def _decode_array_item(dataset: ImageDataset, i: int, settings: DecodeSettings) -> tuple[np.ndarray | None, CacheEntry]:
     assert dataset.store is not None
     name, pos = dataset.store.refs[i]
-    raw = np.asarray(dataset.store.arrays[name][pos])
+    return _decode_raw_array(np.asarray(dataset.store.arrays[name][pos]), settings)
+
+
+def _decode_raw_array(raw: np.ndarray, settings: DecodeSettings) -> tuple[np.ndarray | None, CacheEntry]:
     h, w = raw.shape[:2]
     mode = "L" if raw.ndim == 2 or raw.shape[-1] == 1 else "RGB"
     try:
@@ -278,12 +314,11 @@ def _decode_all(
                 yield key, array, entry
 
 
-def _skip_entry(dataset: ImageDataset, i: int, settings: DecodeSettings) -> CacheEntry:
-    noted = dataset.notes.get(dataset.paths[i])
+def _skip_entry(path: str, noted: tuple[str, str] | None, settings: DecodeSettings) -> CacheEntry:
     if noted is not None:
         return CacheEntry(-1, *noted)
     try:
-        decode_image(dataset.paths[i], settings)
+        decode_image(path, settings)
     except SkipImage as skip:
         return CacheEntry(-1, skip.reason, skip.detail)
     except Exception as exc:

@@ -10,7 +10,9 @@
   on the interface of :mod:`~.base`, cached by image content (:mod:`~.cache`);
 * :mod:`~pixsort.features.extract` - from a feature name to cached features (with
   mirror-image test-time augmentation), and extractors rebuilt from saved configs;
-* :mod:`~pixsort.features.reduce` - L2 per layer, PCA, whitening; 2-D views.
+* :mod:`~pixsort.features.reduce` - L2 per layer, PCA, whitening; 2-D views;
+* :mod:`~pixsort.features.ray_embed` - the Ray engine: embedding actors of a Ray Data
+  pipeline, writing into the same cache (the ``pixsort[ray]`` extra).
 
 Names are imported lazily so ``import pixsort.features`` does not load torch.
 """

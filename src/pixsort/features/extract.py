@@ -25,6 +25,7 @@ from pixsort.data import DecodeSettings, default_cache_dir
 from pixsort.data.cache import hash_array
 from pixsort.features.backbones import get_pretrained_cfg, list_backbones
 from pixsort.features.base import CONFIG_FORMAT, EXTRACTORS, ImageExtractor
+from pixsort.features.cache import EmbeddingCache
 from pixsort.features.names import SPECIAL_FEATURES, FeatureName, parse_feature_name
 
 PIXEL_SIZE = 32  # raw pixels only make sense for small images: 32x32x3 = 3072 dims
@@ -184,10 +185,8 @@ def extract_features(
         return extractor.transform(images)
     cache_dir = None
     if keys is not None:
-        root = Path(cache_root) if cache_root is not None else default_cache_dir()
-        cache_dir = root / "embeddings"
-        suffix = _decode_digest(decode)
-        keys = [f"{k}-{suffix}" for k in keys]
+        cache_dir = embedding_cache_dir(cache_root)
+        keys = _cache_keys(keys, decode)
 
     def run(batch: np.ndarray, batch_keys: list[str] | None) -> np.ndarray:
         return extractor.transform(batch, keys=batch_keys, cache_dir=cache_dir if batch_keys else None)
@@ -198,6 +197,37 @@ def extract_features(
         _chunked(run, images, flipped_keys, flip=True, add_to=out)
         out *= 0.5
     return out
+
+
+def embedding_cache_dir(cache_root: str | os.PathLike | None) -> Path:
+    """The embedding cache under ``cache_root`` (default: the data cache root)."""
+    return (Path(cache_root) if cache_root is not None else default_cache_dir()) / "embeddings"
+
+
+def _cache_keys(keys: list[str], decode: DecodeSettings | None) -> list[str]:
+    suffix = _decode_digest(decode)
+    return [f"{k}-{suffix}" for k in keys]
+
+
+def stored_features(
+    extractor_id: str,
+    spec: FeatureSpec,
+    keys: list[str],
+    cache_root: str | os.PathLike | None,
+    decode: DecodeSettings | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`extract_features` returns for the images of content hashes ``keys``,
+    read from the cache alone (written there by an earlier call, in any process):
+    ``(features (n, D) float32, found (n,) bool)``; rows not found are zero."""
+    cache = EmbeddingCache(embedding_cache_dir(cache_root), extractor_id)
+    keys = _cache_keys(list(keys), decode)
+    out, found = cache.lookup(keys)
+    if spec.tta and spec.is_pretrained:
+        flipped, found_flipped = cache.lookup([f"{k}-hflip" for k in keys], dim=out.shape[1])
+        out += flipped  # the same operations, in the same order, as extract_features
+        out *= 0.5
+        found &= found_flipped
+    return out, found
 
 
 def _chunked(
@@ -234,8 +264,10 @@ __all__ = [
     "build_extractor",
     "check_feature_name",
     "default_decode_settings",
+    "embedding_cache_dir",
     "extract_features",
     "extractor_from_config",
     "image_keys",
     "list_features",
+    "stored_features",
 ]

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pixsort.base.cells import restore_utf8_text
 from pixsort.data.cache import hash_file
 from pixsort.data.decode import DecodeSettings
 
@@ -145,6 +146,7 @@ def read_embedding_set(path: str | os.PathLike, *, verify: bool = True) -> Embed
         raise EmbeddingSetError(f"{folder / 'items.csv'}: its rows do not match the {len(vectors)} vectors")
     items = items.copy()
     items["row"] = pd.to_numeric(items["row"], errors="coerce").astype("Int64")
+    items["path"] = [restore_utf8_text(p) for p in items["path"].astype(str)]  # the names the files have
     return EmbeddingSet(vectors, items, meta, folder)
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pixsort.base.engines import check_engine, ray_session
 from pixsort.base.modelfile import model_folder
 from pixsort.cluster.images import ClusterAssignment, ImageClusterer
+from pixsort.cluster.images.ray_assign import assign_with_ray
 from pixsort.cluster.images.views import view_coordinates
 from pixsort.data import DecodedImages, NoUsableImages, load_images, open_dataset
 from pixsort.data.lazy import LazyImages
@@ -23,6 +25,7 @@ from pixsort.report.image_clusters import (
     write_assignments,
     write_cluster_outputs,
 )
+from pixsort.workflows.embeddings import embed_images
 
 N_RECONSTRUCTIONS = 10  # autoencoder reconstructions shown in the report
 
@@ -52,6 +55,8 @@ def cluster_images(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     embeddings: str | os.PathLike | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
     **params,
 ) -> ClusterRun:
     """Cluster the images of ``data`` and write every output into ``out``.
@@ -69,7 +74,16 @@ def cluster_images(
     ``embeddings``: an embedding set folder (``pixsort embed``) to cluster instead of
     ``data`` (pass ``data=None``): no image is decoded except those the report shows,
     and the features are the set's.
+
+    ``engine="ray"``: the images of the source path ``data`` are embedded by a Ray Data
+    pipeline (:func:`~pixsort.workflows.embed_images` with the Ray engine, on the cluster
+    at ``ray_address``) into the embedding set ``out/embeddings``, and the clustering is
+    fitted here from that set.
     """
+    check_engine(engine, ray_address)
+    if engine == "ray":
+        embeddings = _embed_with_ray(data, out, embeddings, labels, params, cache_dir, progress, ray_address)
+        data = None
     if embeddings is not None:
         data = read_embedding_set(embeddings)
         given = {k for k in ("features", "layers", "tta", "image_size") if params.get(k) is not None}
@@ -117,6 +131,39 @@ def cluster_images(
     return ClusterRun(clusterer, decoded, outputs)
 
 
+def _embed_with_ray(data, out, embeddings, labels, params: dict, cache_dir, progress: bool, ray_address) -> Path:
+    """The embedding set ``out/embeddings`` of source ``data``, written by the Ray engine
+    with the feature settings of ``params``; those the set records (features, layers,
+    tta, image_size) leave ``params``, which then cluster the set."""
+    if embeddings is not None:
+        raise ValueError("--engine ray embeds images; an embedding set (--embeddings) is embedded already")
+    if not isinstance(data, (str, os.PathLike)):
+        raise ValueError("the Ray engine reads a source path (folder, .npz, .npy, CSV), not images in memory")
+    if labels is not None:
+        raise ValueError("the Ray engine takes the labels from the source (class folders, label columns)")
+    planner = ImageClusterer(cache_dir=cache_dir, **params)
+    planner.check_params()
+    made = embed_images(
+        data,
+        Path(out) / "embeddings",
+        **{name: getattr(planner, name) for name in EMBED_PARAMS},
+        cache_dir=cache_dir,
+        progress=progress,
+        engine="ray",
+        ray_address=ray_address,
+        exclude=[out],
+    )
+    for name in SET_PARAMS:
+        params.pop(name, None)
+    return made.embeddings.folder
+
+
+# the clusterer's parameters that decide its embeddings (``pixsort embed`` takes them too),
+# and those of them an embedding set records
+EMBED_PARAMS = ("features", "layers", "tta", "image_size", "batch_size", "runtime", "device", "precision")
+SET_PARAMS = ("features", "layers", "tta", "image_size")
+
+
 def map_layout(embeddings: np.ndarray, view: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """The 2-D position of every image for the map (n, 2): the report's view where it
     covers every image, else the first two principal components (a t-SNE of a sample
@@ -147,6 +194,9 @@ def assign_images(
     n_neighbors: int = 3,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    engine: str = "local",
+    ray_address: str | None = None,
+    ray_workers: int | None = None,
 ) -> pd.DataFrame:
     """Place the images of ``source`` (folder, file, .npz, .csv ...) in the clusters of
     a fitted ``model`` (or the folder it was saved in), decoded with its settings.
@@ -155,36 +205,58 @@ def assign_images(
     (``assigned`` or ``skipped``), reason, cluster, distance_to_centre, nearest_paths /
     nearest_distances (training images, ``;``-separated, closest first).  Broken files
     are rows, not exceptions.
+
+    ``engine="ray"``: decoded and placed in parallel by a Ray Data pipeline on the
+    cluster at ``ray_address``, up to ``ray_workers`` actors each holding the model
+    (:func:`pixsort.cluster.images.ray_assign.assign_with_ray`); the same rows.
     """
+    check_engine(engine, ray_address)
     clusterer = model if isinstance(model, ImageClusterer) else ImageClusterer.load(model_folder(model))
     dataset = open_dataset(source)
     try:
-        decoded = load_images(dataset, clusterer.decode_settings, cache_dir=cache_dir, progress=progress)
+        if engine == "ray":
+            with ray_session(ray_address, progress=progress):
+                manifest, index, placed = assign_with_ray(
+                    dataset,
+                    clusterer,
+                    n_neighbors=n_neighbors,
+                    workers=ray_workers,
+                    gpus_per_worker=1 if clusterer.device == "cuda" else None,
+                )
+            paths = [dataset.paths[i] for i in index]
+        else:
+            decoded = load_images(dataset, clusterer.decode_settings, cache_dir=cache_dir, progress=progress)
+            manifest, paths = decoded.manifest, decoded.paths
+            placed = _assign_in_chunks(clusterer, decoded.images, n_neighbors)
     except NoUsableImages as exc:
         frame = _skipped_rows(exc.manifest)
     else:
-        placed = _assign_in_chunks(clusterer, decoded.images, n_neighbors)
-        clusters = placed.clusters
-        centre_dist = placed.distances[np.arange(len(clusters)), np.clip(clusters, 0, None)]
-        train = clusterer.train_paths_
-        frame = pd.DataFrame(
-            {
-                "path": decoded.paths,
-                "status": "assigned",
-                "reason": "",
-                "cluster": clusters,
-                "distance_to_centre": np.round(centre_dist, 6),
-                "nearest_paths": [";".join(train[j] for j in row) for row in placed.neighbor_indices],
-                "nearest_distances": [";".join(f"{d:.4f}" for d in row) for row in placed.neighbor_distances],
-            }
-        )
-        if clusterer.cluster_names_:
-            frame.insert(4, "cluster_name", [clusterer.cluster_names_[c] if c >= 0 else "" for c in clusters])
-        skipped = _skipped_rows(decoded.manifest)
+        frame = _assignment_rows(clusterer, paths, placed)
+        skipped = _skipped_rows(manifest)
         if len(skipped):
             frame = pd.concat([frame, skipped], ignore_index=True)
     if out_csv is not None:
         write_assignments(frame, out_csv)
+    return frame
+
+
+def _assignment_rows(clusterer: ImageClusterer, paths: list[str], placed: ClusterAssignment) -> pd.DataFrame:
+    clusters = placed.clusters
+    centre_dist = placed.distances[np.arange(len(clusters)), np.clip(clusters, 0, None)]
+    train = clusterer.train_paths_
+    frame = pd.DataFrame(
+        {
+            "path": paths,
+            "status": "assigned",
+            "reason": "",
+            "cluster": clusters,
+            "distance_to_centre": np.round(centre_dist, 6),
+            "nearest_paths": [";".join(train[j] for j in row) for row in placed.neighbor_indices],
+            "nearest_distances": [";".join(f"{d:.4f}" for d in row) for row in placed.neighbor_distances],
+        }
+    )
+    if clusterer.cluster_names_:
+        frame.insert(4, "cluster_name", [clusterer.cluster_names_[c] if c >= 0 else "" for c in clusters])
     return frame
 
 

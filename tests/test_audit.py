@@ -462,15 +462,3 @@ def test_measures_equal_the_direct_computation_and_shards_not_files_per_image(tm
     np.testing.assert_array_equal(again.hashes[:5], cold.hashes[:5])
     # another decode size is another store: nothing read from this one
     assert measures_module.measures_id(DecodeSettings(size=64), TILE) != measures_module.measures_id(settings, TILE)
-
-
-def test_label_probe_folds_side_by_side_equal_one_after_another(monkeypatch):
-    from pixsort.auditing import labels
-
-    rng = np.random.default_rng(0)
-    y = np.repeat(np.arange(3), 40)
-    Z = rng.normal(size=(120, 16)) + y[:, None] * 0.5
-    parallel = labels.out_of_fold_probabilities(Z, y)
-    monkeypatch.setattr(labels, "available_cores", lambda: 1)
-    np.testing.assert_array_equal(labels.out_of_fold_probabilities(Z, y), parallel)
-    assert parallel.shape == (120, 3) and np.allclose(parallel.sum(axis=1), 1)

@@ -6,19 +6,12 @@ folds (``cross_val_predict``): each image is scored by a probe that never saw it
 ``cleanlab.filter.find_label_issues`` (confident learning) picks the images whose
 given label the probabilities contradict, ranked by label quality (self-confidence,
 the out-of-fold probability of the given label: lowest first).
-
-The folds run side by side (threads, one per core), each probe's matrix products on one
-BLAS thread: they are small (rows x 128 by 128 x classes), and two BLAS threads per
-product spent more time waiting on each other than computing (10,000 CIFAR embeddings,
-10 classes, 2 cores: 8.6 s for the five folds against 1.3 s).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from pixsort.base.runtime import available_cores
 
 PROBE_COMPONENTS = 128
 PROBE_C = 10.0  # the components of unit rows are small: a weak penalty (not standardised: noise would weigh as much)
@@ -35,21 +28,16 @@ def out_of_fold_probabilities(
     Z : ndarray (n, d), embeddings
     labels : ndarray (n,) int in 0..n_classes-1, every class with >= ``n_folds`` items
     """
-    from joblib import parallel_config
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from threadpoolctl import threadpool_limits
 
     # at most half a training fold's rows: more components than that fit noise
     n_comp = int(max(1, min(PROBE_COMPONENTS, Z.shape[1], len(Z) * (n_folds - 1) // (2 * n_folds))))
     # the PCA sees no label, so it is fitted once on every image; only the probe is cross-validated
     P = PCA(n_components=n_comp, svd_solver="randomized", random_state=random_state).fit_transform(Z)
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
-    probe = LogisticRegression(C=C, max_iter=1000)
-    with threadpool_limits(1, user_api="blas"), parallel_config(backend="threading"):
-        workers = min(n_folds, available_cores())
-        return cross_val_predict(probe, P, labels, cv=folds, method="predict_proba", n_jobs=workers)
+    return cross_val_predict(LogisticRegression(C=C, max_iter=1000), P, labels, cv=folds, method="predict_proba")
 
 
 def label_issues(

@@ -4,7 +4,10 @@ outliers, image-quality flags, likely label errors and the class balance.
 
 The embeddings are those of clustering (:class:`~pixsort.cluster.images.ImageClusterer`'s
 features, decode settings and content-keyed cache): an audit after ``pixsort cluster`` or
-``pixsort embed`` of the same images computes no embedding.
+``pixsort embed`` of the same images computes no embedding.  The pixel measurements
+(quality statistics, difference hashes, the map's thumbnails) are made in one read of the
+decoded images and kept in the same cache (:mod:`pixsort.auditing.measures`): a second
+audit of the same images makes no pixel (each file is only looked up by size and mtime).
 """
 
 from __future__ import annotations

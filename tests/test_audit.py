@@ -380,3 +380,85 @@ def test_pixel_hashes_find_copies_in_another_set(hashed_copies):
         Z, [""] * 40, other_Z, [""] * 12, 0.9, pixel_hashes=hashes[:40], other_pixel_hashes=hashes[40:]
     )
     assert sorted(zip(leaks["other"], leaks["row"])) == [(k, k) for k in range(12)]
+
+
+# -- the measurement cache ----------------------------------------------------------------
+
+
+def _outputs(folder: Path) -> dict:
+    """Every output file's bytes but summary.json (its timings and cache counts differ)."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "summary.json"
+    }
+
+
+def test_an_audit_from_the_measurement_cache_writes_the_same_outputs(planted, tmp_path):
+    from pixsort import audit
+
+    cache = tmp_path / "cache"
+    first = audit(planted["root"], tmp_path / "a", features="pixels", cache_dir=cache, progress=False)
+    n = len(first.rows)
+    copies = n - len(set(first.decoded.keys))  # byte-identical files: measured once
+    assert first.summary["pixel_measures"] == {"measured": n - copies, "from_cache": copies}
+    second = audit(planted["root"], tmp_path / "b", features="pixels", cache_dir=cache, progress=False)
+    assert second.summary["pixel_measures"] == {"measured": 0, "from_cache": n}
+    a, b = _outputs(tmp_path / "a"), _outputs(tmp_path / "b")
+    assert a.keys() == b.keys() and "audit.csv" in a and "map.html" in a
+    assert [k for k in a if a[k] != b[k]] == []
+    # and both equal a run that measured without any cache of the pixels (a fresh one)
+    third = audit(planted["root"], tmp_path / "c", features="pixels", cache_dir=tmp_path / "fresh", progress=False)
+    assert third.summary["pixel_measures"]["from_cache"] == copies
+    assert (tmp_path / "c" / "audit.csv").read_bytes() == a["audit.csv"]
+
+
+def test_measures_equal_the_direct_computation_and_shards_not_files_per_image(tmp_path, monkeypatch):
+    from pixsort.auditing import measures as measures_module
+    from pixsort.auditing.duplicates import copy_hashes
+    from pixsort.data import DecodeSettings
+    from pixsort.features.cache import EmbeddingCache
+    from pixsort.report.map import TILE, tile_pixels
+
+    monkeypatch.setattr(measures_module, "CHUNK", 16)
+    rng = np.random.default_rng(1)
+    images = np.stack([field_image(i % 2, rng, side=48) for i in range(100)])
+    keys = [f"k{i:03d}" for i in range(100)]
+    keys[99] = keys[98]  # a copy: measured once, given the same record
+    images[99] = images[98]
+    settings = DecodeSettings(size=48)
+
+    def measure(imgs, ks):
+        return measures_module.measure_pixels(imgs, ks, settings, tile_pixels, TILE, tmp_path, progress=False)
+
+    cold = measure(images, keys)
+    assert cold.n_measured == 99
+    pd.testing.assert_frame_equal(cold.statistics, pixel_statistics(images[:99]).reindex(range(100)).ffill())
+    np.testing.assert_array_equal(cold.hashes[:99], copy_hashes(images[:99]))
+    np.testing.assert_array_equal(cold.thumbs, np.stack([tile_pixels(im) for im in images]))
+    assert cold.thumbs.shape == (100, TILE, TILE, 3)
+
+    class NoPixels:  # a warm run reads no image
+        shape, dtype = images.shape, np.uint8
+
+        def __len__(self):
+            return len(images)
+
+        def __getitem__(self, index):
+            raise AssertionError("pixels read although every image is cached")
+
+    warm = measure(NoPixels(), keys)
+    assert warm.n_measured == 0
+    pd.testing.assert_frame_equal(warm.statistics, cold.statistics)
+    np.testing.assert_array_equal(warm.hashes, cold.hashes)
+    np.testing.assert_array_equal(warm.thumbs, cold.thumbs)
+    store = EmbeddingCache(tmp_path / "audit", measures_module.measures_id(settings, TILE), dtype=np.uint8)
+    shards = -(-99 // 16)
+    assert store.n_files() == 2 * shards + 1 < len(images)  # matrix + manifest per shard, the identity file
+    # new images are measured, known ones read: one more shard
+    more = np.concatenate([images[:5], np.stack([field_image(1, rng, side=48)])])
+    again = measure(more, keys[:5] + ["new"])
+    assert again.n_measured == 1 and store.n_files() == 2 * shards + 3
+    np.testing.assert_array_equal(again.hashes[:5], cold.hashes[:5])
+    # another decode size is another store: nothing read from this one
+    assert measures_module.measures_id(DecodeSettings(size=64), TILE) != measures_module.measures_id(settings, TILE)

@@ -148,3 +148,63 @@ def test_an_unwritable_cache_warns_and_carries_on(tmp_path):
     (tmp_path / "file").write_text("not a folder")  # fails for root too, unlike a read-only mode
     with pytest.warns(RuntimeWarning, match="cannot write the embedding cache"):
         EmbeddingCache(tmp_path / "file" / "c", "ext").put(["a"], _vectors(1))
+
+
+def test_a_warm_cache_makes_no_pixel_of_a_lazy_image_set(tmp_path):
+    """Cached embeddings of a lazy set (the packed decode, made on access) and of its
+    mirror view are read without making a single image; misses make only themselves."""
+    from pixsort.data import DecodeSettings
+    from pixsort.data.lazy import ImageRows
+    from pixsort.features.extract import FeatureSpec, build_extractor, extract_features
+
+    settings = DecodeSettings(size=8)
+    pixels = np.random.default_rng(0).integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)
+
+    class Counted(ImageRows):
+        made: list = []
+
+        def __init__(self, rows):
+            self.rows, self.settings = rows, settings
+
+        def __len__(self):
+            return len(self.rows)
+
+        def _one(self, i):
+            Counted.made.append(int(self.rows[i]))
+            return pixels[self.rows[i]]
+
+        def take(self, positions):
+            return Counted(np.asarray(self.rows)[self._positions(positions)])
+
+    spec = FeatureSpec("pixels", tta=False)
+    extractor = build_extractor(spec, progress=False, size=8)
+    keys = [f"img{i}" for i in range(6)]
+    cold = extract_features(extractor, spec, Counted(np.arange(6)), keys, tmp_path, settings, progress=False)
+    np.testing.assert_array_equal(cold, extract_features(extractor, spec, pixels, None, None, settings))
+    Counted.made.clear()
+    warm = extract_features(extractor, spec, Counted(np.arange(6)), keys, tmp_path, settings, progress=False)
+    assert Counted.made == [] and np.array_equal(warm, cold)
+    more = extract_features(extractor, spec, Counted(np.arange(6)), [*keys[:5], "new"], tmp_path, settings)
+    assert Counted.made == [5] and np.array_equal(more, cold)
+
+
+def test_the_mirror_view_of_a_lazy_set_stays_lazy_chunk_by_chunk(monkeypatch):
+    from pixsort.data import DecodeSettings
+    from pixsort.data.lazy import ImageRows, MirroredImages, PackedImages
+    from pixsort.features import extract
+
+    settings = DecodeSettings(size=(4, 6))
+    pixels = np.random.default_rng(0).integers(0, 255, (5, 4, 6, 3), dtype=np.uint8)
+    packed = PackedImages(pixels.ravel(), np.arange(5) * pixels[0].size, np.tile([4, 6], (5, 1)), settings)
+    monkeypatch.setattr(extract, "CHUNK", 2)
+    seen = []
+
+    def run(batch, keys):
+        seen.append((type(batch), len(batch), keys))
+        return np.asarray(batch).reshape(len(batch), -1)[:, :3].astype(np.float32)
+
+    out = extract._chunked(run, packed, [f"k{i}" for i in range(5)], flip=True)
+    assert [s[0] for s in seen] == [MirroredImages] * 3 and [s[1] for s in seen] == [2, 2, 1]
+    assert all(issubclass(s[0], ImageRows) for s in seen) and seen[2][2] == ["k4"]
+    np.testing.assert_array_equal(out, pixels[:, :, ::-1].reshape(5, -1)[:, :3])
+    np.testing.assert_array_equal(MirroredImages(packed)[3], pixels[3][:, ::-1])

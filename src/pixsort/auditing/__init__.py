@@ -8,11 +8,13 @@
   greyscale among colour (or the reverse), from the decoded pixels and native sizes;
 * :mod:`~.labels` - likely label errors: out-of-fold probabilities of a linear probe on
   the embeddings, ranked by cleanlab;
-* :mod:`~.auditor` - :class:`ImageAuditor`, which runs them all on one embedding matrix.
+* :mod:`~.auditor` - :class:`ImageAuditor`, which runs them all on one embedding matrix;
+* :mod:`~.measures` - the per-image pixel measurements (statistics, hashes, map
+  thumbnails) in one read of the decoded images, kept in the content-keyed cache.
 
 It sits above ``cluster`` (it searches neighbours with
 :class:`~pixsort.cluster.images.neighbours.NeighbourSearch`) and below ``report``; it
-writes no file.
+writes no output file (only cache records, through :mod:`pixsort.features.cache`).
 """
 
 from pixsort.auditing.auditor import ImageAuditor

@@ -129,7 +129,8 @@ def hash_candidates(hashes: np.ndarray, others: np.ndarray | None = None, k: int
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     found_i, found_j = [], []
     for ref, query, swap in ((hashes, others, False), *(() if same else ((others, hashes, True),))):
-        search = NeighbourSearch(_signs(ref[:, 0]), random_state=random_state)
+        # +-1/16 components: every inner product is a multiple of 1/256, exact in float32
+        search = NeighbourSearch(_signs(ref[:, 0]), random_state=random_state, exact_dtype=np.float32)
         kk = min(k + (1 if same else 0), len(ref))
         for view in (0, 1):
             _, idx = search.search(_signs(query[:, view]), kk)

@@ -96,6 +96,24 @@ class PackedImages(ImageRows):
         return int((self.shapes[:, 0] * self.shapes[:, 1]).sum()) * self.settings.shape[2]
 
 
+class MirroredImages(ImageRows):
+    """``images[i]`` is ``base[i]`` mirrored left to right (made on access, like its base):
+    the test-time-augmentation view of a lazy set, whose cached embeddings need no pixels."""
+
+    def __init__(self, base: ImageRows):
+        self.base = base
+        self.settings = base.settings
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def _one(self, i: int) -> np.ndarray:
+        return self.base._one(i)[:, ::-1]
+
+    def take(self, positions) -> MirroredImages:
+        return MirroredImages(self.base.take(positions))
+
+
 class LazyImages(ImageRows):
     """``images[i]`` decodes ``paths[i]`` with ``settings``; a file that is gone or
     broken since it was embedded gives a mid-grey image rather than an error."""
@@ -117,4 +135,4 @@ class LazyImages(ImageRows):
         return LazyImages([self.paths[int(i)] for i in self._positions(positions)], self.settings)
 
 
-__all__ = ["ImageRows", "LazyImages", "PackedImages"]
+__all__ = ["ImageRows", "LazyImages", "MirroredImages", "PackedImages"]

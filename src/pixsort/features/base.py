@@ -84,7 +84,12 @@ class ImageExtractor(TransformerMixin, BaseEstimator, ABC):
         ndarray (N, D) float32
         """
         self._validate_params()
-        images = check_images(images)
+        if cache_dir is not None and keys is not None and _made_on_access(images):
+            # a lazy set (pixsort.data.lazy): its shape is checked now, its pixels are made
+            # only for the cache misses
+            check_images(np.zeros((0, *images.shape[1:]), np.uint8))
+        else:
+            images = check_images(images)
         if keys is not None:
             keys = list(keys)
             if len(keys) != len(images):
@@ -118,9 +123,9 @@ class ImageExtractor(TransformerMixin, BaseEstimator, ABC):
         todo: dict[str, int] = {}  # missing key -> first image with it (duplicates are computed once)
         for i in np.flatnonzero(~found):
             todo.setdefault(keys[i], int(i))
-        fresh = self._extract(images[np.fromiter(todo.values(), dtype=np.intp, count=len(todo))])
+        fresh = self._extract(check_images(images[np.fromiter(todo.values(), dtype=np.intp, count=len(todo))]))
         if found.any() and stored.shape[1] != fresh.shape[1]:
-            return self._extract(images)  # stored entries of another width: written by hand, not trusted
+            return self._extract(check_images(images))  # stored entries of another width: not trusted
         cache.put(list(todo), fresh)
         if not found.any():
             stored = np.zeros((len(keys), fresh.shape[1]), dtype=np.float32)
@@ -134,3 +139,14 @@ class ImageExtractor(TransformerMixin, BaseEstimator, ABC):
         """JSON-serialisable ``{"type", "params", "format"}`` to rebuild this extractor."""
         params = jsonable(self.get_params(deep=False))
         return {"type": type(self).__name__, "params": params, "format": CONFIG_FORMAT}
+
+
+def _made_on_access(images) -> bool:
+    """An image set whose pixels are made when indexed (``pixsort.data.lazy``), not an array."""
+    return (
+        not isinstance(images, np.ndarray)
+        and hasattr(images, "__array__")
+        and hasattr(images, "shape")
+        and getattr(images, "dtype", None) == np.uint8
+        and len(getattr(images, "shape", ())) == 4
+    )

@@ -14,6 +14,9 @@ shards takes an exclusive ``flock``.  The number of files grows with shards
 
 Stores written by pixsort before 0.2 (one ``.npy`` per image under ``<key[:2]>/``)
 are read once and folded into a shard.
+
+Rows of another fixed dtype use the same machinery: ``EmbeddingCache(root, name,
+dtype=np.uint8)`` keeps packed per-image records (an audit's pixel measurements).
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class _Index:
 
 
 # per shard folder; the extractor opens a store object once per chunk of images
-_INDEXES: dict[Path, _Index] = {}
+_INDEXES: dict[tuple[Path, str], _Index] = {}
 
 
 def _store_key(key: str) -> str:
@@ -89,11 +92,14 @@ class EmbeddingCache:
         Cache directory shared by all extractors; created on first write.
     extractor_id : str
         Everything that changes the embedding (see ``ImageExtractor.extractor_id``).
+    dtype : numpy dtype, default float32
+        Of every stored row; shards of another dtype count as missing.
     """
 
-    def __init__(self, root: str | os.PathLike, extractor_id: str):
+    def __init__(self, root: str | os.PathLike, extractor_id: str, dtype=np.float32):
         self.root = Path(root)
         self.extractor_id = extractor_id
+        self.dtype = np.dtype(dtype)
         self.dir = self.root / hashlib.sha256(extractor_id.encode()).hexdigest()[:20]
         self.shard_dir = self.dir / "shards"
         self._shards: list[_Shard] | None = None
@@ -106,7 +112,7 @@ class EmbeddingCache:
         changes once written), so each shard is read and checksummed once."""
         self._fold_legacy()
         names = [m.stem for m in sorted(self.shard_dir.glob("*.json"))] if self.shard_dir.is_dir() else []
-        index = _INDEXES.get(self.shard_dir)
+        index = _INDEXES.get((self.shard_dir, self.dtype.str))
         if index is None or not index.listed <= set(names):  # first use, or shards merged away
             reuse = {} if index is None else {s.name: s for s in index.shards}
             index = _Index()
@@ -124,7 +130,7 @@ class EmbeddingCache:
                 index.where.setdefault(key, (s, row))
         index.listed = set(names)
         index.reuse = {}
-        _INDEXES[self.shard_dir] = index
+        _INDEXES[(self.shard_dir, self.dtype.str)] = index
         self._shards, self._where = index.shards, index.where
 
     def _open_shard(self, manifest: Path) -> _Shard | None:
@@ -136,7 +142,7 @@ class EmbeddingCache:
                 raise ValueError("checksum mismatch")
             matrix = np.load(matrix_path, mmap_mode="r", allow_pickle=False)
             keys = [str(k) for k in meta["keys"]]
-            if matrix.dtype != np.float32 or matrix.shape != (len(keys), int(meta["dim"])):
+            if matrix.dtype != self.dtype or matrix.shape != (len(keys), int(meta["dim"])):
                 raise ValueError("shape mismatch")
         except FileNotFoundError:
             return None  # merged away by another process since it was listed
@@ -155,7 +161,7 @@ class EmbeddingCache:
         return len(self._where)
 
     def lookup(self, keys: Sequence[str], dim: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Stored vectors for ``keys``: ``(vectors (n, D) float32, found (n,) bool)``.
+        """Stored vectors for ``keys``: ``(vectors (n, D) of ``dtype``, found (n,) bool)``.
 
         Rows of keys not found are zero.  ``D`` is the stored width (``dim`` when given;
         entries of another width count as missing)."""
@@ -164,7 +170,7 @@ class EmbeddingCache:
         widths = {self._shards[s].matrix.shape[1] for s, _ in filter(None, located)}
         width = dim if dim is not None else (widths.pop() if len(widths) == 1 else None)
         found = np.array([loc is not None and self._shards[loc[0]].matrix.shape[1] == width for loc in located])
-        out = np.zeros((len(keys), width or 0), dtype=np.float32)
+        out = np.zeros((len(keys), width or 0), dtype=self.dtype)
         if width is None:  # nothing stored, or entries of mixed widths (written by hand): all missing
             return out, np.zeros(len(keys), dtype=bool)
         by_shard: dict[int, tuple[list[int], list[int]]] = {}
@@ -179,7 +185,7 @@ class EmbeddingCache:
         return out, found
 
     def get(self, keys: Sequence[str], dim: int | None = None) -> list[np.ndarray | None]:
-        """Cached vector (float32, shape ``(dim,)``) per key, ``None`` where missing."""
+        """Cached vector (``dtype``, shape ``(dim,)``) per key, ``None`` where missing."""
         vectors, found = self.lookup(keys, dim)
         return [v if ok else None for v, ok in zip(vectors, found)]
 
@@ -189,14 +195,14 @@ class EmbeddingCache:
 
     # ----------------------------------------------------------------- write
     def put(self, keys: Sequence[str], vectors: np.ndarray) -> None:
-        """Store ``vectors[i]`` (float32) under ``keys[i]`` as one new shard."""
+        """Store ``vectors[i]`` (cast to ``dtype``) under ``keys[i]`` as one new shard."""
         if len(keys) != len(vectors):
             raise ValueError(f"{len(keys)} keys for {len(vectors)} vectors")
         if len(keys) == 0:
             return
         try:
             self._write_identity()
-            self._write_shard([_store_key(k) for k in keys], np.asarray(vectors, dtype=np.float32))
+            self._write_shard([_store_key(k) for k in keys], np.asarray(vectors, dtype=self.dtype))
             self._merge_if_many()
         except OSError as exc:  # a read-only or full cache: the vectors are simply not kept
             warnings.warn(
@@ -265,7 +271,7 @@ class EmbeddingCache:
                             vec = np.load(path, allow_pickle=False)
                         except (OSError, ValueError, EOFError):
                             continue
-                        if vec.dtype == np.float32 and vec.ndim == 1:
+                        if vec.dtype == self.dtype and vec.ndim == 1:
                             keys.append(path.stem)
                             vectors.append(vec)
                 widths = {v.shape[0] for v in vectors}

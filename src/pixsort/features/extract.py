@@ -23,6 +23,7 @@ import numpy as np
 
 from pixsort.data import DecodeSettings, default_cache_dir
 from pixsort.data.cache import hash_array
+from pixsort.data.lazy import ImageRows, MirroredImages
 from pixsort.features.backbones import get_pretrained_cfg, list_backbones
 from pixsort.features.base import CONFIG_FORMAT, EXTRACTORS, ImageExtractor
 from pixsort.features.cache import EmbeddingCache
@@ -236,9 +237,13 @@ def _chunked(
     """``run`` over chunks of ``images``, into one (n, D) float32 array (or added to
     ``add_to`` in place): memory is the output plus one chunk."""
     out = add_to
+    # with keys, a lazy set (pixels made on access) stays lazy: only cache misses are made
+    lazy = keys is not None and isinstance(images, ImageRows)
     for s in range(0, len(images), CHUNK):
-        batch = images[s : s + CHUNK]
-        if flip:
+        batch = images.take(np.arange(s, min(s + CHUNK, len(images)))) if lazy else images[s : s + CHUNK]
+        if flip and lazy:
+            batch = MirroredImages(batch)
+        elif flip:
             # with keys, a view: only cache misses are gathered (copied) for the network
             batch = batch[:, :, ::-1] if keys is not None else np.ascontiguousarray(batch[:, :, ::-1])
         rows = run(batch, None if keys is None else keys[s : s + CHUNK])

@@ -167,11 +167,14 @@ def write_audit_outputs(
     summary: dict,
     leaks: pd.DataFrame | None = None,
     title: str = "Audit",
+    map_thumbs=None,
 ) -> AuditOutputs:
     """Write every audit output (see the module notes) and return them.
 
     ``images`` (n, H, W, C): the decoded audited images, for the thumbnails; ``summary``:
-    what the use case knows (source, features, timings), completed here with the counts."""
+    what the use case knows (source, features, timings), completed here with the counts;
+    ``map_thumbs`` (n, TILE, TILE, 3) uint8: the map's thumbnails already made
+    (:func:`pixsort.report.map.tile_pixels`; default: made here from ``images``)."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     table = audit_table(manifest, index, auditor, quality, positions, class_names)
@@ -201,7 +204,7 @@ def write_audit_outputs(
         folder,
         positions,
         loaded["path"].astype(str).tolist(),
-        images=images,
+        images=images if map_thumbs is None else map_thumbs,
         fields=audit_map_fields(loaded),
         neighbours=auditor.neighbour_indices_[:, :MAP_NEIGHBOURS],
         title=f"{plain_text(title)}: map",

@@ -244,6 +244,12 @@ def _tile(image: Any, tile: int):
     return im.resize((tile, tile), resample)
 
 
+def tile_pixels(image: Any, tile: int = TILE) -> np.ndarray:
+    """The map's thumbnail of one image: uint8 (tile, tile, 3), as its atlas holds it
+    (an array of these as ``images`` makes the same atlases again, with no resizing)."""
+    return np.asarray(_tile(image, tile), dtype=np.uint8)
+
+
 def _atlases(images: Any, n: int, tile: int) -> list[bytes]:
     from PIL import Image
 
@@ -288,4 +294,14 @@ def _page(data: dict, title: str) -> str:
     )
 
 
-__all__ = ["ATLAS_SIDE", "MAP_FILE", "TILE", "MapPage", "build_map", "file_links", "nearest_indices", "write_map"]
+__all__ = [
+    "ATLAS_SIDE",
+    "MAP_FILE",
+    "TILE",
+    "MapPage",
+    "build_map",
+    "file_links",
+    "nearest_indices",
+    "tile_pixels",
+    "write_map",
+]

@@ -4,7 +4,10 @@ outliers, image-quality flags, likely label errors and the class balance.
 
 The embeddings are those of clustering (:class:`~pixsort.cluster.images.ImageClusterer`'s
 features, decode settings and content-keyed cache): an audit after ``pixsort cluster`` or
-``pixsort embed`` of the same images computes no embedding.
+``pixsort embed`` of the same images computes no embedding.  The pixel measurements
+(quality statistics, difference hashes, the map's thumbnails) are made in one read of the
+decoded images and kept in the same cache (:mod:`pixsort.auditing.measures`): a second
+audit of the same images makes no pixel (each file is only looked up by size and mtime).
 """
 
 from __future__ import annotations
@@ -17,15 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from pixsort.auditing import ImageAuditor, quality_table
-from pixsort.auditing.duplicates import HASH_CROP, HASH_DISTANCE, NEAR_SIMILARITY, centred_unit, copy_hashes
-from pixsort.auditing.quality import pixel_statistics
+from pixsort.auditing.duplicates import HASH_CROP, HASH_DISTANCE, NEAR_SIMILARITY, centred_unit
+from pixsort.auditing.measures import PixelMeasures, measure_pixels
 from pixsort.base.runtime import cpu_description
 from pixsort.cluster.images import ImageClusterer
-from pixsort.data import DecodedImages, load_images, open_dataset
+from pixsort.data import DecodedImages, default_cache_dir, load_images, open_dataset
 from pixsort.features.extract import build_extractor, extract_features
 from pixsort.features.reduce import embed_2d
 from pixsort.report.audit import AuditOutputs, write_audit_outputs
 from pixsort.report.files import check_writable_folder, write_json
+from pixsort.report.map import TILE, tile_pixels
 
 LABELS_FROM = ("folders", "none")
 HASH_SOURCE = {
@@ -66,22 +70,14 @@ class AuditRun:
         return self.outputs.summary
 
 
-PIXEL_CHUNK = 512  # images read at once for the quality statistics and the pixel hashes
-
-
-def _pixel_pass(images) -> tuple:
-    """Quality statistics and pixel hashes of every image, reading each chunk once (a
-    packed decode resizes its rows on every read)."""
-    import pandas as pd
-
-    stats, hashes = [], []
-    for start in range(0, len(images), PIXEL_CHUNK):
-        batch = np.asarray(images[start : start + PIXEL_CHUNK])
-        stats.append(pixel_statistics(batch))
-        hashes.append(copy_hashes(batch))
-    if not stats:
-        return pixel_statistics(images), np.zeros((0, 2, 4), np.uint64)
-    return pd.concat(stats, ignore_index=True), np.concatenate(hashes)
+def _measure(decoded: DecodedImages, cache_dir, progress) -> PixelMeasures:
+    """Quality statistics, pixel hashes and map thumbnails of every image, each image read
+    once (a packed decode resizes its rows on every read), from the measurement cache
+    where it knows them."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return measure_pixels(
+        decoded.images, decoded.keys, decoded.settings, lambda im: tile_pixels(im, TILE), TILE, root, progress
+    )
 
 
 def _embed(decoded: DecodedImages, planner: ImageClusterer, spec, cache_dir, progress) -> np.ndarray:
@@ -136,7 +132,8 @@ def audit_images(
     timings["embed"] = time.perf_counter() - t
     labels = decoded.labels if labels_from == "folders" and dataset.has_labels else None
     t = time.perf_counter()
-    statistics, pixel_hashes = _pixel_pass(decoded.images)
+    measures = _measure(decoded, cache_dir, progress)
+    statistics, pixel_hashes = measures.statistics, measures.hashes
     timings["pixels"] = time.perf_counter() - t
     auditor.fit(X, hashes=decoded.keys, labels=labels, pixel_hashes=pixel_hashes)
     timings.update(auditor.timings_)
@@ -154,7 +151,9 @@ def audit_images(
         t = time.perf_counter()
         other = load_images(open_dataset(against), planner.decode_settings, cache_dir=cache_dir, progress=progress)
         pairs = auditor.leaks(
-            _embed(other, planner, spec, cache_dir, progress), other.keys, other_pixel_hashes=copy_hashes(other.images)
+            _embed(other, planner, spec, cache_dir, progress),
+            other.keys,
+            other_pixel_hashes=_measure(other, cache_dir, progress).hashes,
         )
         mine, theirs = manifest.iloc[decoded.index], other.manifest.iloc[other.index]
         leaks = pairs.assign(
@@ -192,6 +191,7 @@ def audit_images(
         "n_neighbors": n_neighbors,
         "outlier_rule": f"robust z > {auditor.outlier_z} of the mean distance to the {auditor.outlier_k} nearest",
         "view": view,
+        "pixel_measures": {"measured": measures.n_measured, "from_cache": len(decoded) - measures.n_measured},
         "cpu": cpu_description(),
     }
     t = time.perf_counter()
@@ -207,6 +207,7 @@ def audit_images(
         summary=summary,
         leaks=leaks,
         title=f"Audit of {Path(data).name}",
+        map_thumbs=measures.thumbs,
     )
     timings["report"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0

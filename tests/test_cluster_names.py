@@ -136,10 +136,10 @@ def test_cluster_writes_what_the_imagenet_head_sees_in_each_cluster(named_run):
     for row, d in zip(summary.itertuples(), described):
         assert row.imagenet_name == d["name"] and row.imagenet_share == pytest.approx(d["share"])
         assert (d["level"] is None) == (d["name"] == NO_COMMON_LABEL)
-    if clusterer.cluster_names_:
-        clusters = pd.read_csv(named_run / "clusters.csv")
-        want = [clusterer.cluster_names_[c] for c in clusters["cluster"]]
-        assert clusters["cluster_name"].tolist() == want
+    assert clusterer.cluster_names_ == display_names(described) and clusterer.cluster_names_ is not None
+    clusters = pd.read_csv(named_run / "clusters.csv")
+    want = [clusterer.cluster_names_[c] for c in clusters["cluster"]]
+    assert clusters["cluster_name"].tolist() == want
 
 
 def test_rename_clusters_from_the_edited_summary_travels_with_the_model(named_run, photo_folder, tmp_path):
@@ -216,3 +216,16 @@ def test_the_server_answers_with_the_clusters_names(named_run, photo_folder, tmp
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [r["cluster_name"] for r in results] == [["Old town", "Garden"][r["cluster"]] for r in results]
+
+
+def test_captions_give_the_share_only_beside_the_imagenet_name(named_run):
+    from pixsort.report.image_clusters import cluster_caption
+
+    clusterer = ImageClusterer.load(named_run / "model")
+    named = next(c for c, d in enumerate(clusterer.cluster_descriptions_) if d["level"])
+    d = clusterer.cluster_descriptions_[named]
+    assert cluster_caption(clusterer, named) == (
+        f"cluster {named}: {clusterer.cluster_names_[named]} ({d['share']:.0%} of its images)"
+    )
+    clusterer.rename_clusters({named: d["name"] + "s of mine"})  # starts like the ImageNet name
+    assert cluster_caption(clusterer, named) == f"cluster {named}: {d['name']}s of mine"

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pixsort.cluster.images.names import display_names
 from pixsort.data.lazy import ImageRows
 from pixsort.report.figures import pyplot, save_figure, thumbnail
 from pixsort.report.files import write_csv, write_json
@@ -249,7 +250,9 @@ def cluster_caption(clusterer, c: int) -> str:
     text = f"cluster {c}"
     if c < len(names) and names[c]:
         text += f": {names[c]}"
-    if c < len(described) and described[c]["level"] and (c >= len(names) or names[c].startswith(described[c]["name"])):
+    automatic = (display_names(described) if described else None) or []
+    # the share belongs to the ImageNet name, not to one a user gave instead
+    if c < len(automatic) and described[c]["level"] and (c >= len(names) or names[c] == automatic[c]):
         text += f" ({described[c]['share']:.0%} of its images)"
     return text
 

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +54,29 @@ def env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
 
 
-def run_clean(kind: str, data: Path, out: Path, cache: Path) -> float:
+def run_to_end(args: list[str]) -> float:
+    """Run a command to its end (it must succeed); its seconds."""
     t0 = time.monotonic()
-    done = subprocess.run(command(kind, data, out, cache), env=env(), capture_output=True, timeout=300)
+    done = subprocess.run(args, env=env(), capture_output=True, timeout=600)
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     return time.monotonic() - t0
+
+
+def run_clean(kind: str, data: Path, out: Path, cache: Path) -> float:
+    return run_to_end(command(kind, data, out, cache))
+
+
+def kill_until_caught(kill: Callable[[float], bool], moment: float, tmp_path: Path, what: str) -> None:
+    """``kill(moment)`` starts a run and kills it, True if it was caught running.  A run
+    that ends before its moment (the timing was taken under another load) is started
+    again, fresh outputs and cache, with the moment halved, up to 3 times."""
+    for _ in range(3):
+        if kill(moment):
+            return
+        shutil.rmtree(tmp_path)
+        tmp_path.mkdir()
+        moment /= 2
+    pytest.fail(f"{what} finished before every kill moment (last {moment:.2f} s)")
 
 
 def kill_at(kind: str, data: Path, out: Path, cache: Path, after_s: float) -> bool:
@@ -96,16 +115,9 @@ def kill_and_rerun(kind: str, seed: int, chaos_data: Path, clean_runs, tmp_path:
     want, clean_s = clean_runs[kind]
     after_s = float(np.random.default_rng([seed, len(kind)]).uniform(0.3, 0.9)) * clean_s
     out, cache = tmp_path / "out", tmp_path / "cache"
-    # the clean run was timed under another load: a run that ends before its kill moment
-    # is started again (fresh outputs and cache) with the moment halved
-    for _ in range(3):
-        if kill_at(kind, chaos_data, out, cache, after_s):
-            break
-        shutil.rmtree(tmp_path)
-        tmp_path.mkdir()
-        after_s /= 2
-    else:
-        pytest.fail(f"{kind} finished before every kill moment (last {after_s:.2f} s, clean run {clean_s:.2f} s)")
+    kill_until_caught(
+        lambda s: kill_at(kind, chaos_data, out, cache, s), after_s, tmp_path, f"{kind} (clean run {clean_s:.2f} s)"
+    )
     run_clean(kind, chaos_data, out, cache)
     assert_same_outputs(kind, out, want)
 
@@ -151,25 +163,20 @@ def checkpoint_times(data: Path, out: Path, cache: Path) -> list[float]:
     """Run train to completion; the moments (s from start) at which each checkpoint was committed."""
     state = out / "checkpoint" / "state.json"
     t0, seen, last = time.monotonic(), [], None
-    process = subprocess.Popen(
-        train_command(data, out, cache), env=env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
-    )
-    while process.poll() is None:
-        try:
-            stamp = state.stat().st_mtime_ns
-        except FileNotFoundError:
-            stamp = None
-        if stamp is not None and stamp != last:
-            seen.append(time.monotonic() - t0)
-            last = stamp
-        time.sleep(0.002)
-    assert process.returncode == 0, process.stderr.read().decode(errors="replace")[-2000:]
+    log = out.parent / "clean-train.log"  # a file, not a pipe: nobody reads while the run writes
+    with log.open("wb") as sink:
+        process = subprocess.Popen(train_command(data, out, cache), env=env(), stderr=sink, stdout=subprocess.DEVNULL)
+        while process.poll() is None:
+            try:
+                stamp = state.stat().st_mtime_ns
+            except FileNotFoundError:
+                stamp = None
+            if stamp is not None and stamp != last:
+                seen.append(time.monotonic() - t0)
+                last = stamp
+            time.sleep(0.002)
+    assert process.returncode == 0, log.read_text(errors="replace")[-2000:]
     return seen
-
-
-def run_train(data: Path, out: Path, cache: Path, resume: bool = False) -> None:
-    done = subprocess.run(train_command(data, out, cache, resume), env=env(), capture_output=True, timeout=600)
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
 
 
 def model_weights(out: Path) -> dict[str, np.ndarray]:
@@ -195,9 +202,8 @@ def kill_train_and_resume(seed: int, data: Path, clean_train, tmp_path: Path) ->
     want, epoch_s = clean_train
     out, cache = tmp_path / "out", tmp_path / "cache"
     state = out / "checkpoint" / "state.json"
-    # a seeded moment within the epoch after the first commit: mid-step, mid-save or between renames
-    delay = float(np.random.default_rng([seed, 7]).uniform(0.05, 0.95)) * epoch_s
-    for _ in range(3):
+
+    def kill_after_first_checkpoint(delay: float) -> bool:
         process = subprocess.Popen(
             train_command(data, out, cache), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -210,15 +216,13 @@ def kill_train_and_resume(seed: int, data: Path, clean_train, tmp_path: Path) ->
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait()
-        if running and state.exists():
-            break
-        shutil.rmtree(tmp_path)
-        tmp_path.mkdir()
-        delay /= 2
-    else:
-        pytest.fail(f"train finished before every kill moment (last {delay:.2f} s after its first checkpoint)")
+        return running and state.exists()
+
+    # a seeded moment within the epoch after the first commit: mid-step, mid-save or between renames
+    delay = float(np.random.default_rng([seed, 7]).uniform(0.05, 0.95)) * epoch_s
+    kill_until_caught(kill_after_first_checkpoint, delay, tmp_path, "train (after its first checkpoint)")
     assert not list((out / "model").glob("*.safetensors")), "killed after the model was saved: no resume tested"
-    run_train(data, out, cache, resume=True)
+    run_to_end(train_command(data, out, cache, resume=True))
     got, expected = model_weights(out), model_weights(want)
     assert got.keys() == expected.keys()
     for name, array in expected.items():

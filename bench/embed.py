@@ -9,6 +9,11 @@ Run it under the shared lock so it does not overlap other benchmarks:
 
     flock /tmp/pixsort-heavy.lock python bench/embed.py --backbone efficientnet_lite0
     flock /tmp/pixsort-heavy.lock python bench/embed.py --data random --n 512
+    flock /tmp/pixsort-heavy.lock python bench/embed.py --backbone efficientnet_lite1 --runtime onnx
+
+With ``--runtime onnx`` the bare forward is the ONNX Runtime session itself on pre-made
+float32 NCHW batches, and the extractor runs with ``runtime="onnx"`` (the export is made,
+or found in ``--export-dir``, before timing starts).
 
 The two measurements are interleaved ``--rounds`` times and the best round of
 each is compared.  Besides wall-clock images/s the script reports images per
@@ -68,6 +73,16 @@ def bare_forward(net, batches: list[torch.Tensor], n: int) -> None:
             i += 1
 
 
+def bare_session(runner, batches: list[np.ndarray], n: int) -> None:
+    """``n`` images through the ONNX Runtime ``runner``, cycling pre-made batches."""
+    done, i = 0, 0
+    while done < n:
+        x = batches[i % len(batches)][: n - done]
+        runner(x)
+        done += len(x)
+        i += 1
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backbone", default="efficientnet_lite0")
@@ -78,7 +93,13 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     ap.add_argument("--channels-last", default="auto", choices=("auto", "true", "false"))
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--runtime", default="torch", choices=("torch", "onnx"))
+    ap.add_argument("--export-dir", default=None, help="ONNX exports (default: a temporary folder)")
     args = ap.parse_args()
+    if args.runtime == "onnx" and args.export_dir is None:
+        import tempfile
+
+        args.export_dir = tempfile.mkdtemp(prefix="pixsort-onnx-")
 
     tune_cpu()
     images = load_images(args.data, args.n)
@@ -90,6 +111,8 @@ def main() -> None:
         channels_last=cl,
         input_size=args.input_size,
         progress=False,
+        runtime=args.runtime,
+        export_dir=args.export_dir,
     )
     net, plan = ext._prepared()  # the very network transform() uses
     cfg = net.pretrained_cfg
@@ -107,16 +130,21 @@ def main() -> None:
         for s in range(0, min(len(images), 4 * args.batch_size), args.batch_size)
     ]
     n = len(images)
+    forward = lambda: bare_forward(net, batches, n)
+    if args.runtime == "onnx":
+        runner = ext._onnx_runner(images, n)  # the very session transform() uses
+        arrays = [b.float().contiguous().numpy() for b in batches]
+        forward = lambda: bare_session(runner, arrays, n)
     print(
         f"{ext.extractor_id}\n{n} {args.data} images, batch {args.batch_size}, "
-        f"channels_last={plan.channels_last}, {torch.get_num_threads()} threads"
+        f"runtime {args.runtime}, channels_last={plan.channels_last}, {torch.get_num_threads()} threads"
     )
 
-    bare_forward(net, batches, args.batch_size)  # warm-up: oneDNN builds its kernels per shape
+    forward()  # warm-up: oneDNN / ONNX Runtime set up their kernels per shape
     ext.transform(images[: args.batch_size])
     bare_t, ext_t = [], []  # (wall, cpu) per round
     for r in range(args.rounds):
-        bare_t.append(timed(lambda: bare_forward(net, batches, n)))
+        bare_t.append(timed(forward))
         ext_t.append(timed(lambda: ext.transform(images)))
         print(
             f"  round {r + 1}: bare {n / bare_t[-1][0]:7.1f} img/s ({n / bare_t[-1][1]:6.1f} img/CPU-s)   "

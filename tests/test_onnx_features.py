@@ -57,6 +57,21 @@ def test_onnx_runtime_gives_torch_features_and_records_the_check(export_dir, tor
     assert len(list(export_dir.glob("*.onnx"))) == 1  # reused, not exported again
 
 
+def test_a_batch_larger_than_a_session_run_is_split_in_order(export_dir, monkeypatch):
+    extractor = PretrainedExtractor("efficientnet_lite0", runtime="onnx", export_dir=export_dir, progress=False)
+    images = np.concatenate([_images(6, seed) for seed in range(4)])  # 24 distinct images
+    runner = extractor._onnx_runner(images, len(images))
+    x = extractor._float_batch(images, channels_last=False).numpy()
+    whole = runner.session.run(None, {"images": x})[0]
+    runs = []
+    original = runner.session.run
+    monkeypatch.setattr(runner.session, "run", lambda *a, **kw: runs.append(len(a[1]["images"])) or original(*a, **kw))
+    monkeypatch.setattr(onnxgraph, "SESSION_BATCH", 5)
+    got = runner(x)
+    assert runs == [5, 5, 5, 5, 4]  # the arena is sized by the largest run, not the batch
+    np.testing.assert_allclose(got, whole, rtol=1e-4, atol=1e-5)
+
+
 def test_a_damaged_export_is_noticed_and_made_again(export_dir, tmp_path):
     folder = tmp_path / "copy"
     folder.mkdir()

@@ -71,12 +71,25 @@ def test_the_selection_keeps_the_criterion_per_k_and_notes_speak_of_it():
     assert "largest k tried and the eigengap was still rising" in note and "silhouette" not in note
 
 
-def test_stability_chooses_the_edge_of_its_plateau_the_others_their_best():
-    ks, scores = [2, 3, 4, 5, 6], [1.0, 0.99, 0.985, 0.70, 0.60]
-    assert choose_k(ks, scores, "stability") == 4  # as stable as k = 2, and more groups
-    assert choose_k(ks, scores, "stability", stable_tol=0.001) == 2
-    assert choose_k(ks, scores, "silhouette") == choose_k(ks, scores, "eigengap") == 2
+def test_stability_keeps_the_stable_k_and_the_silhouette_picks_among_them():
+    ks, stability = [2, 3, 4, 5, 9], [0.30, 1.0, 0.99, 0.70, 1.0]
+    silhouettes = [0.60, 0.99, 0.90, 0.80, 0.75]
+    # 3, 4 and 9 are stable (small tight clumps split reproducibly too); the silhouette prefers 3
+    assert choose_k(ks, stability, "stability", silhouettes=silhouettes) == 3
+    assert choose_k(ks, stability, "stability") == 9  # without silhouettes: the largest stable k
+    assert choose_k(ks, stability, "stability", stable_tol=0.001, silhouettes=silhouettes) == 3
+    assert choose_k(ks, [0.9, 0.5, 0.95, 0.2, 0.1], "stability", silhouettes=silhouettes) == 2  # 2 and 4 stable
+    assert choose_k(ks, silhouettes, "silhouette") == choose_k(ks, silhouettes, "eigengap") == 3
     assert choose_k(ks, [np.nan] * 5, "stability") is None
+
+
+def test_stability_notes_name_the_stable_k():
+    X, _ = _uneven_blobs()
+    selection = _select(X, "stability", ks=range(2, 7))
+    assert selection.best_k == 4 and 4 in selection.stable_ks() and 6 not in selection.stable_ks()
+    notes = " ".join(selection.notes())
+    if len(selection.stable_ks()) > 1:
+        assert "the silhouette chose k = 4 among them" in notes
 
 
 def test_the_parameter_is_validated_and_saved_with_the_model(tmp_path):
@@ -129,3 +142,15 @@ def test_the_cli_passes_the_criterion_on(tmp_path):
     assert "chosen by stability" in result.output
     bad = runner.invoke(app, [*args, "--out", str(tmp_path / "bad"), "--k-criterion", "gap"])
     assert bad.exit_code != 0 and "k_criterion" in bad.output
+
+
+def test_too_few_images_for_stability_fall_back_to_the_silhouette(tmp_path):
+    images = np.array([[[[0]]], [[[10]]], [[[250]]]], dtype=np.uint8).repeat(2, 1).repeat(2, 2)
+    model = ImageClusterer(features="pixels", smoothing=0, n_components=None, whiten=False, progress=False,
+                           cache_dir=tmp_path / "cache").fit(images)  # fmt: skip
+    selection = model.selection_
+    assert selection.criterion == "stability" and selection.fell_back and selection.deciding == "silhouette"
+    assert model.n_clusters_ == 2 and np.isnan(selection.best.score("stability"))
+    assert any("too few images for the stability criterion" in n for n in selection.notes())
+    loaded = ImageClusterer.load(model.save(tmp_path / "model"))
+    assert loaded.selection_.fell_back and loaded.selection_.notes() == selection.notes()

@@ -150,14 +150,16 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
     k_min, k_max : int, default 2 and 10
     k_criterion : {"stability", "silhouette", "umap_silhouette", "eigengap"}, default "stability"
         What chooses k (see :mod:`pixsort.cluster.images.criteria`), computed on the
-        silhouette sample of the clustering space: ``stability`` = the largest k whose
+        silhouette sample of the clustering space.  ``stability``: among the k whose
         k-means partitions of random subsamples agree (ARI) within 0.02 of the most
-        stable k.  Measured (``bench/k_choice.py``, six train sets with known classes):
-        within 1 of the true k on 3 of 6 sets (digits, 4 uneven CIFAR classes,
-        PneumoniaMNIST), the silhouette on 2; no criterion found the 10 CIFAR-10 classes
-        (stability chose 4, the silhouette 8 on a flat curve).
+        stable k, the one with the highest silhouette (k-means whatever ``method``:
+        90 agglomerative or spectral fits would cost minutes).  Measured
+        (``bench/k_choice.py``, six train sets with known classes): within 1 of the true
+        k on 3 of 6 (digits, 4 uneven CIFAR classes, PneumoniaMNIST), the silhouette on
+        2; no criterion found the 10 CIFAR-10 classes (stability chose 2, the silhouette
+        8 on a flat curve).
     k_widen : bool, default False
-        When the best silhouette is at ``k_max``, also try ``k_max + 1 .. 2 * k_max``.
+        When the chosen k is ``k_max``, also try ``k_max + 1 .. 2 * k_max``.
         Off by default: on the digits demo (10 true classes, k in 2..12) the silhouette
         kept rising, widening chose k = 24 and accuracy fell from 0.833 to 0.520.  Either
         way ``selection_.notes()`` says when the choice sits at the edge of the range or
@@ -523,7 +525,6 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         ks = list(range(k_min, k_max + 1))
         # k-means restarts: a few per candidate while comparing, the full ten for the chosen k
         quick = {"n_init": 3, **layout} if self.method in ("kmeans", "tsne-kmeans") else {}
-        subsample_fit = self._subsample_fit()
 
         def candidates(k_values: list[int], scorer=None) -> KSelection:
             return select_k(
@@ -533,7 +534,6 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
                 sample_size=self.silhouette_sample,
                 random_state=self.random_state,
                 criterion=self.k_criterion,
-                subsample_fit=subsample_fit,
                 scorer=scorer,
             )
 
@@ -543,7 +543,13 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
             # the criterion still rose at k_max: try up to twice as many before choosing
             more = candidates(list(range(k_max + 1, top + 1)), scorer=selection.scorer)
             tried = selection.candidates + more.candidates
-            chosen = choose_k([c.k for c in tried], [c.score(self.k_criterion) for c in tried], self.k_criterion)
+            deciding = selection.deciding
+            chosen = choose_k(
+                [c.k for c in tried],
+                [c.score(deciding) for c in tried],
+                deciding,
+                silhouettes=[c.silhouette for c in tried],
+            )
             selection = KSelection(
                 tried,
                 chosen,
@@ -551,6 +557,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
                 asked_range=(k_min, k_max),
                 criterion=self.k_criterion,
                 scorer=selection.scorer,
+                fell_back=selection.fell_back,
             )
         if quick:
             best = score_partition(
@@ -562,13 +569,6 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
             best = selection.rescore(best)
             selection.candidates = [best if c.k == best.k else c for c in selection.candidates]
         return selection.best.partition, selection
-
-    def _subsample_fit(self):
-        """How the stability criterion partitions a subsample: the method itself, but
-        k-means for tsne-kmeans (a t-SNE layout per subsample would cost minutes)."""
-        if self.method in ("kmeans", "tsne-kmeans"):
-            return None  # select_k's default: k-means with three restarts
-        return lambda X, k, seed: partition(X, self.method, k, seed).labels
 
     def _set_fitted(self, Z: np.ndarray, part: Partition, data: TrainingImages) -> None:
         self.embeddings_ = Z.astype(np.float32)
@@ -965,7 +965,9 @@ def _selection_from_arrays(
             )
         )
     chosen = int(np.asarray(table["k"])[np.asarray(table["chosen"], dtype=bool)][0])
-    return KSelection(candidates, chosen, arrays["selection.sample_index"], criterion=criterion)
+    # a criterion that could not be computed (too few images) left the choice to the silhouette
+    fell_back = criterion != "silhouette" and not np.isfinite([c.score(criterion) for c in candidates]).any()
+    return KSelection(candidates, chosen, arrays["selection.sample_index"], criterion=criterion, fell_back=fell_back)
 
 
 def _tuple_or_value(v):

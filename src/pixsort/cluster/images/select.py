@@ -28,7 +28,7 @@ DEFAULT_SAMPLE_SIZE = 4000
 # equally good choices.
 FLAT_SPREAD = 0.02
 NEAR_BEST = 0.005
-STABLE_TOL = 0.02  # stability: the largest k this close to the most stable one is chosen
+STABLE_TOL = 0.02  # stability: the k this close to the most stable one count as stable
 # the same rules for the other criteria, on their own scales (all "higher is better")
 FLAT_SPREADS = {"silhouette": FLAT_SPREAD, "umap_silhouette": 0.02, "stability": 0.02, "eigengap": 0.002}
 NEAR_BESTS = {"silhouette": NEAR_BEST, "umap_silhouette": 0.005, "stability": 0.005, "eigengap": 0.0005}
@@ -71,6 +71,7 @@ class KSelection:
     criterion: str = "silhouette"
     # what scores further candidates by the criterion (None: silhouette, or a loaded model)
     scorer: Callable[[int, Partition], float] | None = field(default=None, repr=False, compare=False)
+    fell_back: bool = False  # the criterion could not be computed: k was chosen by silhouette
 
     @property
     def best(self) -> KCandidate:
@@ -83,24 +84,37 @@ class KSelection:
 
     @property
     def label(self) -> str:
-        return LABELS.get(self.criterion, self.criterion)
+        return LABELS.get(self.deciding, self.deciding)
+
+    @property
+    def deciding(self) -> str:
+        """The criterion that chose: ``criterion``, or the silhouette where it fell back."""
+        return "silhouette" if self.fell_back else self.criterion
 
     def scores(self) -> list[float]:
-        """The criterion's score of each candidate, in increasing k."""
-        return [c.score(self.criterion) for c in self.candidates]
+        """The deciding criterion's score of each candidate, in increasing k."""
+        return [c.score(self.deciding) for c in self.candidates]
+
+    def stable_ks(self) -> list[int]:
+        """For ``stability``: the k within :data:`STABLE_TOL` of the most stable, in increasing k."""
+        scores = [(c.k, c.score("stability")) for c in self.candidates if np.isfinite(c.score("stability"))]
+        if not scores:
+            return []
+        top = max(s for _, s in scores)
+        return [k for k, s in scores if s >= top - STABLE_TOL]
 
     def near_best(self) -> list[int]:
         """The chosen k, then the others (best first) scoring within :data:`NEAR_BESTS` of it."""
-        top = self.best.score(self.criterion)
-        near = NEAR_BESTS.get(self.criterion, NEAR_BEST)
-        others = [c.k for c in self.ranked() if c.k != self.best_k and abs(top - c.score(self.criterion)) <= near]
+        top = self.best.score(self.deciding)
+        near = NEAR_BESTS.get(self.deciding, NEAR_BEST)
+        others = [c.k for c in self.ranked() if c.k != self.best_k and abs(top - c.score(self.deciding)) <= near]
         return [self.best_k, *others]
 
     @property
     def flat(self) -> bool:
         """No k is clearly better: every finite score within :data:`FLAT_SPREADS` of the best."""
         scores = [s for s in self.scores() if np.isfinite(s)]
-        return len(scores) > 2 and max(scores) - min(scores) < FLAT_SPREADS.get(self.criterion, FLAT_SPREAD)
+        return len(scores) > 2 and max(scores) - min(scores) < FLAT_SPREADS.get(self.deciding, FLAT_SPREAD)
 
     def notes(self) -> list[str]:
         """What a user should know about the choice: a widened range, a choice at the
@@ -112,31 +126,43 @@ class KSelection:
                 f"the best k sat at the top of {self.asked_range[0]}..{self.asked_range[1]}, "
                 f"so the range was widened to {min(ks)}..{max(ks)}"
             )
+        if self.fell_back:
+            out.append(
+                f"too few images for the {LABELS.get(self.criterion, self.criterion)} criterion: "
+                "k was chosen by silhouette"
+            )
         if self.at_upper_edge:
             out.append(
                 f"k = {self.best_k} is the largest k tried and the {self.label} was still "
-                f"{'as high as at its best' if self.criterion == 'stability' else 'rising'}: "
+                f"{'as high as at its best' if self.deciding == 'stability' else 'rising'}: "
                 "more clusters may fit better (raise --k-max)"
             )
         near = self.near_best()
         if self.flat:
             scores = [s for s in self.scores() if np.isfinite(s)]
-            best3 = ", ".join(f"k = {c.k} ({c.score(self.criterion):.3f})" for c in self.ranked(3))
+            best3 = ", ".join(f"k = {c.k} ({c.score(self.deciding):.3f})" for c in self.ranked(3))
             out.append(
                 f"the {self.label} curve is flat ({min(scores):.3f}..{max(scores):.3f} over k = {min(ks)}..{max(ks)}): "
                 f"no k is clearly better; the best three: {best3}"
             )
+        elif self.deciding == "stability":
+            stable = self.stable_ks()
+            if len(stable) > 1:
+                out.append(
+                    f"k = {', '.join(map(str, stable))} were about as stable (within {STABLE_TOL} of the most "
+                    f"stable); the silhouette chose k = {self.best_k} among them"
+                )
         elif len(near) > 1:
             out.append(
-                f"k = {', '.join(map(str, near[1:]))} scored within {NEAR_BESTS.get(self.criterion, NEAR_BEST)} "
+                f"k = {', '.join(map(str, near[1:]))} scored within {NEAR_BESTS.get(self.deciding, NEAR_BEST)} "
                 f"of k = {self.best_k} by {self.label}"
             )
         return out
 
     def ranked(self, n: int | None = None) -> list[KCandidate]:
         """The ``n`` candidates with the highest criterion score, best first (ties: smaller k)."""
-        scored = [c for c in self.candidates if np.isfinite(c.score(self.criterion))]
-        return sorted(scored, key=lambda c: (-c.score(self.criterion), c.k))[:n]
+        scored = [c for c in self.candidates if np.isfinite(c.score(self.deciding))]
+        return sorted(scored, key=lambda c: (-c.score(self.deciding), c.k))[:n]
 
     def __getitem__(self, k: int) -> KCandidate:
         for c in self.candidates:
@@ -196,23 +222,33 @@ def score_partition(X: np.ndarray, part: Partition, sample_index: np.ndarray, k:
 
 
 def choose_k(
-    ks: Sequence[int], scores: Sequence[float], criterion: str = "silhouette", stable_tol: float = STABLE_TOL
+    ks: Sequence[int],
+    scores: Sequence[float],
+    criterion: str = "silhouette",
+    stable_tol: float = STABLE_TOL,
+    silhouettes: Sequence[float] | None = None,
 ) -> int | None:
-    """The candidate a criterion picks: the highest score (ties: the smaller k), but for
-    ``stability`` the largest k whose score is within :data:`STABLE_TOL` of the best.
+    """The candidate a criterion picks: the highest score (ties: the smaller k); for
+    ``stability``, among the k whose stability is within :data:`STABLE_TOL` of the most
+    stable, the one with the highest ``silhouettes`` (without them: the largest such k).
 
-    Stability is near its maximum for every k up to the true one (splitting a real
-    group in two is as reproducible as not splitting it) and falls once k forces an
-    arbitrary cut, so its argmax is nearly always k = 2; the edge of the plateau is
-    the number of groups the data holds.
+    Stability alone is near its maximum for every k up to the true one (merging two
+    real groups is as reproducible as not merging them), so its argmax is nearly
+    always k = 2; the largest stable k over-splits where small tight clumps are
+    reproducible too (120 images of 3 patterns after neighbour smoothing: k = 3, 4 and 9
+    all scored 1.0).  Stability keeps the reproducible k, the silhouette picks among them.
     """
     if criterion != "stability":
         return best_k(ks, scores)
-    finite = [(int(k), float(s)) for k, s in zip(ks, scores) if np.isfinite(s)]
+    finite = [(int(k), float(s), i) for i, (k, s) in enumerate(zip(ks, scores)) if np.isfinite(s)]
     if not finite:
         return None
-    top = max(s for _, s in finite)
-    return max(k for k, s in finite if s >= top - stable_tol)
+    top = max(s for _, s, _ in finite)
+    stable = [(k, i) for k, s, i in finite if s >= top - stable_tol]
+    if silhouettes is None:
+        return max(k for k, _ in stable)
+    chosen = best_k([k for k, _ in stable], [silhouettes[i] for _, i in stable])
+    return chosen if chosen is not None else max(k for k, _ in stable)
 
 
 def select_k(
@@ -259,7 +295,11 @@ def select_k(
         selection.candidates.append(selection.rescore(score_partition(X, fit(k), sample_index, k)))
         if progress is not None:
             progress(k)
-    chosen = choose_k(ks, selection.scores(), criterion)
+    chosen = choose_k(ks, selection.scores(), criterion, silhouettes=[c.silhouette for c in selection.candidates])
+    if chosen is None and criterion != "silhouette":
+        # too few points for the criterion (a subsample no larger than k): the silhouette decides
+        chosen = best_k(ks, [c.silhouette for c in selection.candidates])
+        selection.fell_back = chosen is not None
     if chosen is None:
         raise ValueError("no candidate k produced at least two clusters")
     selection.best_k = chosen

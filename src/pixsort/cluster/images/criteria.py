@@ -37,7 +37,7 @@ CRITERIA = ("silhouette", "umap_silhouette", "stability", "eigengap")
 # PneumoniaMNIST): stability (select.choose_k: the best silhouette among the stable k),
 # the largest stable k and the UMAP silhouette came within 1 of the true k on 3 of 6 sets,
 # the silhouette on 2, the eigengap on 1.  Stability costs less than the UMAP silhouette
-# (27 s against 39 s at 10,000 images on 2 cores) and, unlike the largest stable k, does
+# (23-27 s against 39-40 s at 10,000 images on 2 cores) and, unlike the largest stable k, does
 # not over-split small sets of tight clumps.  None found the 10 CIFAR-10 classes.
 DEFAULT_K_CRITERION = "stability"
 STABILITY_PAIRS = 5

@@ -78,7 +78,10 @@ def test_stability_keeps_the_stable_k_and_the_silhouette_picks_among_them():
     assert choose_k(ks, stability, "stability", silhouettes=silhouettes) == 3
     assert choose_k(ks, stability, "stability") == 9  # without silhouettes: the largest stable k
     assert choose_k(ks, stability, "stability", stable_tol=0.001, silhouettes=silhouettes) == 3
-    assert choose_k(ks, [0.9, 0.5, 0.95, 0.2, 0.1], "stability", silhouettes=silhouettes) == 2  # 2 and 4 stable
+    # 2 and 4 stable (0.94, 0.95): the silhouette prefers 4; 0.90 would not have been stable
+    assert choose_k(ks, [0.94, 0.5, 0.95, 0.2, 0.1], "stability", silhouettes=silhouettes) == 4
+    assert choose_k(ks, [0.94, 0.5, 0.95, 0.2, 0.1], "stability", silhouettes=[0.95, 0, 0.9, 0, 0]) == 2
+    assert choose_k(ks, [0.90, 0.5, 0.95, 0.2, 0.1], "stability", silhouettes=[0.95, 0, 0.9, 0, 0]) == 4
     assert choose_k(ks, silhouettes, "silhouette") == choose_k(ks, silhouettes, "eigengap") == 3
     assert choose_k(ks, [np.nan] * 5, "stability") is None
 

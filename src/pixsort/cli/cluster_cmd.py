@@ -35,10 +35,15 @@ def cluster(
     features: str | None = typer.Option(
         None, help="Backbone name, timm:<model>, autoencoder or pixels (default efficientnet_lite1)."
     ),
-    k: int | None = typer.Option(None, "--k", help="Number of clusters; default: chosen by silhouette."),
+    k: int | None = typer.Option(None, "--k", help="Number of clusters; default: chosen by --k-criterion."),
     k_min: int = typer.Option(2, help="Smallest k tried."),
     k_max: int = typer.Option(10, help="Largest k tried (see --widen)."),
     widen: bool = typer.Option(False, "--widen/--no-widen", help="Try up to 2 x --k-max when the best k is --k-max."),
+    k_criterion: str | None = typer.Option(
+        None,
+        "--k-criterion",
+        help="What chooses k: stability (default) | silhouette | umap_silhouette | eigengap.",
+    ),
     method: str = typer.Option(
         "kmeans", help="kmeans | agglomerative | hdbscan | spectral | tsne-kmeans (k-means in the t-SNE layout)."
     ),
@@ -76,7 +81,7 @@ def cluster(
     from pixsort.data import NoUsableImages, SourceError
     from pixsort.workflows import cluster_images
 
-    chosen = {"features": features, "image_size": size, "tta": None if tta else False}
+    chosen = {"features": features, "image_size": size, "tta": None if tta else False, "k_criterion": k_criterion}
     try:
         run = cluster_images(
             path,
@@ -107,7 +112,7 @@ def cluster(
     clusterer, result = run.clusterer, run.outputs
 
     console = Console()
-    how = "chosen by silhouette" if clusterer.selection_ is not None else "given"
+    how = f"chosen by {clusterer.selection_.label}" if clusterer.selection_ is not None else "given"
     internal = clusterer.scores_
     console.print(
         f"[bold]{len(clusterer.labels_)} images[/] ({result.metrics['n_skipped']} skipped) -> "

@@ -20,7 +20,7 @@ def demo(
     view: str = typer.Option("tsne", help="2-D view: tsne | umap | pca."),
 ) -> None:
     """Cluster scikit-learn's hand-written digits (1,797 real 8x8 images, 10 classes)
-    with k chosen by silhouette, score against the true digits, and write a report."""
+    with k chosen without labels, score against the true digits, and write a report."""
     import time
 
     from rich.console import Console
@@ -37,7 +37,7 @@ def demo(
     m = result.metrics
     console.print(
         f"[bold]{m['n_images']} digit images[/] -> [bold]{m['n_clusters']} clusters[/] "
-        f"(k chosen by silhouette over {DEMO_K_RANGE[0]}..{DEMO_K_RANGE[1]})"
+        f"(k chosen by {m.get('k_criterion', 'the default criterion')} over {DEMO_K_RANGE[0]}..{DEMO_K_RANGE[1]})"
     )
     console.print(
         f"against the true digits: accuracy {m['accuracy']:.3f}  NMI {m['nmi']:.3f}  "

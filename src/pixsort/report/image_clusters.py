@@ -232,6 +232,7 @@ def cluster_metrics(clusterer, score: bool = True) -> dict:
     if selection is not None:
         metrics["k_selection"] = selection.table().to_dict(orient="records")
         metrics["chosen_k"] = int(selection.best_k)
+        metrics["k_criterion"] = selection.criterion
         metrics["k_notes"] = selection.notes()
     if score and (np.asarray(clusterer.train_labels_) >= 0).any():
         metrics.update(clusterer.score())
@@ -299,6 +300,17 @@ def cluster_summary(clusterer, n_names: int = 3, score: bool = True) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+# how each k criterion chooses, in the report's words
+CHOICE_RULES = {
+    "silhouette": "the highest mean silhouette wins (ties go to the smaller k).",
+    "umap_silhouette": "the highest mean silhouette in a 2-D UMAP layout of the sampled points wins "
+    "(ties go to the smaller k).",
+    "stability": "the k whose partitions of random subsamples agree best (adjusted Rand index on the "
+    "points they share) wins.",
+    "eigengap": "the k after which the eigenvalues of the neighbour graph's normalised Laplacian jump most wins.",
+}
+
+
 # -- figures -----------------------------------------------------------------------------
 
 
@@ -309,17 +321,20 @@ def _colors(k: int) -> np.ndarray:
 
 
 def plot_score_vs_k(selection, path: Path) -> Path:
-    """Silhouette, Davies-Bouldin and Calinski-Harabasz against k; the chosen k marked."""
+    """The criterion that chose k (first), then silhouette, Davies-Bouldin and
+    Calinski-Harabasz against k; the chosen k marked."""
     plt = pyplot()
     table = selection.table()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for ax, (col, better) in zip(
-        axes, [("silhouette", "higher"), ("davies_bouldin", "lower"), ("calinski_harabasz", "higher")]
-    ):
+    panels = [("silhouette", "higher"), ("davies_bouldin", "lower"), ("calinski_harabasz", "higher")]
+    if selection.criterion != "silhouette" and selection.criterion in table:
+        panels.insert(0, (selection.criterion, "higher"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4))
+    for ax, (col, better) in zip(axes, panels):
         ax.plot(table["k"], table[col], "o-", color="#3465a4")
         chosen = table[table["chosen"]]
         ax.plot(chosen["k"], chosen[col], "o", color="#cc0000", ms=10, label=f"chosen k={selection.best_k}")
-        ax.set_title(f"{col.replace('_', '-')} ({better} is better)")
+        chooser = " - chooses k" if col == selection.criterion else ""
+        ax.set_title(f"{col.replace('_', '-')} ({better} is better){chooser}")
         ax.set_xlabel("k")
         ax.set_xticks(table["k"])
         ax.grid(alpha=0.3)
@@ -566,7 +581,7 @@ def _write_html(clusterer, folder: Path, *, title, metrics, summary, table, silh
     selection = clusterer.selection_
 
     how = (
-        f"k = {clusterer.n_clusters_} chosen by silhouette over {selection.table()['k'].min()}.."
+        f"k = {clusterer.n_clusters_} chosen by {selection.label} over {selection.table()['k'].min()}.."
         f"{selection.table()['k'].max()}"
         if selection is not None
         else f"k = {clusterer.n_clusters_}"
@@ -608,7 +623,7 @@ def _write_html(clusterer, folder: Path, *, title, metrics, summary, table, silh
     if selection is not None:
         rep.section(
             "Choosing k",
-            "Each candidate k was clustered and scored; the highest mean silhouette wins (ties go to the smaller k).",
+            f"Each candidate k was clustered and scored; {CHOICE_RULES.get(selection.criterion, '')}",
         )
         for note in selection.notes():
             rep.paragraph(note[0].upper() + note[1:] + ".", "warn")

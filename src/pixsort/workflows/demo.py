@@ -14,9 +14,10 @@ N_DIGITS = 1797  # images in scikit-learn's load_digits
 # 240 px with mirror TTA: ~3,600 backbone passes for 1,797 images) takes minutes on a
 # cold cache on 2 cores, far over the demo's budget.  Raw pixels take under a second
 # for 8x8 digits and, with neighbour smoothing, k-means on them scored accuracy
-# 0.833 / NMI 0.834 (k chosen 12 over 2..12; measured on 2 cores).  So the demo uses
+# 0.833 / NMI 0.834 with k chosen by silhouette (12 over 2..12), 0.881 / 0.845 with the
+# default stability criterion (11; bench/k_choice.py, 2 cores).  So the demo uses
 # ``pixels``; everything else (PCA by variance share, whitening, smoothing, k-means,
-# k chosen by silhouette, the report) is the default.
+# k chosen by the default criterion, the report) is the default.
 DEMO_FEATURES = "pixels"
 DEMO_SIZE = 16  # decode size: 8x8 digits, enlarged a little for the montages
 DEMO_K_RANGE = (2, 12)  # 10 digits: the true k is a candidate inside the range
@@ -40,7 +41,7 @@ def write_digits(root: Path) -> Path:
 
 
 def run_demo(out: str | os.PathLike, *, random_state: int = 0, view: str = "tsne") -> ClusterRun:
-    """Write the digits into ``out/digits``, cluster them with k chosen by silhouette,
+    """Write the digits into ``out/digits``, cluster them with k chosen without labels,
     score against the true digits, and write the outputs into ``out/clusters``."""
     out = Path(out)
     root = write_digits(out / "digits")

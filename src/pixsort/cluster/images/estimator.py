@@ -2,7 +2,7 @@
 
 >>> cl = ImageClusterer()                        # the defaults measured best (bench/cluster.py)
 >>> cl.fit("photos/")                            # a folder, ImageDataset, DecodedImages or uint8 array
->>> cl.n_clusters_, cl.labels_[:5]               # k chosen by silhouette over k_min..k_max
+>>> cl.n_clusters_, cl.labels_[:5]               # k chosen by k_criterion over k_min..k_max
 >>> cl.predict(new_images)                       # uint8 (n, H, W, C) decoded with cl.decode_settings
 >>> cl.save("models/photos"); ImageClusterer.load("models/photos")
 
@@ -10,7 +10,7 @@ Pipeline: decode (cached) -> features (pretrained backbone, autoencoder or pixel
 cached by image content) -> :class:`~pixsort.features.reduce.EmbeddingReducer`
 (L2 per layer, PCA by variance share, whitening) -> neighbour smoothing
 (:mod:`pixsort.cluster.images.smooth`) -> partition (k-means, agglomerative, HDBSCAN or
-spectral; k given or chosen by silhouette) -> optional SCAN-style head.
+spectral; k given or chosen by ``k_criterion``) -> optional SCAN-style head.
 
 A saved model is a folder with ``model.json`` and ``weights.safetensors`` (the
 reducer, cluster centres, training embeddings and labels, head and autoencoder
@@ -35,6 +35,7 @@ from pixsort.base.errors import ModelFileError, check_fitted
 from pixsort.base.images import check_images
 from pixsort.base.modelfile import model_problem, read_model_folder, write_model_folder
 from pixsort.base.params import Integral, Interval, Real, StrOptions, validate_params
+from pixsort.cluster.images.criteria import CRITERIA, DEFAULT_K_CRITERION
 from pixsort.cluster.images.head import ClusteringHead
 from pixsort.cluster.images.methods import (
     METHODS,
@@ -48,10 +49,10 @@ from pixsort.cluster.images.methods import (
 )
 from pixsort.cluster.images.names import describe_clusters, display_names
 from pixsort.cluster.images.neighbours import NeighbourSearch
-from pixsort.cluster.images.select import KCandidate, KSelection, score_partition, select_k
+from pixsort.cluster.images.select import KCandidate, KSelection, choose_k, score_partition, select_k
 from pixsort.cluster.images.smooth import NeighbourSmoothing
 from pixsort.cluster.metrics import cluster_class_table, clustering_scores
-from pixsort.cluster.select import best_k, silhouette_sample_index
+from pixsort.cluster.select import silhouette_sample_index
 from pixsort.data import DecodedImages, DecodeSettings, ImageDataset, load_images, open_dataset
 from pixsort.data.lazy import LazyImages
 from pixsort.features.backbones.imagenet import imagenet_labels
@@ -103,7 +104,7 @@ class ClusterAssignment:
 
 
 class ImageClusterer(ClusterMixin, BaseEstimator):
-    """Cluster images; choose k by silhouette; place new images in the clusters.
+    """Cluster images; choose k without labels; place new images in the clusters.
 
     Parameters
     ----------
@@ -144,11 +145,21 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         (recipe (b) of the seed notebooks; ``layout_`` holds the layout); new images
         take the cluster of their nearest training image.
     n_clusters : int, optional
-        Fixed k; when None, k is chosen in ``[k_min, k_max]`` by silhouette
+        Fixed k; when None, k is chosen in ``[k_min, k_max]`` by ``k_criterion``
         (HDBSCAN finds its own number of clusters).
     k_min, k_max : int, default 2 and 10
+    k_criterion : {"stability", "silhouette", "umap_silhouette", "eigengap"}, default "stability"
+        What chooses k (see :mod:`pixsort.cluster.images.criteria`), computed on the
+        silhouette sample of the clustering space.  ``stability``: among the k whose
+        k-means partitions of random subsamples agree (ARI) within 0.02 of the most
+        stable k, the one with the highest silhouette (k-means whatever ``method``:
+        90 agglomerative or spectral fits would cost minutes).  Measured
+        (``bench/k_choice.py``, six train sets with known classes): within 1 of the true
+        k on 3 of 6 (digits, 4 uneven CIFAR classes, PneumoniaMNIST), the silhouette on
+        2; no criterion found the 10 CIFAR-10 classes (stability chose 2, the silhouette
+        8 on a flat curve).
     k_widen : bool, default False
-        When the best silhouette is at ``k_max``, also try ``k_max + 1 .. 2 * k_max``.
+        When the chosen k is ``k_max``, also try ``k_max + 1 .. 2 * k_max``.
         Off by default: on the digits demo (10 true classes, k in 2..12) the silhouette
         kept rising, widening chose k = 24 and accuracy fell from 0.833 to 0.520.  Either
         way ``selection_.notes()`` says when the choice sits at the edge of the range or
@@ -212,6 +223,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         "k_min": [Interval(Integral, 2, None, closed="left")],
         "k_max": [Interval(Integral, 2, None, closed="left")],
         "k_widen": ["boolean"],
+        "k_criterion": [StrOptions(set(CRITERIA))],
         "head": [StrOptions(set(HEADS)), None],
         "n_representatives": [Interval(Integral, 0, None, closed="left")],
         "silhouette_sample": [Interval(Integral, 10, None, closed="left")],
@@ -240,6 +252,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         k_min: int = 2,
         k_max: int = 10,
         k_widen: bool = False,
+        k_criterion: str = DEFAULT_K_CRITERION,
         head: str | None = None,
         n_representatives: int = 5,
         silhouette_sample: int = 4000,
@@ -265,6 +278,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         self.k_min = k_min
         self.k_max = k_max
         self.k_widen = k_widen
+        self.k_criterion = k_criterion
         self.head = head
         self.n_representatives = n_representatives
         self.silhouette_sample = silhouette_sample
@@ -512,23 +526,39 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         # k-means restarts: a few per candidate while comparing, the full ten for the chosen k
         quick = {"n_init": 3, **layout} if self.method in ("kmeans", "tsne-kmeans") else {}
 
-        def candidates(k_values: list[int]) -> KSelection:
+        def candidates(k_values: list[int], scorer=None) -> KSelection:
             return select_k(
                 Z,
                 k_values,
                 lambda k: partition(Z, self.method, k, self.random_state, **quick),
                 sample_size=self.silhouette_sample,
                 random_state=self.random_state,
+                criterion=self.k_criterion,
+                scorer=scorer,
             )
 
         selection = candidates(ks)
         top = min(2 * k_max, len(Z) - 1)
         if self.k_widen and selection.at_upper_edge and top > k_max:
-            # the silhouette still rose at k_max: try up to twice as many before choosing
-            more = candidates(list(range(k_max + 1, top + 1)))
+            # the criterion still rose at k_max: try up to twice as many before choosing
+            more = candidates(list(range(k_max + 1, top + 1)), scorer=selection.scorer)
             tried = selection.candidates + more.candidates
-            chosen = best_k([c.k for c in tried], [c.silhouette for c in tried])
-            selection = KSelection(tried, chosen, selection.sample_index, asked_range=(k_min, k_max))
+            deciding = selection.deciding
+            chosen = choose_k(
+                [c.k for c in tried],
+                [c.score(deciding) for c in tried],
+                deciding,
+                silhouettes=[c.silhouette for c in tried],
+            )
+            selection = KSelection(
+                tried,
+                chosen,
+                selection.sample_index,
+                asked_range=(k_min, k_max),
+                criterion=self.k_criterion,
+                scorer=selection.scorer,
+                fell_back=selection.fell_back,
+            )
         if quick:
             best = score_partition(
                 Z,
@@ -536,6 +566,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
                 selection.sample_index,
                 selection.best_k,
             )
+            best = selection.rescore(best)
             selection.candidates = [best if c.k == best.k else c for c in selection.candidates]
         return selection.best.partition, selection
 
@@ -743,6 +774,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
 
         params = dict(meta["params"])
         params["layers"] = _tuple_or_value(params.get("layers"))
+        params.setdefault("k_criterion", "silhouette")  # saved before k_criterion existed: k chosen by silhouette
         model = cls(**params, progress=False)
         spec = model.check_params()
         model.feature_spec_, model.decode_settings_ = spec, DecodeSettings.from_dict(meta["decode"])
@@ -779,7 +811,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         model.train_paths_ = list(meta["train_paths"])
         model.train_paths_root_ = meta.get("train_paths_root")
         model.scores_ = meta.get("scores", {})
-        model.selection_ = _selection_from_arrays(meta.get("selection"), arrays, model.embeddings_)
+        model.selection_ = _selection_from_arrays(meta.get("selection"), arrays, model.embeddings_, model.k_criterion)
         model.silhouette_values_ = arrays.get("train_silhouettes", np.full(len(model.labels_), np.nan))
         positions = arrays.get("map_positions")
         fits = positions is not None and positions.shape == (len(model.labels_), 2)
@@ -907,10 +939,15 @@ def _feature_blocks(extractor, width: int) -> list[int] | None:
     return blocks if len(blocks) > 1 and sum(blocks) == width else None
 
 
-def _selection_from_arrays(table: dict | None, arrays: dict, Z: np.ndarray) -> KSelection | None:
-    """The k selection saved by ``save`` (candidates' labels and sampled silhouettes)."""
+def _selection_from_arrays(
+    table: dict | None, arrays: dict, Z: np.ndarray, criterion: str = "silhouette"
+) -> KSelection | None:
+    """The k selection saved by ``save`` (candidates' labels, sampled silhouettes and
+    the scores of every criterion computed)."""
     if not table or "selection.labels" not in arrays:
         return None
+    if criterion != "silhouette" and criterion not in table:
+        raise ValueError(f"the k selection was made by {criterion!r} but the saved table has no such column")
     candidates = []
     for i, k in enumerate(arrays["selection.k"].tolist()):
         labels = arrays["selection.labels"][i].astype(np.int64)
@@ -924,10 +961,13 @@ def _selection_from_arrays(table: dict | None, arrays: dict, Z: np.ndarray) -> K
                 float(table["davies_bouldin"][i]),
                 float(table["calinski_harabasz"][i]),
                 arrays["selection.silhouettes"][i],
+                {name: float(table[name][i]) for name in CRITERIA if name != "silhouette" and name in table},
             )
         )
     chosen = int(np.asarray(table["k"])[np.asarray(table["chosen"], dtype=bool)][0])
-    return KSelection(candidates, chosen, arrays["selection.sample_index"])
+    # a criterion that could not be computed (too few images) left the choice to the silhouette
+    fell_back = criterion != "silhouette" and not np.isfinite([c.score(criterion) for c in candidates]).any()
+    return KSelection(candidates, chosen, arrays["selection.sample_index"], criterion=criterion, fell_back=fell_back)
 
 
 def _tuple_or_value(v):

@@ -150,7 +150,7 @@ def test_the_cli_passes_the_criterion_on(tmp_path):
 def test_too_few_images_for_stability_fall_back_to_the_silhouette(tmp_path):
     images = np.array([[[[0]]], [[[10]]], [[[250]]]], dtype=np.uint8).repeat(2, 1).repeat(2, 2)
     model = ImageClusterer(features="pixels", smoothing=0, n_components=None, whiten=False, progress=False,
-                           cache_dir=tmp_path / "cache").fit(images)  # fmt: skip
+                           k_criterion="stability", cache_dir=tmp_path / "cache").fit(images)  # fmt: skip
     selection = model.selection_
     assert selection.criterion == "stability" and selection.fell_back and selection.deciding == "silhouette"
     assert model.n_clusters_ == 2 and np.isnan(selection.best.score("stability"))

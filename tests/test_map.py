@@ -368,3 +368,21 @@ def test_served_map_draws_thumbnails_under_the_servers_security_policy(browser, 
         assert page.locator("[data-testid=neighbour]").count() == 8
         assert problems == []
         page.close()
+
+
+def test_atlas_tiles_of_packed_images_come_from_the_stored_pixels_not_an_enlarged_copy(monkeypatch):
+    from pixsort.data import DecodeSettings
+    from pixsort.data.lazy import PackedImages
+    from pixsort.report import map as map_module
+
+    rng = np.random.default_rng(0)
+    small = [rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8) for _ in range(3)]
+    packed = PackedImages(np.concatenate([s.ravel() for s in small]), np.array([0, 192, 384]), np.full((3, 2), 8),
+                          DecodeSettings(size=64))  # fmt: skip
+    assert packed[0].shape == (64, 64, 3) and packed.stored(1).shape == (8, 8, 3)
+    assert np.array_equal(packed.stored(2), small[2])
+    enlarged = []
+    monkeypatch.setattr(PackedImages, "_one", lambda self, i: enlarged.append(i) or small[i])
+    from_packed = map_module._atlases(packed, 3, 16)
+    assert enlarged == []  # no image was made at the decode size for its thumbnail
+    assert from_packed == map_module._atlases(small, 3, 16)

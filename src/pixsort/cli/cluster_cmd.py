@@ -42,7 +42,7 @@ def cluster(
     k_criterion: str | None = typer.Option(
         None,
         "--k-criterion",
-        help="What chooses k: stability (default) | silhouette | umap_silhouette | eigengap.",
+        help="What chooses k: silhouette (default) | stability | umap_silhouette | eigengap.",
     ),
     method: str = typer.Option(
         "kmeans", help="kmeans | agglomerative | hdbscan | spectral | tsne-kmeans (k-means in the t-SNE layout)."

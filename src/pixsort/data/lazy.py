@@ -80,11 +80,15 @@ class PackedImages(ImageRows):
         return len(self.offsets)
 
     def _one(self, i: int) -> np.ndarray:
+        return fit_to_settings(self.stored(i), self.settings)
+
+    def stored(self, i: int) -> np.ndarray:
+        """Image ``i`` as stored (its native size where that is smaller than the target):
+        for thumbnails, which would otherwise be enlarged to the target and shrunk again."""
         h, w = (int(v) for v in self.shapes[i])
         c = self.settings.shape[2]
         start = int(self.offsets[i])
-        stored = self.buffer[start : start + h * w * c].reshape(h, w, c)
-        return fit_to_settings(stored, self.settings)
+        return self.buffer[start : start + h * w * c].reshape(h, w, c)
 
     def take(self, positions) -> PackedImages:
         """A lazy subset (no pixels made)."""

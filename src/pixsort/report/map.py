@@ -254,7 +254,7 @@ def _atlases(images: Any, n: int, tile: int) -> list[bytes]:
     from PIL import Image
 
     lookup = callable(images) and not hasattr(images, "__getitem__")
-    get: Callable[[int], Any] = images if lookup else images.__getitem__
+    get: Callable[[int], Any] = images if lookup else getattr(images, "stored", images.__getitem__)
     per = ATLAS_SIDE * ATLAS_SIDE
     out = []
     for start in range(0, n, per):

@@ -14,8 +14,8 @@ N_DIGITS = 1797  # images in scikit-learn's load_digits
 # 240 px with mirror TTA: ~3,600 backbone passes for 1,797 images) takes minutes on a
 # cold cache on 2 cores, far over the demo's budget.  Raw pixels take under a second
 # for 8x8 digits and, with neighbour smoothing, k-means on them scored accuracy
-# 0.833 / NMI 0.834 with k chosen by silhouette (12 over 2..12), 0.881 / 0.845 with the
-# default stability criterion (11; bench/k_choice.py, 2 cores).  So the demo uses
+# 0.833 / NMI 0.834 with k chosen by the default silhouette (12 over 2..12), 0.881 /
+# 0.845 with --k-criterion stability (11; bench/k_choice.py, 2 cores).  So the demo uses
 # ``pixels``; everything else (PCA by variance share, whitening, smoothing, k-means,
 # k chosen by the default criterion, the report) is the default.
 DEMO_FEATURES = "pixels"

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 import traceback
@@ -46,16 +45,6 @@ DATA = Path(os.environ.get("PIXSORT_DATA", Path(__file__).resolve().parents[1].p
 SETS = ("cifar10k", "cifar2k", "uneven4", "uneven7", "digits", "pneumonia")
 UNEVEN = {"uneven4": (1000, 600, 300, 150), "uneven7": (1000, 700, 500, 350, 250, 150, 100)}
 RULES = ("silhouette", "umap_silhouette", "stability_argmax", "stability_edge", "stability", "eigengap")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def load_set(name: str, decode, cache_dir: Path, seed: int = 0):
@@ -210,10 +199,13 @@ def main() -> None:
             print_result(res)
         summarize(results)
         return
-    from pixsort.base.runtime import tune_cpu
+    from pixsort.base.runtime import cpu_description, tune_cpu
 
     tune_cpu(args.threads)
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; load at start: {Path('/proc/loadavg').read_text().strip()}")
+    cpu = cpu_description()
+    flags = ", ".join(cpu["flags"]) or "no listed flags"
+    load = Path("/proc/loadavg").read_text().strip()
+    print(f"CPU: {cpu['model']} ({flags}), {cpu['cores']} cores; load at start: {load}")
     results = []
     for name in args.sets.split(","):
         try:

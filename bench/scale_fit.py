@@ -29,6 +29,8 @@ from scale import PIXSORT, cpu_name, run_measured
 
 
 def grow_set(source: Path, n: int, folder: Path, noise: float, seed: int = 0) -> Path:
+    import pandas as pd
+
     from pixsort.features.store import read_embedding_set
     from pixsort.report.embeddings import EmbeddingSetWriter
 
@@ -52,8 +54,6 @@ def grow_set(source: Path, n: int, folder: Path, noise: float, seed: int = 0) ->
         if copy:  # a distinct key per copy: the content hash names the vector's origin only
             part["content_hash"] = part["content_hash"].astype(str) + f"-copy{copy}"
         rows.append(part)
-    import pandas as pd
-
     meta = {k: v for k, v in src.meta.items() if k not in {"kind", "format", "n", "dim", "checksum"}}
     return writer.close(pd.concat(rows, ignore_index=True), meta)
 

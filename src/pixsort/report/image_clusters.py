@@ -305,8 +305,8 @@ CHOICE_RULES = {
     "silhouette": "the highest mean silhouette wins (ties go to the smaller k).",
     "umap_silhouette": "the highest mean silhouette in a 2-D UMAP layout of the sampled points wins "
     "(ties go to the smaller k).",
-    "stability": "the k whose partitions of random subsamples agree best (adjusted Rand index on the "
-    "points they share) wins.",
+    "stability": "among the k whose partitions of random subsamples agree about as well as the most stable k's "
+    "(adjusted Rand index on the points they share), the highest mean silhouette wins.",
     "eigengap": "the k after which the eigenvalues of the neighbour graph's normalised Laplacian jump most wins.",
 }
 
@@ -623,7 +623,7 @@ def _write_html(clusterer, folder: Path, *, title, metrics, summary, table, silh
     if selection is not None:
         rep.section(
             "Choosing k",
-            f"Each candidate k was clustered and scored; {CHOICE_RULES.get(selection.criterion, '')}",
+            f"Each candidate k was clustered and scored; {CHOICE_RULES.get(selection.deciding, '')}",
         )
         for note in selection.notes():
             rep.paragraph(note[0].upper() + note[1:] + ".", "warn")

@@ -97,11 +97,8 @@ class KSelection:
 
     def stable_ks(self) -> list[int]:
         """For ``stability``: the k within :data:`STABLE_TOL` of the most stable, in increasing k."""
-        scores = [(c.k, c.score("stability")) for c in self.candidates if np.isfinite(c.score("stability"))]
-        if not scores:
-            return []
-        top = max(s for _, s in scores)
-        return [k for k, s in scores if s >= top - STABLE_TOL]
+        ks = [c.k for c in self.candidates]
+        return [ks[i] for i in stable_positions([c.score("stability") for c in self.candidates])]
 
     def near_best(self) -> list[int]:
         """The chosen k, then the others (best first) scoring within :data:`NEAR_BESTS` of it."""
@@ -240,15 +237,23 @@ def choose_k(
     """
     if criterion != "stability":
         return best_k(ks, scores)
-    finite = [(int(k), float(s), i) for i, (k, s) in enumerate(zip(ks, scores)) if np.isfinite(s)]
-    if not finite:
+    stable = stable_positions(scores, stable_tol)
+    if not stable:
         return None
-    top = max(s for _, s, _ in finite)
-    stable = [(k, i) for k, s, i in finite if s >= top - stable_tol]
+    largest = max(int(ks[i]) for i in stable)
     if silhouettes is None:
-        return max(k for k, _ in stable)
-    chosen = best_k([k for k, _ in stable], [silhouettes[i] for _, i in stable])
-    return chosen if chosen is not None else max(k for k, _ in stable)
+        return largest
+    chosen = best_k([ks[i] for i in stable], [silhouettes[i] for i in stable])
+    return chosen if chosen is not None else largest
+
+
+def stable_positions(stability: Sequence[float], tol: float = STABLE_TOL) -> list[int]:
+    """Positions of the finite stability scores within ``tol`` of the highest."""
+    finite = [i for i, s in enumerate(stability) if np.isfinite(s)]
+    if not finite:
+        return []
+    top = max(float(stability[i]) for i in finite)
+    return [i for i in finite if float(stability[i]) >= top - tol]
 
 
 def select_k(

@@ -37,7 +37,18 @@ def export_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def torch_features():
-    return PretrainedExtractor("efficientnet_lite0", runtime="torch", progress=False).transform(_images())
+    # the reference: torch in float32 (on a CPU with native bf16, "auto" would be bf16)
+    return PretrainedExtractor("efficientnet_lite0", runtime="torch", precision="fp32", progress=False).transform(
+        _images()
+    )
+
+
+@pytest.fixture
+def fp32_cpu(monkeypatch):
+    """A CPU without native bf16, where "auto" weighs torch fp32 against ONNX Runtime."""
+    from pixsort.features import embed as embed_module
+
+    monkeypatch.setattr(embed_module, "native_bf16", lambda: False)
 
 
 def _record_path(folder):
@@ -50,7 +61,10 @@ def test_onnx_runtime_gives_torch_features_and_records_the_check(export_dir, tor
     got = extractor.transform(_images())
     assert extractor.runtime_ == "onnx"
     assert _cosines(got, torch_features).min() >= 0.999
-    assert extractor.extractor_id == PretrainedExtractor("efficientnet_lite0", runtime="torch").extractor_id
+    assert (
+        extractor.extractor_id
+        == PretrainedExtractor("efficientnet_lite0", runtime="torch", precision="fp32").extractor_id
+    )
     record = json.loads(_record_path(export_dir).read_text())
     assert record["parity"]["passed"] is True and record["parity"]["cosine_min"] >= 0.999
     assert record["precision"] == "fp32" and record["backbone"] == "efficientnet_lite0"
@@ -94,7 +108,7 @@ def _set_speed(folder, torch_speed, onnx_speed):
     path.write_text(json.dumps(record))
 
 
-def test_auto_takes_onnx_only_where_it_measured_faster(export_dir, tmp_path, torch_features):
+def test_auto_takes_onnx_only_where_it_measured_faster(export_dir, tmp_path, torch_features, fp32_cpu):
     images = _images()
     _set_speed(export_dir, torch_speed=50.0, onnx_speed=20.0)
     slow = PretrainedExtractor("efficientnet_lite0", export_dir=export_dir, progress=False)
@@ -111,7 +125,7 @@ def test_auto_takes_onnx_only_where_it_measured_faster(export_dir, tmp_path, tor
     assert few.runtime_ == "torch" and not empty.exists()
 
 
-def test_auto_measures_speed_once_per_cpu_when_none_is_recorded(export_dir, monkeypatch):
+def test_auto_measures_speed_once_per_cpu_when_none_is_recorded(export_dir, monkeypatch, fp32_cpu):
     path = _record_path(export_dir)
     record = json.loads(path.read_text())
     record["speed"] = {}
@@ -165,3 +179,19 @@ def test_int8_export_meets_its_parity_and_has_its_own_cache_id(tmp_path, torch_f
     assert _cosines(got, torch_features).mean() >= 0.98  # checked at export on photos: mean >= 0.99
     record = json.loads(_record_path(tmp_path).read_text())
     assert record["parity"]["passed"] and record["parity"]["cosine_mean"] >= 0.99
+
+
+def test_onnx_runtime_with_auto_precision_computes_float32_on_a_bf16_cpu(export_dir, monkeypatch):
+    from pixsort.features import embed as embed_module
+
+    monkeypatch.setattr(embed_module, "native_bf16", lambda: True)
+    assert (
+        PretrainedExtractor("efficientnet_lite0", runtime="torch", progress=False)._prepared()[1].dtype
+        == torch.bfloat16
+    )
+    extractor = PretrainedExtractor("efficientnet_lite0", runtime="onnx", export_dir=export_dir, progress=False)
+    assert extractor._prepared()[1].dtype == torch.float32
+    assert extractor.transform(_images(2)).shape[0] == 2 and extractor.runtime_ == "onnx"
+    auto = PretrainedExtractor("efficientnet_lite0", export_dir=export_dir, progress=False)
+    auto.transform(_images(2))
+    assert auto.runtime_ == "torch"  # auto: bf16 torch, ONNX Runtime not weighed

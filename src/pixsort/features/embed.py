@@ -230,6 +230,8 @@ class PretrainedExtractor(ImageExtractor):
             if self.precision == "int8" and device.type != "cpu":
                 raise ValueError(f"precision 'int8' runs on the CPU (ONNX Runtime), not on {device.type}")
             dtype = _resolve_dtype(self.precision) if device.type == "cpu" else torch.float32
+            if self.runtime == "onnx" and self.precision == "auto":
+                dtype = torch.float32  # ONNX Runtime computes float32: "auto" cannot mean bf16 there
             channels_last = _resolve_channels_last(self.channels_last)
             if channels_last:
                 net = net.to(memory_format=torch.channels_last)

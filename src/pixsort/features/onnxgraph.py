@@ -238,6 +238,12 @@ def _export(net, size, precision: str, path: Path, record_path: Path) -> dict:
     import onnxruntime
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    if any(p.dtype != torch.float32 for p in net.parameters()):
+        # a bf16 network (torch's choice on a CPU with native bf16): the graph and its
+        # parity reference are float32, as ONNX Runtime computes
+        import copy
+
+        net = copy.deepcopy(net).float()
     calib = _normalised(net, calibration_images(size), size)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:

@@ -67,6 +67,16 @@ def test_smoothing_tightens_groups_and_keeps_unit_rows(rng):
     assert NeighbourSmoothing(n_neighbors=10, iterations=1, alpha=0.0).fit_transform(X).shape == X.shape
 
 
+def test_smoothing_steps_are_the_mean_of_each_rows_graph_neighbours(rng):
+    Z = l2_normalize(rng.normal(size=(120, 6)))
+    sm = NeighbourSmoothing(n_neighbors=5, iterations=1, alpha=0.25)
+    S = sm.fit_transform(Z)
+    _, nb = nearest_rows(Z, Z, 5, exclude_self=True)
+    assert np.array_equal(sm.neighbours_, nb)
+    by_hand = l2_normalize(0.25 * Z + 0.75 * Z[nb].mean(axis=1))  # one step, written out
+    np.testing.assert_allclose(S, by_hand, atol=1e-6)
+
+
 def test_smoothing_transform_gives_training_rows_their_own_embedding(rng):
     X, _ = _noisy_directions(rng, n_per=30)
     sm = NeighbourSmoothing(n_neighbors=5, iterations=4)

@@ -386,3 +386,69 @@ def test_atlas_tiles_of_packed_images_come_from_the_stored_pixels_not_an_enlarge
     from_packed = map_module._atlases(packed, 3, 16)
     assert enlarged == []  # no image was made at the decode size for its thumbnail
     assert from_packed == map_module._atlases(small, 3, 16)
+
+
+def test_atlas_tiles_of_files_are_decoded_at_their_own_size(tmp_path, monkeypatch):
+    from pixsort.data import DecodeSettings
+    from pixsort.data import decode as decode_module
+    from pixsort.data.lazy import LazyImages
+    from pixsort.report import map as map_module
+
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"im{i}.png")
+        Image.fromarray(rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)).save(paths[-1])
+    lazy = LazyImages([str(p) for p in paths], DecodeSettings(size=96))
+    assert lazy[0].shape == (96, 96, 3) and lazy.stored(0).shape == (10, 10, 3)
+    assert np.array_equal(lazy.stored(2), np.asarray(Image.open(paths[2]).convert("RGB")))
+    resized = []
+    real = decode_module._resize
+    monkeypatch.setattr(decode_module, "_resize", lambda im, st: resized.append(im.size) or real(im, st))
+    map_module._atlases(lazy, 3, 16)
+    assert resized == []  # nothing made at the 96 px decode size for a 16 px tile
+
+
+def test_a_large_clustering_maps_a_sample_with_its_representatives_and_shown_neighbours(monkeypatch):
+    from pixsort.cluster.images import ImageClusterer
+    from pixsort.report import image_clusters
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, 16))
+    X = np.repeat(centres, 200, axis=0) + rng.normal(0, 0.35, (600, 16))
+    images = rng.integers(0, 255, (600, 4, 4, 3), dtype=np.uint8)
+    model = ImageClusterer(features="pixels", n_clusters=3, n_components=None, progress=False)
+    model.fit(images)  # fitted stages, replaced below by a clustering of X through the same path
+    from pixsort.cluster.images.smooth import NeighbourSmoothing
+
+    Z = X / np.linalg.norm(X, axis=1, keepdims=True)
+    model.smoother_ = NeighbourSmoothing(20, 2)
+    model.embeddings_ = model.smoother_.fit_transform(Z.astype(np.float32))
+    monkeypatch.setattr(image_clusters, "MAP_MAX_POINTS", 150)
+    page = image_clusters.cluster_map_page(model, rng.normal(size=(600, 2)), images)
+    data = map_data(page.html)
+    rows = image_clusters.map_rows(model, 150)
+    assert data["n"] == 150 and "a sample of 150 of 600 images" in data["title"]
+    assert set(np.flatnonzero(model.representative_)) <= set(rows)
+    assert data["paths"] == [model.train_paths_[i] for i in rows]
+    nb = np.array(data["neighbours"]["index"]).reshape(150, 8)
+    graph = model.smoother_.neighbours_
+    for j, r in enumerate(rows):  # each shown neighbour is a shown row among r's graph neighbours, in order
+        shown = [rows[v] for v in nb[j] if v >= 0]
+        assert shown == [g for g in graph[r] if g in set(rows)][: len(shown)]
+    assert (nb >= 0).sum() > 0.5 * nb.size
+
+
+def test_train_neighbours_are_the_smoothing_graph_and_the_exact_nearest_in_the_reduced_space():
+    from pixsort.cluster.images import ImageClusterer
+    from pixsort.cluster.images.neighbours import nearest_rows
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 255, (300, 6, 6, 3), dtype=np.uint8)
+    model = ImageClusterer(features="pixels", n_clusters=3, progress=False).fit(images)
+    graph = model.train_neighbours(8)
+    assert graph.shape == (300, 8) and graph.dtype == np.int32
+    _, exact = nearest_rows(model.smoother_.reference_, model.smoother_.reference_, 8, exclude_self=True)
+    assert np.array_equal(graph, exact)
+    model.smoother_.neighbours_ = None  # as a loaded model: searched, the same answer
+    assert np.array_equal(model.train_neighbours(8), exact)

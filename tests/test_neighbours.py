@@ -75,3 +75,19 @@ def test_quadratic_methods_refuse_large_sets_before_any_feature_is_computed(monk
     with pytest.raises(ValueError, match="refused above 50 images \\(got 60\\); use method='kmeans'"):
         ImageClusterer(features="pixels", method="agglomerative", n_clusters=3, progress=False).fit(images)
     assert called == []
+
+
+def test_the_reducer_reads_a_memory_map_a_chunk_at_a_time(monkeypatch, tmp_path):
+    rng = np.random.default_rng(2)
+    X = (rng.normal(size=(3000, 6)) * np.linspace(3, 1, 6)) @ rng.normal(size=(6, 24))
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float32, shape=X.shape)
+    mm[:] = X
+    mm.flush()
+    whole = EmbeddingReducer(6, block_sizes=[8, 16]).fit(np.asarray(X, dtype=np.float32))
+    monkeypatch.setattr(reduce_module, "CHUNK_ROWS", 256)
+    seen = []
+    prepare = EmbeddingReducer._prepare
+    monkeypatch.setattr(EmbeddingReducer, "_prepare", lambda self, A: seen.append(len(A)) or prepare(self, A))
+    chunked = EmbeddingReducer(6, block_sizes=[8, 16]).fit(np.load(tmp_path / "x.npy", mmap_mode="r"))
+    assert max(seen) <= 256 and sum(seen) == 2 * 3000  # two passes, never the whole matrix
+    np.testing.assert_allclose(chunked.components_, whole.components_, atol=1e-5)

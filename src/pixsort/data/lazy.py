@@ -130,8 +130,16 @@ class LazyImages(ImageRows):
         return len(self.paths)
 
     def _one(self, i: int) -> np.ndarray:
+        return self._decoded(i, keep_small=False)
+
+    def stored(self, i: int) -> np.ndarray:
+        """Image ``i`` at its own size where that is smaller than the target (as
+        :meth:`PackedImages.stored`): for thumbnails, with no enlarging and shrinking again."""
+        return self._decoded(i, keep_small=True)
+
+    def _decoded(self, i: int, keep_small: bool) -> np.ndarray:
         try:
-            return decode_image(self.paths[i], self.settings)[0]
+            return decode_image(self.paths[i], self.settings, keep_small=keep_small)[0]
         except (SkipImage, OSError):
             return np.full(self.settings.shape, 128, dtype=np.uint8)
 

@@ -19,8 +19,15 @@ from pixsort.base.runtime import available_cores
 VIEW_METHODS = ("tsne", "umap", "pca")
 
 
-CHUNK_ROWS = 65_536  # rows normalised and projected at a time
+CHUNK_ROWS = 8192  # rows normalised and projected at a time (1,600 features: 52 MB a copy)
 FIT_SAMPLE = 100_000  # rows the PCA is fitted on, at most
+
+
+def _two_dimensional(X) -> np.ndarray:
+    X = X if isinstance(X, np.ndarray) else np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise ValueError(f"expected a 2-D array (n_samples, n_features), got shape {X.shape}")
+    return X
 
 
 def l2_normalize(X: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -106,35 +113,24 @@ class EmbeddingReducer:
     def fit(self, X: np.ndarray) -> EmbeddingReducer:
         """Learn the projection from ``X`` (n_samples, n_features); above
         :data:`FIT_SAMPLE` rows, from a seeded sample of that many (the components of
-        a few ten thousand rows equal those of all to the precision k-means needs)."""
+        a few ten thousand rows equal those of all to the precision k-means needs).
+
+        ``X`` may be a memory map: it is normalised and read :data:`CHUNK_ROWS` rows at a
+        time, so the fit holds no normalised copy of it."""
         self._validate()
+        X = _two_dimensional(X)
+        rows = None
         if len(X) > FIT_SAMPLE:
-            pick = np.sort(np.random.default_rng(0).choice(len(X), FIT_SAMPLE, replace=False))
-            X = np.asarray(X[pick])
-        X = self._prepare(X)
-        n, d = X.shape
+            rows = np.sort(np.random.default_rng(0).choice(len(X), FIT_SAMPLE, replace=False))
+        n, d = (len(X) if rows is None else len(rows)), X.shape[1]
         self.n_features_in_ = d
-        if self.n_components is None:
-            self.mean_ = np.zeros(d, dtype=np.float32)
-            self.components_ = np.eye(d, dtype=np.float32)
-            self.explained_variance_ = X.var(axis=0).astype(np.float32)
-            total = self.explained_variance_.sum()
-            self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 else self.explained_variance_
-            self.n_components_ = d
-            self._identity = True
-            return self
-        self._identity = False
-        mean = X.mean(axis=0, dtype=np.float64)
-        # eigh of the d x d covariance: exact, deterministic, fast for n >> d
-        if n >= d:
-            cov = np.zeros((d, d))
-            for s in range(0, n, CHUNK_ROWS):  # float64 a chunk at a time: no float64 copy of X
-                centred = X[s : s + CHUNK_ROWS].astype(np.float64) - mean
-                cov += centred.T @ centred
-            eigval, eigvec = np.linalg.eigh(cov / max(n - 1, 1))
-            eigval, eigvec = eigval[::-1], eigvec[:, ::-1].T
-        else:
-            centred = X.astype(np.float64) - mean
+        if self.n_components is None or n < d:  # small or rare: the whole prepared matrix
+            P = self._prepare(X if rows is None else X[rows])
+            if self.n_components is None:
+                return self._fit_identity(P)
+            self._identity = False
+            mean = P.mean(axis=0, dtype=np.float64)
+            centred = P.astype(np.float64) - mean
             # n < d: eigh of the n x n Gram matrix gives the same spectrum far faster
             # than an SVD of the wide matrix; components are X^T u / sqrt(lambda)
             gram = centred @ centred.T
@@ -144,6 +140,25 @@ class EmbeddingReducer:
             eigvec = np.zeros((n, d))
             eigvec[nonzero] = (centred.T @ gvec[:, nonzero] / np.sqrt(gval[nonzero])).T
             eigval = gval / max(n - 1, 1)
+        else:
+            self._identity = False
+
+            def chunks():
+                for s in range(0, n, CHUNK_ROWS):
+                    yield self._prepare(X[s : s + CHUNK_ROWS] if rows is None else X[rows[s : s + CHUNK_ROWS]])
+
+            # two passes (mean, then the centred covariance, float64 a chunk at a time)
+            mean = np.zeros(d)
+            for P in chunks():
+                mean += P.sum(axis=0, dtype=np.float64)
+            mean /= n
+            # eigh of the d x d covariance: exact, deterministic, fast for n >> d
+            cov = np.zeros((d, d))
+            for P in chunks():
+                centred = P.astype(np.float64) - mean
+                cov += centred.T @ centred
+            eigval, eigvec = np.linalg.eigh(cov / max(n - 1, 1))
+            eigval, eigvec = eigval[::-1], eigvec[:, ::-1].T
         eigval = np.clip(eigval, 0.0, None)
         # a sign convention so that equal data always give equal components
         signs = np.sign(eigvec[np.arange(len(eigvec)), np.abs(eigvec).argmax(axis=1)])
@@ -156,6 +171,17 @@ class EmbeddingReducer:
         self.explained_variance_ = eigval[:keep].astype(np.float32)
         self.explained_variance_ratio_ = ratio[:keep].astype(np.float32)
         self.n_components_ = int(keep)
+        return self
+
+    def _fit_identity(self, P: np.ndarray) -> EmbeddingReducer:
+        d = P.shape[1]
+        self.mean_ = np.zeros(d, dtype=np.float32)
+        self.components_ = np.eye(d, dtype=np.float32)
+        self.explained_variance_ = P.var(axis=0).astype(np.float32)
+        total = self.explained_variance_.sum()
+        self.explained_variance_ratio_ = self.explained_variance_ / total if total > 0 else self.explained_variance_
+        self.n_components_ = d
+        self._identity = True
         return self
 
     def _n_keep(self, ratio: np.ndarray, limit: int) -> int:
@@ -191,9 +217,7 @@ class EmbeddingReducer:
         return self.fit(X).transform(X)
 
     def _prepare(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2:
-            raise ValueError(f"expected a 2-D array (n_samples, n_features), got shape {X.shape}")
+        X = _two_dimensional(X).astype(np.float32, copy=False)
         if not np.isfinite(X).all():
             raise ValueError("embeddings contain NaN or infinite values")
         if self.block_sizes is not None and len(self.block_sizes) > 1:

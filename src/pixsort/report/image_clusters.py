@@ -39,7 +39,7 @@ from pixsort.data.lazy import ImageRows
 from pixsort.report.figures import pyplot, save_figure, thumbnail
 from pixsort.report.files import write_csv, write_json
 from pixsort.report.html import HtmlReport
-from pixsort.report.map import MAP_FILE, build_map, nearest_indices, write_map
+from pixsort.report.map import MAP_FILE, build_map, write_map
 
 COPY_MODES = ("none", "copy", "link")
 THUMB = 48  # thumbnail side in montages, px
@@ -166,47 +166,98 @@ def write_assignments(table: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 MAP_NEIGHBOURS = 8  # nearest training images shown when a point of the map is clicked
+# Above this many images the map shows a seeded sample (every representative among it):
+# the page and its atlases grow by ~0.5 kB per point, and a page of a million points
+# would not open.  Every image stays in clusters.csv.
+MAP_MAX_POINTS = 20_000
 
 
-def cluster_map_fields(clusterer) -> dict[str, np.ndarray]:
+def map_rows(clusterer, max_points: int | None = None) -> np.ndarray:
+    """The training rows the map shows (sorted): all of them up to ``max_points``
+    (default :data:`MAP_MAX_POINTS`), else the representatives and a seeded sample of
+    the others."""
+    max_points = MAP_MAX_POINTS if max_points is None else int(max_points)
+    n = len(clusterer.labels_)
+    if n <= max_points:
+        return np.arange(n)
+    chosen = np.flatnonzero(np.asarray(clusterer.representative_, dtype=bool))[:max_points]
+    rest = np.setdiff1d(np.arange(n), chosen)
+    rng = np.random.default_rng(clusterer.random_state)
+    extra = rng.choice(rest, max_points - len(chosen), replace=False)
+    return np.sort(np.concatenate([chosen, extra]))
+
+
+def cluster_map_fields(clusterer, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The per-image fields of a clusterer's map: cluster (its name where named), class
-    when labels are known, distance to centre, silhouette, representative flag."""
-    labels = np.asarray(clusterer.labels_)
+    when labels are known, distance to centre, silhouette, representative flag (of the
+    training ``rows``, default all)."""
+    rows = np.arange(len(clusterer.labels_)) if rows is None else rows
+    labels = np.asarray(clusterer.labels_)[rows]
     names = clusterer.cluster_names_ or []
     fields: dict[str, np.ndarray] = {"cluster": labels}
     if names:
         fields["cluster_name"] = np.array([names[c] if 0 <= c < len(names) else "" for c in labels], dtype=object)
-    known = np.asarray(clusterer.train_labels_)
+    known = np.asarray(clusterer.train_labels_)[rows]
     if (known >= 0).any():
         cls = clusterer.class_names_
         fields["class"] = np.array([cls[v] if 0 <= v < len(cls) else "" for v in known], dtype=object)
-    fields["distance_to_centre"] = np.asarray(clusterer.distances_, dtype=np.float64)
-    fields["silhouette"] = np.asarray(clusterer.silhouette_values_, dtype=np.float64)
-    fields["representative"] = np.asarray(clusterer.representative_, dtype=bool)
+    fields["distance_to_centre"] = np.asarray(clusterer.distances_, dtype=np.float64)[rows]
+    fields["silhouette"] = np.asarray(clusterer.silhouette_values_, dtype=np.float64)[rows]
+    fields["representative"] = np.asarray(clusterer.representative_, dtype=bool)[rows]
     return fields
 
 
-def _cluster_map_args(clusterer) -> dict:
+def map_neighbours(clusterer, rows: np.ndarray, k: int = MAP_NEIGHBOURS) -> np.ndarray:
+    """Each shown row's nearest training images that the map also shows, as positions
+    in ``rows`` (int32 (m, k), closest first, -1 where fewer are shown): on a sampled
+    map, those among its nearest ``2 k / share`` training images (at most the
+    smoothing's neighbour graph: no second search over the whole set)."""
+    n = len(clusterer.labels_)
+    if len(rows) == n:
+        return clusterer.train_neighbours(k)
+    wanted = min(n - 1, max(k, int(np.ceil(2 * k * n / max(len(rows), 1)))))
+    graph = clusterer.train_neighbours(wanted, within_graph=True)[rows]
+    where = np.full(n, -1, dtype=np.int32)
+    where[rows] = np.arange(len(rows), dtype=np.int32)
+    found = where[graph]
+    # the shown ones first, in their order of closeness: a stable sort on "not shown"
+    order = np.argsort(found < 0, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(found, order, axis=1)
+
+
+def _cluster_map_args(clusterer, positions: np.ndarray, images, title: str) -> dict:
+    n = len(clusterer.labels_)
+    rows = map_rows(clusterer)
+    if len(rows) < n:
+        title = f"{title} (a sample of {len(rows):,} of {n:,} images; all are in clusters.csv)"
+        if isinstance(images, ImageRows):
+            images = images.take(rows)
+        elif images is not None:
+            source = images
+            images = lambda i: source[int(rows[i])]
+    paths = [clusterer.train_paths_[int(i)] for i in rows] if len(rows) < n else clusterer.train_paths_
     return {
-        "fields": cluster_map_fields(clusterer),
-        "neighbours": nearest_indices(clusterer.embeddings_, MAP_NEIGHBOURS, clusterer.random_state),
+        "positions": np.asarray(positions)[rows],
+        "paths": paths,
+        "images": images,
+        "title": title,
+        "fields": cluster_map_fields(clusterer, rows),
+        "neighbours": map_neighbours(clusterer, rows),
     }
 
 
 def cluster_map_page(clusterer, positions: np.ndarray, images, *, title: str | None = None, **options):
-    """The map of a fitted clusterer (:func:`pixsort.report.map.build_map`): every training
-    image at ``positions`` (n, 2), thumbnails from ``images``, its
-    :data:`MAP_NEIGHBOURS` nearest training images on a click."""
-    title = title or "Map of the image clusters"
-    return build_map(positions, clusterer.train_paths_, images=images, title=title, **_cluster_map_args(clusterer),
-                     **options)  # fmt: skip
+    """The map of a fitted clusterer (:func:`pixsort.report.map.build_map`): the training
+    images (up to :data:`MAP_MAX_POINTS`, else a sample) at ``positions`` (n, 2),
+    thumbnails from ``images``, their :data:`MAP_NEIGHBOURS` nearest shown images on a click."""
+    args = _cluster_map_args(clusterer, positions, images, title or "Map of the image clusters")
+    return build_map(args.pop("positions"), args.pop("paths"), **args, **options)
 
 
 def write_cluster_map(clusterer, images, folder: Path, positions: np.ndarray, title: str | None = None) -> Path:
     """``map.html`` (and its atlases) of a fitted clusterer in ``folder``."""
-    title = f"{title or 'Image clusters'}: map"
-    return write_map(folder, positions, clusterer.train_paths_, images=images, title=title, name=MAP_FILE,
-                     **_cluster_map_args(clusterer))  # fmt: skip
+    args = _cluster_map_args(clusterer, positions, images, f"{title or 'Image clusters'}: map")
+    return write_map(folder, args.pop("positions"), args.pop("paths"), name=MAP_FILE, **args)
 
 
 # -- tables ------------------------------------------------------------------------------
@@ -661,7 +712,10 @@ __all__ = [
     "COPY_MODES",
     "ClusterOutputs",
     "cluster_map_fields",
+    "MAP_MAX_POINTS",
     "cluster_map_page",
+    "map_neighbours",
+    "map_rows",
     "cluster_metrics",
     "cluster_summary",
     "copy_into_cluster_folders",

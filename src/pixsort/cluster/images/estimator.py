@@ -64,7 +64,7 @@ from pixsort.features.extract import (
     extractor_from_config,
     image_keys,
 )
-from pixsort.features.reduce import EmbeddingReducer
+from pixsort.features.reduce import EmbeddingReducer, l2_normalize
 from pixsort.features.store import EmbeddingSet
 
 HEADS = ("scan",)
@@ -662,6 +662,26 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         else:
             nn_dist, nn_idx = np.zeros((len(Z), 0), np.float32), np.zeros((len(Z), 0), np.int64)
         return ClusterAssignment(clusters, distances, nn_dist, nn_idx)
+
+    def train_neighbours(self, n_neighbors: int = 8, *, within_graph: bool = False) -> np.ndarray:
+        """Each training image's nearest other training images in the reduced space
+        (before smoothing), closest first: int32 (n, min(n_neighbors, n - 1)) row indices.
+
+        The neighbour graph the smoothing diffused over where it has that many columns
+        (no second search over the set: at 50k rows that search costs as much as the
+        fit's); a search otherwise (smoothing off, a loaded model, more neighbours).
+        ``within_graph``: where there is a graph, at most its columns and never a search."""
+        self._check_fitted()
+        graph = getattr(self.smoother_, "neighbours_", None)
+        usable = graph is not None and len(graph) == len(self.labels_)
+        if usable and (graph.shape[1] >= n_neighbors or within_graph):
+            return graph[:, :n_neighbors]
+        space = l2_normalize(self.embeddings_ if self.smoother_ is None else self.smoother_.reference_)
+        k = min(int(n_neighbors), len(space) - 1)
+        if k < 1:
+            return np.zeros((len(space), 0), dtype=np.int32)
+        _, idx = NeighbourSearch(space, random_state=self.random_state).search(space, k, exclude_self=True)
+        return idx.astype(np.int32)
 
     def _nearest_train(self, Z: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
         self._check_fitted()

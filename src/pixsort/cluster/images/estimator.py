@@ -386,8 +386,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         timings["reduce"] = time.perf_counter() - t
 
         self.smoother_ = None
-        # neighbours are capped at 5% of the images: on a small set a fixed 20 would average across groups
-        n_neighbors = min(int(self.smoothing_neighbors), len(Z) // 20)
+        n_neighbors = smoothing_neighbours(self.smoothing_neighbors, len(Z))
         if self.smoothing and n_neighbors >= 2:
             t = time.perf_counter()
             self.smoother_ = NeighbourSmoothing(n_neighbors, int(self.smoothing))
@@ -876,6 +875,12 @@ def _check_clusterer_folder(folder, meta: dict, arrays: dict) -> None:
     described = meta.get("cluster_descriptions")
     if described is not None and (not isinstance(described, list) or len(described) != len(centers)):
         raise ModelFileError(f"{folder}: model.json's cluster_descriptions must list one entry per cluster")
+
+
+def smoothing_neighbours(requested: int, n: int) -> int:
+    """The neighbours smoothing uses for ``n`` images: ``requested``, at most 5% of the
+    images (on a small set a fixed 20 would average across groups); below 2, no smoothing."""
+    return min(int(requested), n // 20)
 
 
 def _squared_distances(A: np.ndarray, B: np.ndarray) -> np.ndarray:

@@ -25,10 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from pixsort.base.runtime import cpu_description
+from pixsort.cluster.images import ImageClusterer
 from pixsort.cluster.images.estimator import smoothing_neighbours
 from pixsort.cluster.images.methods import kmeans
 from pixsort.cluster.images.smooth import NeighbourSmoothing
 from pixsort.cluster.metrics import clustering_scores
+from pixsort.features.extract import extractor_from_config
 from pixsort.features.reduce import EmbeddingReducer
 from pixsort.features.store import read_embedding_set
 
@@ -43,11 +45,15 @@ def stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
                                    for c, t in zip(classes, take)]))  # fmt: skip
 
 
-def run(raw: np.ndarray, y: np.ndarray, k: int, neighbours: int | str, share: float, seed: int) -> float:
-    Z = EmbeddingReducer(share, block_sizes=[320, 1280] if raw.shape[1] == 1600 else None).fit_transform(raw)
-    m = smoothing_neighbours(20, len(Z)) if neighbours == "rule" else min(int(neighbours), len(Z) - 1)
+DEFAULTS = ImageClusterer()
+
+
+def run(raw, y, k: int, blocks, neighbours: int | str, share: float, seed: int) -> float:
+    Z = EmbeddingReducer(share, block_sizes=blocks).fit_transform(raw)
+    rule = smoothing_neighbours(DEFAULTS.smoothing_neighbors, len(Z))
+    m = rule if neighbours == "rule" else min(int(neighbours), len(Z) - 1)
     if m >= 2:
-        Z = NeighbourSmoothing(m, 10).fit_transform(Z)
+        Z = NeighbourSmoothing(m, DEFAULTS.smoothing).fit_transform(Z)
     return clustering_scores(y, kmeans(Z, k, random_state=seed).labels)["accuracy"]
 
 
@@ -68,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         store = read_embedding_set(path)
         raw_all, y_all = np.asarray(store.vectors), np.asarray(store.labels)
         k = len(np.unique(y_all[y_all >= 0]))
+        blocks = list(extractor_from_config(store.extractor_config).feature_blocks)
+        blocks = blocks if len(blocks) > 1 else None
         for n in args.sizes:
             if n > len(y_all):
                 continue
@@ -76,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                     accs, t0 = [], time.perf_counter()
                     for draw in range(args.draws):
                         pick = stratified(y_all, n, draw) if n < len(y_all) else np.arange(len(y_all))
-                        accs.append(run(raw_all[pick], y_all[pick], k, nb, share, draw))
+                        accs.append(run(raw_all[pick], y_all[pick], k, blocks, nb, share, draw))
                         if n == len(y_all):
                             break  # the whole set: one draw
                     secs = (time.perf_counter() - t0) / len(accs)

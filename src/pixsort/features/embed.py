@@ -62,11 +62,11 @@ PREPROCESS_VERSION = 2
 # not been measured yet: the sessions that ran these benchmarks had AMX.
 
 
-def _resolve_dtype(precision: str) -> torch.dtype:
+def _resolve_dtype(precision: str, runtime: str = "auto") -> torch.dtype:
     if precision == "int8":  # the torch part stays float32: it is the reference
         return torch.float32
-    if precision == "auto":
-        return torch.bfloat16 if native_bf16() else torch.float32
+    if precision == "auto":  # ONNX Runtime computes float32: "auto" cannot mean bf16 there
+        return torch.bfloat16 if native_bf16() and runtime != "onnx" else torch.float32
     return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
@@ -229,9 +229,7 @@ class PretrainedExtractor(ImageExtractor):
             device = select_device(self.device)
             if self.precision == "int8" and device.type != "cpu":
                 raise ValueError(f"precision 'int8' runs on the CPU (ONNX Runtime), not on {device.type}")
-            dtype = _resolve_dtype(self.precision) if device.type == "cpu" else torch.float32
-            if self.runtime == "onnx" and self.precision == "auto":
-                dtype = torch.float32  # ONNX Runtime computes float32: "auto" cannot mean bf16 there
+            dtype = _resolve_dtype(self.precision, self.runtime) if device.type == "cpu" else torch.float32
             channels_last = _resolve_channels_last(self.channels_last)
             if channels_last:
                 net = net.to(memory_format=torch.channels_last)

@@ -710,9 +710,9 @@ def _write_html(clusterer, folder: Path, *, title, metrics, summary, table, silh
 
 __all__ = [
     "COPY_MODES",
+    "MAP_MAX_POINTS",
     "ClusterOutputs",
     "cluster_map_fields",
-    "MAP_MAX_POINTS",
     "cluster_map_page",
     "map_neighbours",
     "map_rows",

@@ -90,7 +90,7 @@ class NeighbourSmoothing:
         duplicate = (2.0 - 2.0 * sims[:, 0]) < DUPLICATE_SQ_DISTANCE
         # a training image's own row is not its neighbour (as in fit); others use the k nearest
         nb = np.where(duplicate[:, None], idx[:, 1:], idx[:, :k])
-        target = _neighbour_means(self.smoothed_, nb)
+        target = _averaging_matrix(nb, len(self.smoothed_)) @ self.smoothed_
         S = Z.copy()
         for _ in range(int(self.iterations)):
             S = l2_normalize(self.alpha * S + (1.0 - self.alpha) * target)
@@ -119,14 +119,6 @@ def _averaging_matrix(nb: np.ndarray, n: int):
     m, k = nb.shape
     weights = np.full(m * k, 1.0 / max(k, 1), dtype=np.float32)
     return csr_matrix((weights, nb.ravel(), np.arange(0, m * k + 1, k)), shape=(m, n))
-
-
-def _neighbour_means(S: np.ndarray, nb: np.ndarray, block: int = 8192) -> np.ndarray:
-    """Mean of each row's neighbours' rows, a block at a time (``S[nb]`` whole would be n x k x d)."""
-    out = np.empty((len(nb), S.shape[1]), dtype=np.float32)
-    for s in range(0, len(nb), block):
-        out[s : s + block] = S[nb[s : s + block]].mean(axis=1)
-    return out
 
 
 __all__ = ["NeighbourSmoothing"]

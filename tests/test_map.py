@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -407,6 +408,47 @@ def test_atlas_tiles_of_files_are_decoded_at_their_own_size(tmp_path, monkeypatc
     monkeypatch.setattr(decode_module, "_resize", lambda im, st: resized.append(im.size) or real(im, st))
     map_module._atlases(lazy, 3, 16)
     assert resized == []  # nothing made at the 96 px decode size for a 16 px tile
+
+
+def test_file_links_are_relative_urls_of_the_files_that_exist(tmp_path):
+    from pixsort.report.map import file_links
+
+    (tmp_path / "photos" / "a b").mkdir(parents=True)
+    (tmp_path / "out").mkdir()
+    files = [tmp_path / "photos" / "a b" / "x#1.png", tmp_path / "photos" / "y.png", tmp_path / "out" / "z.png"]
+    for f in files:
+        f.write_bytes(b"x")
+    paths = [str(f) for f in files] + [str(tmp_path / "photos" / "gone.png")]
+    links = file_links(paths, tmp_path / "out")
+    assert links == ["../photos/a%20b/x%231.png", "../photos/y.png", "z.png", None]
+    # a relative path is taken from the working directory, like the files it names
+    assert file_links([os.path.relpath(files[1])], tmp_path / "out") == ["../photos/y.png"]
+
+
+def test_many_files_are_decoded_for_the_atlases_by_forked_processes_with_the_same_pixels(tmp_path, monkeypatch):
+    from pixsort.data import DecodeSettings
+    from pixsort.data import lazy as lazy_module
+    from pixsort.data.lazy import LazyImages
+    from pixsort.report import map as map_module
+
+    rng = np.random.default_rng(4)
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path / f"im{i}.png")
+        Image.fromarray(rng.integers(0, 256, (8 + i, 10, 3), dtype=np.uint8)).save(paths[-1])
+    paths.append(tmp_path / "gone.png")  # deleted since it was embedded: a grey tile
+    lazy = LazyImages([str(p) for p in paths], DecodeSettings(size=64))
+    one_by_one = [lazy.stored(i) for i in range(len(paths))]
+    monkeypatch.setattr(lazy_module, "PARALLEL_MIN", 4)
+    monkeypatch.setattr(lazy_module, "available_cores", lambda: 2)
+    forked = []
+    real_context = lazy_module.mp.get_context
+    monkeypatch.setattr(lazy_module.mp, "get_context", lambda kind: forked.append(kind) or real_context(kind))
+    together = lazy.stored_many(np.arange(len(paths)))
+    assert forked == ["fork"]
+    assert len(together) == len(paths) and all(np.array_equal(a, b) for a, b in zip(together, one_by_one))
+    assert (together[-1] == 128).all()
+    assert map_module._atlases(lazy, len(paths), 16) == map_module._atlases(one_by_one, len(paths), 16)
 
 
 def test_a_large_clustering_maps_a_sample_with_its_representatives_and_shown_neighbours(monkeypatch):

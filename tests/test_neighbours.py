@@ -20,7 +20,7 @@ def _clustered(n: int, d: int = 32, k: int = 12, seed: int = 0) -> np.ndarray:
     return l2_normalize(centres[rng.integers(0, k, n)] + 0.6 * rng.normal(size=(n, d))).astype(np.float32)
 
 
-@pytest.mark.parametrize("method", ["flat", "ivf"])
+@pytest.mark.parametrize("method", ["flat", "hnsw"])
 def test_faiss_engines_agree_with_exact_search(method):
     Z = _clustered(6000)
     _, exact = nearest_rows(Z[:500], Z, 10)
@@ -32,10 +32,22 @@ def test_faiss_engines_agree_with_exact_search(method):
 
 def test_excluding_self_drops_the_row_itself():
     Z = _clustered(3000)
-    for method in ("exact", "flat", "ivf"):
+    for method in ("exact", "flat", "hnsw"):
         _, idx = NeighbourSearch(Z, method=method).search(Z, 5, exclude_self=True)
         assert idx.shape == (3000, 5)
         assert not (idx == np.arange(3000)[:, None]).any(), method
+
+
+def test_the_graph_index_answers_alike_on_a_rebuild_and_asks_deep_enough():
+    Z = _clustered(5000)
+    first = NeighbourSearch(Z, method="hnsw")
+    _, a = first.search(Z, 40, exclude_self=True)
+    assert first._index.hnsw.efSearch >= 41  # a search depth below k could not return k answers
+    _, b = NeighbourSearch(Z, method="hnsw").search(Z, 40, exclude_self=True)
+    np.testing.assert_array_equal(a, b)
+    assert (a >= 0).all()
+    _, exact = nearest_rows(Z, Z, 40, exclude_self=True)
+    assert recall_at_k(a, exact) >= 0.95
 
 
 def test_auto_picks_by_size(monkeypatch):
@@ -43,7 +55,7 @@ def test_auto_picks_by_size(monkeypatch):
     monkeypatch.setattr(neighbours, "FLAT_MAX", 1000)
     assert NeighbourSearch(_clustered(100)).method == "exact"
     assert NeighbourSearch(_clustered(500)).method == "flat"
-    assert NeighbourSearch(_clustered(2000)).method == "ivf"
+    assert NeighbourSearch(_clustered(2000)).method == "hnsw"
 
 
 def test_the_reducer_fits_on_a_sample_and_projects_in_chunks(monkeypatch):
@@ -91,3 +103,26 @@ def test_the_reducer_reads_a_memory_map_a_chunk_at_a_time(monkeypatch, tmp_path)
     chunked = EmbeddingReducer(6, block_sizes=[8, 16]).fit(np.load(tmp_path / "x.npy", mmap_mode="r"))
     assert max(seen) <= 256 and sum(seen) == 2 * 3000  # two passes, never the whole matrix
     np.testing.assert_allclose(chunked.components_, whole.components_, atol=1e-5)
+
+
+def test_faiss_kmeans_restarts_on_a_sample_then_refines_on_every_row(monkeypatch):
+    import faiss
+
+    from pixsort.cluster.images import methods
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(4, 16)) * 4
+    truth = rng.integers(0, 4, 3000)
+    X = (centres[truth] + rng.normal(size=(3000, 16))).astype(np.float32)
+    monkeypatch.setattr(methods, "RESTART_SAMPLE", 1000)
+    trained = []
+    train = faiss.Kmeans.train
+    monkeypatch.setattr(
+        faiss.Kmeans, "train", lambda self, x, **kw: trained.append((len(x), self.cp.nredo)) or train(self, x, **kw)
+    )
+    part = methods.kmeans(X, 4, random_state=0, backend="faiss")
+    assert trained == [(1000, 10), (3000, 1)]  # ten restarts on the sample, one refinement on all rows
+    from pixsort.cluster.metrics import clustering_scores
+
+    assert clustering_scores(truth, part.labels)["accuracy"] > 0.99
+    np.testing.assert_array_equal(methods.kmeans(X, 4, random_state=0, backend="faiss").labels, part.labels)

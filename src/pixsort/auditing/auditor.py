@@ -49,7 +49,7 @@ class ImageAuditor:
         Robust z-score above which an image is flagged as an outlier.
     n_folds : int, default 5
         Folds of the label-error probe.
-    search : {"auto", "exact", "flat", "ivf"}
+    search : {"auto", "exact", "flat", "hnsw"}
         Engine of :class:`~pixsort.cluster.images.neighbours.NeighbourSearch`.
     random_state : int
 
@@ -132,7 +132,7 @@ class ImageAuditor:
         timings = {}
         t = time.perf_counter()
         Z, self.mean_ = centred_unit(X)
-        self.search_ = NeighbourSearch(Z, method=self.search, random_state=self.random_state)
+        self.search_ = NeighbourSearch(Z, method=self.search)
         sims, idx = self.search_.search(Z, int(self.n_neighbors), exclude_self=True)
         self.neighbour_similarities_, self.neighbour_indices_ = sims, idx
         timings["neighbours"] = time.perf_counter() - t
@@ -140,7 +140,7 @@ class ImageAuditor:
         t = time.perf_counter()
         pixel_links, self.nearest_hash_distance_ = None, np.full(n, -1, np.int64)
         if pixel_hashes is not None:
-            hi, hj, bits = hash_pairs(pixel_hashes, self.random_state)
+            hi, hj, bits = hash_pairs(pixel_hashes)
             close = bits <= int(self.hash_distance)
             pixel_links, self.nearest_hash_distance_ = (hi[close], hj[close]), nearest_bits(n, hi, hj, bits)
         self.group_, self.exact_group_, self.nearest_similarity_ = duplicate_groups(

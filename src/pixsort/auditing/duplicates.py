@@ -119,7 +119,7 @@ def _signs(words: np.ndarray) -> np.ndarray:
     return (bits.astype(np.float32) * 2 - 1) / np.sqrt(bits.shape[1], dtype=np.float32)
 
 
-def hash_candidates(hashes: np.ndarray, others: np.ndarray | None = None, k: int = HASH_NEIGHBOURS, random_state=0):
+def hash_candidates(hashes: np.ndarray, others: np.ndarray | None = None, k: int = HASH_NEIGHBOURS):
     """Candidate copy pairs ``(i, j)`` by hash: for each image of ``others`` (default: the
     same set) its ``k`` nearest whole-image hashes of ``hashes`` by its whole and by its
     centre hash, and (for another set) the reverse; exact distances are taken after."""
@@ -130,7 +130,7 @@ def hash_candidates(hashes: np.ndarray, others: np.ndarray | None = None, k: int
     found_i, found_j = [], []
     for ref, query, swap in ((hashes, others, False), *(() if same else ((others, hashes, True),))):
         # +-1/16 components: every inner product is a multiple of 1/256, exact in float32
-        search = NeighbourSearch(_signs(ref[:, 0]), random_state=random_state, exact_dtype=np.float32)
+        search = NeighbourSearch(_signs(ref[:, 0]), exact_dtype=np.float32)
         kk = min(k + (1 if same else 0), len(ref))
         for view in (0, 1):
             _, idx = search.search(_signs(query[:, view]), kk)
@@ -143,20 +143,20 @@ def hash_candidates(hashes: np.ndarray, others: np.ndarray | None = None, k: int
     return np.concatenate(found_i).astype(np.int64), np.concatenate(found_j).astype(np.int64)
 
 
-def hash_pairs(hashes: np.ndarray, random_state: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def hash_pairs(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every candidate pair ``(i, j)``, ``i < j``, among hash neighbours, with its
     :func:`hash_distance` in bits: ``(i, j, bits)``."""
-    q, r = hash_candidates(hashes, random_state=random_state)
+    q, r = hash_candidates(hashes)
     if len(q) == 0:
         return q, r, np.zeros(0, np.int64)
     pairs = np.unique(np.stack([np.minimum(q, r), np.maximum(q, r)], axis=1), axis=0)
     return pairs[:, 0], pairs[:, 1], hash_distance(hashes, pairs[:, 0], pairs[:, 1])
 
 
-def hash_links(hashes: np.ndarray, max_distance: int = HASH_DISTANCE, random_state: int = 0):
+def hash_links(hashes: np.ndarray, max_distance: int = HASH_DISTANCE):
     """Pairs ``(i, j)``, ``i < j``, of copies by pixel hash among hash neighbours, with
     their distances: ``(i, j, bits)``."""
-    i, j, bits = hash_pairs(hashes, random_state)
+    i, j, bits = hash_pairs(hashes)
     keep = bits <= max_distance
     return i[keep], j[keep], bits[keep]
 

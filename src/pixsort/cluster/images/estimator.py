@@ -679,7 +679,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         k = min(int(n_neighbors), len(space) - 1)
         if k < 1:
             return np.zeros((len(space), 0), dtype=np.int32)
-        _, idx = NeighbourSearch(space, random_state=self.random_state).search(space, k, exclude_self=True)
+        _, idx = NeighbourSearch(space).search(space, k, exclude_self=True)
         return idx.astype(np.int32)
 
     def _nearest_train(self, Z: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -688,7 +688,7 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         # unit rows: |a - b|^2 = 2 - 2 <a, b>; inner products in float64 keep near-duplicates in order
         search = getattr(self, "_train_search", None)
         if search is None or search.reference.shape != self.embeddings_.shape:
-            search = self._train_search = NeighbourSearch(self.embeddings_, random_state=self.random_state)
+            search = self._train_search = NeighbourSearch(self.embeddings_)
         sims, idx = search.search(Z, m)
         return np.sqrt(np.maximum(2.0 - 2.0 * sims, 0.0)).astype(np.float32), idx
 

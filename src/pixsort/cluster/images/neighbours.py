@@ -7,10 +7,18 @@ Three engines, chosen by the size of the reference set (``method="auto"``):
     earlier pixsort versions, bit for bit).
 ``flat`` (n <= :data:`FLAT_MAX`)
     faiss ``IndexFlatIP``: exact search in float32, several times faster.
-``ivf`` (larger)
-    faiss ``IndexIVFFlat`` (inverted lists over a k-means coarse quantiser):
-    approximate; its recall against exact search is measured in
-    ``tests/test_neighbours.py`` and ``bench/scale.py``.
+``hnsw`` (larger)
+    faiss ``IndexHNSWFlat`` (a navigable small-world graph, M = 32 links a node,
+    construction depth 40, search depth 32): approximate, but its cost grows about
+    linearly with n where exact search grows with n squared.  On real embedding sets
+    (the CIFAR-10 sample's Lite0/1/2 embeddings, reduced; k = 20) recall@20 against
+    exact search was 0.975-0.981 and the clustering's accuracy over seeds was that of
+    exact search (0.629 x3 against 0.630 x3 for Lite1); at 50,000 rows build and search
+    took 8.4 s against 12.1 s for ``flat``.  An inverted-file index (IVF) was measured
+    first and dropped: 0.78-0.92 recall on the same embeddings at no lower cost.  The
+    graph is built by faiss's threads; repeated builds gave the same graph here, and
+    the search given a graph is deterministic, but faiss does not promise bit-equal
+    graphs across thread schedules (``flat`` does, at any n).
 
 No engine builds an ``n x n`` matrix: queries go in blocks.
 """
@@ -22,9 +30,11 @@ import numpy as np
 from pixsort.base.runtime import available_cores
 
 EXACT_MAX = 20_000
-FLAT_MAX = 200_000
-IVF_PROBES = 24  # inverted lists visited per query (of about 4 sqrt(n)); recall >= 0.95 measured
-METHODS = ("auto", "exact", "flat", "ivf")
+FLAT_MAX = 40_000  # exact faiss search up to here; above, the graph index is the faster (measured crossover ~35k)
+HNSW_LINKS = 32  # M: recall@20 0.975-0.981 on real embeddings; M = 16 gave 0.93 and cost accuracy on a seed
+HNSW_BUILD_DEPTH = 40
+HNSW_SEARCH_DEPTH = 32  # raised to the number of neighbours asked for where that is larger
+METHODS = ("auto", "exact", "flat", "hnsw")
 
 
 def has_faiss() -> bool:
@@ -77,32 +87,30 @@ class NeighbourSearch:
     Parameters
     ----------
     reference : ndarray (n, d)
-    method : {"auto", "exact", "flat", "ivf"}
+    method : {"auto", "exact", "flat", "hnsw"}
         ``auto`` picks by n (see the module notes); faiss engines fall back to
         ``exact`` where faiss is not installed.
-    random_state : int
-        Seed of the IVF quantiser's k-means (the search is deterministic for a seed).
     exact_dtype : numpy dtype, default float64
         Of the ``exact`` engine's products (float32 where they are exact in it: see
         :func:`nearest_rows`).
     """
 
-    def __init__(self, reference: np.ndarray, method: str = "auto", random_state: int = 0, exact_dtype=np.float64):
+    def __init__(self, reference: np.ndarray, method: str = "auto", exact_dtype=np.float64):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.reference = np.ascontiguousarray(reference, dtype=np.float32)
         n = len(self.reference)
         if method == "auto":
-            method = "exact" if n <= EXACT_MAX else ("flat" if n <= FLAT_MAX else "ivf")
+            method = "exact" if n <= EXACT_MAX else ("flat" if n <= FLAT_MAX else "hnsw")
         if method != "exact" and not has_faiss():
             method = "exact"
         self.method = method
         self.exact_dtype = exact_dtype
         self._index = None
         if method != "exact":
-            self._index = self._build(random_state)
+            self._index = self._build()
 
-    def _build(self, random_state: int):
+    def _build(self):
         import faiss
 
         faiss.omp_set_num_threads(available_cores())
@@ -110,13 +118,8 @@ class NeighbourSearch:
         if self.method == "flat":
             index = faiss.IndexFlatIP(d)
         else:
-            n_lists = max(1, int(4 * np.sqrt(n)))
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, n_lists, faiss.METRIC_INNER_PRODUCT)
-            rng = np.random.default_rng(random_state)
-            sample = self.reference[np.sort(rng.choice(n, min(n, 64 * n_lists), replace=False))]
-            index.cp.seed = int(random_state) + 1
-            index.train(sample)
-            index.nprobe = min(IVF_PROBES, n_lists)
+            index = faiss.IndexHNSWFlat(d, HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = HNSW_BUILD_DEPTH
         index.add(self.reference)
         return index
 
@@ -132,6 +135,8 @@ class NeighbourSearch:
         Q = np.ascontiguousarray(queries, dtype=np.float32)
         k = int(min(k, len(self.reference) - (1 if exclude_self else 0)))
         extra = 1 if exclude_self else 0
+        if self.method == "hnsw":
+            self._index.hnsw.efSearch = max(HNSW_SEARCH_DEPTH, k + extra)
         sims = np.empty((len(Q), k))
         idx = np.empty((len(Q), k), dtype=np.int64)
         for s in range(0, len(Q), block):
@@ -154,4 +159,4 @@ def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
     return hits / exact.size if exact.size else 1.0
 
 
-__all__ = ["EXACT_MAX", "FLAT_MAX", "NeighbourSearch", "has_faiss", "nearest_rows", "recall_at_k"]
+__all__ = ["EXACT_MAX", "FLAT_MAX", "METHODS", "NeighbourSearch", "has_faiss", "nearest_rows", "recall_at_k"]

@@ -423,6 +423,9 @@ def test_file_links_are_relative_urls_of_the_files_that_exist(tmp_path):
     assert links == ["../photos/a%20b/x%231.png", "../photos/y.png", "z.png", None]
     # a relative path is taken from the working directory, like the files it names
     assert file_links([os.path.relpath(files[1])], tmp_path / "out") == ["../photos/y.png"]
+    latin1 = tmp_path / "out" / os.fsdecode(b"\xe9t\xe9.png")  # a name that is not UTF-8
+    latin1.write_bytes(b"x")
+    assert file_links([str(latin1)], tmp_path / "out") == ["%E9t%E9.png"]
 
 
 def test_many_files_are_decoded_for_the_atlases_by_forked_processes_with_the_same_pixels(tmp_path, monkeypatch):

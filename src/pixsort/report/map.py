@@ -197,11 +197,12 @@ def file_links(paths: Sequence[str], folder: Path) -> list[str | None]:
         if head not in prefixes:
             try:
                 rel = Path(os.path.relpath(Path(head or ".").resolve(), base)).as_posix()
-                prefixes[head] = "" if rel == "." else quote(rel) + "/"
+                prefixes[head] = "" if rel == "." else quote(os.fsencode(rel)) + "/"
             except ValueError:  # another drive
                 prefixes[head] = None
         prefix = prefixes[head]
-        out.append(prefix + quote(name) if prefix is not None else (Path(head).resolve() / name).as_uri())
+        # the name's bytes on disk, percent-encoded: a name that is not UTF-8 still links
+        out.append(prefix + quote(os.fsencode(name)) if prefix is not None else (Path(head).resolve() / name).as_uri())
     return out
 
 

@@ -14,8 +14,9 @@ Three engines, chosen by the size of the reference set (``method="auto"``):
     (the CIFAR-10 sample's Lite0/1/2 embeddings, reduced; k = 20) recall@20 against
     exact search was 0.975-0.981 and the clustering's accuracy over seeds was that of
     exact search (0.629 x3 against 0.630 x3 for Lite1); at 50,000 rows build and search
-    took 8.4 s against 12.1 s for ``flat``.  An inverted-file index (IVF) was measured
-    first and dropped: 0.78-0.92 recall on the same embeddings at no lower cost.  The
+    took 8.0-8.4 s against 11.7-12.1 s for ``flat`` (``bench/neighbours.py``).  An
+    inverted-file index (IVF) was measured first and dropped: 0.78-0.92 recall on the
+    same embeddings at no lower cost.  The
     graph is built by faiss's threads; repeated builds gave the same graph here, and
     the search given a graph is deterministic, but faiss does not promise bit-equal
     graphs across thread schedules (``flat`` does, at any n).
@@ -30,7 +31,9 @@ import numpy as np
 from pixsort.base.runtime import available_cores
 
 EXACT_MAX = 20_000
-FLAT_MAX = 40_000  # exact faiss search up to here; above, the graph index is the faster (measured crossover ~35k)
+# exact faiss search up to here: at 10k rows it took 0.4 s against 0.6-0.8 s for the graph, at 50k
+# 11.7-12.1 s against 8.0-8.4 s (quadratic against about linear; the crossover lies between)
+FLAT_MAX = 40_000
 HNSW_LINKS = 32  # M: recall@20 0.975-0.981 on real embeddings; M = 16 gave 0.93 and cost accuracy on a seed
 HNSW_BUILD_DEPTH = 40
 HNSW_SEARCH_DEPTH = 32  # raised to the number of neighbours asked for where that is larger

@@ -429,7 +429,7 @@ def test_file_links_are_relative_urls_of_the_files_that_exist(tmp_path):
 
 
 def test_many_files_are_decoded_for_the_atlases_by_forked_processes_with_the_same_pixels(tmp_path, monkeypatch):
-    from pixsort.data import DecodeSettings
+    from pixsort.data import DecodeSettings, processes
     from pixsort.data import lazy as lazy_module
     from pixsort.data.lazy import LazyImages
     from pixsort.report import map as map_module
@@ -443,10 +443,10 @@ def test_many_files_are_decoded_for_the_atlases_by_forked_processes_with_the_sam
     lazy = LazyImages([str(p) for p in paths], DecodeSettings(size=64))
     one_by_one = [lazy.stored(i) for i in range(len(paths))]
     monkeypatch.setattr(lazy_module, "PARALLEL_MIN", 4)
-    monkeypatch.setattr(lazy_module, "available_cores", lambda: 2)
+    monkeypatch.setattr(processes, "available_cores", lambda: 2)
     forked = []
-    real_context = lazy_module.mp.get_context
-    monkeypatch.setattr(lazy_module.mp, "get_context", lambda kind: forked.append(kind) or real_context(kind))
+    real_context = processes.mp.get_context
+    monkeypatch.setattr(processes.mp, "get_context", lambda kind=None: forked.append(kind) or real_context(kind))
     together = lazy.stored_many(np.arange(len(paths)))
     assert forked == ["fork"]
     assert len(together) == len(paths) and all(np.array_equal(a, b) for a, b in zip(together, one_by_one))

@@ -10,13 +10,12 @@ long runs index in chunks instead.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from collections.abc import Sequence
 
 import numpy as np
 
-from pixsort.base.runtime import available_cores
 from pixsort.data.decode import DecodeSettings, SkipImage, decode_image, fit_to_settings
+from pixsort.data.processes import map_in_processes
 
 PARALLEL_MIN = 256  # files below which forking decoders costs more than it saves
 
@@ -145,11 +144,7 @@ class LazyImages(ImageRows):
         """:meth:`stored` of each of ``positions``, decoded by one process per core when
         there are many (the map's thumbnails of a large set: 20,000 files)."""
         jobs = [(self.paths[int(i)], self.settings) for i in self._positions(positions)]
-        workers = available_cores()
-        if workers <= 1 or len(jobs) < PARALLEL_MIN or "fork" not in mp.get_all_start_methods():
-            return [_stored_file(job) for job in jobs]
-        with mp.get_context("fork").Pool(workers) as pool:
-            return pool.map(_stored_file, jobs, chunksize=64)
+        return list(map_in_processes(_stored_file, jobs, min_jobs=PARALLEL_MIN))
 
     def _decoded(self, i: int, keep_small: bool) -> np.ndarray:
         return _decoded_file(self.paths[i], self.settings, keep_small)

@@ -7,7 +7,6 @@ cache in batches; the full-size images are never held together.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import warnings
 from collections.abc import Iterator
@@ -18,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from pixsort.base.progress import progress as progress_bar
-from pixsort.base.runtime import available_cores
 from pixsort.data.cache import CacheEntry, ContentHasher, DecodedStore, default_cache_dir, hash_array
 from pixsort.data.decode import DecodeSettings, SkipImage, decode_array, decode_image, fit_to_settings
 from pixsort.data.lazy import ImageRows
+from pixsort.data.processes import map_in_processes
 from pixsort.data.sources import ImageDataset
 
 MANIFEST_COLUMNS = ["path", "label", "split", "status", "reason", "width", "height", "mode", "content_hash"]
@@ -299,19 +298,10 @@ def _decode_all(
                 yield keys[i], array, entry
         return
     jobs = [(i, keys[i], dataset.paths[i], settings) for i in todo]
-    n_workers = available_cores() if workers is None else workers
     with progress_bar("Decoding images", len(jobs), bool(progress) and len(jobs) >= _BAR_MIN) as bar:
-        if n_workers <= 1 or len(jobs) < _PARALLEL_MIN:
-            for _, key, array, entry in map(_decode_one_file, jobs):
-                bar.advance()
-                yield key, array, entry
-            return
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
-        chunk = max(1, min(32, len(jobs) // (n_workers * 8)))
-        with ctx.Pool(n_workers) as pool:
-            for _, key, array, entry in pool.imap(_decode_one_file, jobs, chunksize=chunk):
-                bar.advance()
-                yield key, array, entry
+        for _, key, array, entry in map_in_processes(_decode_one_file, jobs, workers, _PARALLEL_MIN):
+            bar.advance()
+            yield key, array, entry
 
 
 def _skip_entry(path: str, noted: tuple[str, str] | None, settings: DecodeSettings) -> CacheEntry:

@@ -180,9 +180,9 @@ def write_map(
 def file_links(paths: Sequence[str], folder: Path) -> list[str | None]:
     """Each path that is a file on disk, as a URL relative to ``folder`` (else None).
 
-    Each directory is resolved once, not each file (20,000 files of a few folders: one
-    stat per file instead of a resolve, 2 s less); a link to a symlinked file is a link to
-    the symlink, which the browser follows."""
+    Each directory is resolved once, not each file (one stat per file instead of a
+    resolve: resolving each of 20,000 files took 2.2 s under a profiler); a link to a
+    symlinked file is a link to the symlink, which the browser follows."""
     from urllib.parse import quote
 
     base = Path(folder).resolve()

@@ -16,10 +16,10 @@ Three engines, chosen by the size of the reference set (``method="auto"``):
     exact search (0.629 x3 against 0.630 x3 for Lite1); at 50,000 rows build and search
     took 8.0-8.4 s against 11.7-12.1 s for ``flat`` (``bench/neighbours.py``).  An
     inverted-file index (IVF) was measured first and dropped: 0.78-0.92 recall on the
-    same embeddings at no lower cost.  The
-    graph is built by faiss's threads; repeated builds gave the same graph here, and
-    the search given a graph is deterministic, but faiss does not promise bit-equal
-    graphs across thread schedules (``flat`` does, at any n).
+    same embeddings at no lower cost.  The graph is built by faiss's threads; repeated
+    builds gave the same graph here, and the search given a graph is deterministic, but
+    faiss does not promise bit-equal graphs across thread schedules (``flat`` does, at
+    any n).
 
 No engine builds an ``n x n`` matrix: queries go in blocks.
 """

@@ -17,8 +17,11 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 _M_TRIM_THRESHOLD = -1  # glibc mallopt parameter ids
 _M_MMAP_MAX = -4
 # free memory at the top of the heap kept for reuse instead of returned to the OS: one
-# batch's activations (~100-200 MB for a backbone at batch 64) so the next batch finds it
-TRIM_THRESHOLD = 256 << 20
+# batch's activations, so the next batch finds it.  Lite1 at 240 px, batch 64, needs more
+# than 256 MiB (an fp32 expansion map alone is 354 MB): at 256 MiB a cold embed of 2,000
+# CIFAR images spent 9-13 s in the kernel against 2.1-3.7 s at 1 GiB (wall 24.9-28.0 s
+# against 19.6-20.3 s, AMD EPYC, bf16), with the same peak RSS.
+TRIM_THRESHOLD = 1 << 30
 _applied = False
 
 
@@ -35,7 +38,7 @@ def tune_cpu(threads: int | None = None) -> None:
 
     * ``mallopt(M_MMAP_MAX, 0)``: large tensors are otherwise mmapped and unmapped on
       every op, and the page faults dominate small-batch CPU inference/training.
-    * ``mallopt(M_TRIM_THRESHOLD, 256 MiB)``: without it glibc returns the freed top of
+    * ``mallopt(M_TRIM_THRESHOLD, 1 GiB)``: without it glibc returns the freed top of
       the heap to the OS after each batch and faults it back in on the next; issue 12
       measured (Lite1, ``bench/embed.py``) system time 1.9 s against 8.0 s, 4.7x fewer
       page faults and a 15 % shorter run with both settings.  The environment variables

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pixsort.data.decode import DecodeSettings, SkipImage, decode_image, fit_to_settings
+from pixsort.data.decode import DecodeSettings, SkipImage, decode_image, fit_to_settings, resizes_straight
 from pixsort.data.processes import map_in_processes
 
 PARALLEL_MIN = 256  # files below which forking decoders costs more than it saves
@@ -93,6 +93,24 @@ class PackedImages(ImageRows):
         start = int(self.offsets[i])
         return self.buffer[start : start + h * w * c].reshape(h, w, c)
 
+    def native_rows(self, positions) -> np.ndarray | None:
+        """The images at ``positions`` as stored, ``(m, h, w, C)``, where they share one
+        stored shape that :func:`~pixsort.data.decode.enlarge` takes straight to the
+        target (else None): a consumer that resizes with that kernel gets the pixels of
+        ``self[positions]`` from 56x fewer bytes (32 px rows for a 240 px network)."""
+        pos = self._positions(positions)
+        shapes = self.shapes[pos]
+        if not len(pos) or (shapes != shapes[0]).any() or not resizes_straight(tuple(shapes[0]), self.settings):
+            return None
+        h, w = (int(v) for v in shapes[0])
+        c = self.settings.shape[2]
+        size = h * w * c
+        out = np.empty((len(pos), h, w, c), dtype=np.uint8)
+        flat = out.reshape(len(pos), size)
+        for j, start in enumerate(self.offsets[pos]):
+            flat[j] = self.buffer[int(start) : int(start) + size]
+        return out
+
     def take(self, positions) -> PackedImages:
         """A lazy subset (no pixels made)."""
         pos = self._positions(positions)
@@ -116,6 +134,11 @@ class MirroredImages(ImageRows):
 
     def _one(self, i: int) -> np.ndarray:
         return self.base._one(i)[:, ::-1]
+
+    def native_rows(self, positions) -> np.ndarray | None:
+        """:meth:`PackedImages.native_rows` mirrored (resizing commutes with mirroring)."""
+        rows = getattr(self.base, "native_rows", lambda _: None)(positions)
+        return None if rows is None else np.ascontiguousarray(rows[:, :, ::-1])
 
     def take(self, positions) -> MirroredImages:
         return MirroredImages(self.base.take(positions))

@@ -123,7 +123,7 @@ class ImageExtractor(TransformerMixin, BaseEstimator, ABC):
         todo: dict[str, int] = {}  # missing key -> first image with it (duplicates are computed once)
         for i in np.flatnonzero(~found):
             todo.setdefault(keys[i], int(i))
-        fresh = self._extract(check_images(images[np.fromiter(todo.values(), dtype=np.intp, count=len(todo))]))
+        fresh = self._extract(check_images(self._gather(images, np.fromiter(todo.values(), np.intp, len(todo)))))
         if found.any() and stored.shape[1] != fresh.shape[1]:
             return self._extract(check_images(images))  # stored entries of another width: not trusted
         cache.put(list(todo), fresh)
@@ -133,6 +133,23 @@ class ImageExtractor(TransformerMixin, BaseEstimator, ABC):
         missing = np.flatnonzero(~found)
         stored[missing] = fresh[[row_of[keys[i]] for i in missing]]
         return stored
+
+    def _input_size(self) -> tuple[int, int] | None:
+        """(h, w) this extractor enlarges smaller input to with the decoder's kernel
+        (:func:`pixsort.data.decode.enlarge`), or None where it does not."""
+        return None
+
+    def _gather(self, images, positions: np.ndarray) -> np.ndarray:
+        """``images[positions]``; from a lazy set decoded at this extractor's input size,
+        its native-size rows where they share a shape (the extractor enlarges them to
+        the same pixels in one batched resize, from a fraction of the bytes)."""
+        size = self._input_size()
+        native_rows = getattr(images, "native_rows", None)
+        if size is not None and native_rows is not None and tuple(images.settings.hw) == size:
+            rows = native_rows(positions)
+            if rows is not None:
+                return rows
+        return images[positions]
 
     # ------------------------------------------------------------------ config
     def to_config(self) -> dict:

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 # Bump when preprocessing changes in a way that changes embeddings: it is part
 # of extractor_id, so old cache entries stop matching.
-PREPROCESS_VERSION = 2
+PREPROCESS_VERSION = 3  # 3: images smaller than the input enlarged by torch's kernel, not Pillow's
 
 
 # Measured for EfficientNet-Lite0 at 224 px on this project's 2-core Xeon (AMX +
@@ -265,6 +265,11 @@ class PretrainedExtractor(ImageExtractor):
             f"PretrainedExtractor/{net.name}/weights={net.weights_id}/layers={'+'.join(net.layers)}"
             f"/input={plan.size[0]}x{plan.size[1]}/crop={crop}/{dtype}/pre{PREPROCESS_VERSION}"
         )
+
+    def _input_size(self) -> tuple[int, int] | None:
+        net, plan = self._prepared()
+        plain = self.crop_pct is None and net.pretrained_cfg.interpolation == "bilinear"
+        return plan.size if plain else None  # a crop or bicubic resize makes other pixels
 
     def class_guesses(self, features: np.ndarray, chunk: int = 4096) -> ClassGuesses | None:
         """The ImageNet class and group each row of :meth:`transform` output most likely

@@ -45,7 +45,7 @@ def _centre_crop(x: torch.Tensor, crop_pct: float) -> torch.Tensor:
 def _as_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 ``(N, H, W, C)`` array -> ``(N, C, H, W)`` tensor view (channels-last strides)."""
     if any(stride < 0 for stride in images.strides):  # e.g. images[..., ::-1]: torch cannot view these
-        images = np.ascontiguousarray(images)
+        images = images.copy()  # (ascontiguousarray keeps a flip of a 1-wide axis as it is)
     with warnings.catch_warnings():
         # read-only arrays (memory maps from the data cache) are fine: nothing writes to them
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -109,6 +109,8 @@ def to_float_batch(
             # 3-5x faster than resizing floats (measured: 64 CIFAR images to
             # 224 px, 13 ms vs 70 ms single-threaded).  With antialias=True it is
             # plain bilinear when enlarging and PIL's filter when shrinking.
+            # The call is pixsort.data.decode.enlarge's: native-size rows enlarged
+            # here equal the decoder's pixels.
             x = F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False, antialias=True)
     c = x.shape[1]
     if c == 1 and rgb and (len(set(mean)) > 1 or len(set(std)) > 1):

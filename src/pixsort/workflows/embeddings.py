@@ -15,6 +15,7 @@ import pandas as pd
 from pixsort.base.engines import check_engine, ray_session
 from pixsort.cluster.images import ImageClusterer
 from pixsort.data import DecodedImages, load_images, open_dataset
+from pixsort.data.lazy import ImageRows
 from pixsort.features.extract import build_extractor, extract_features
 from pixsort.features.ray_embed import embed_with_ray
 from pixsort.features.store import EmbeddingSet, read_embedding_set
@@ -108,9 +109,10 @@ def embed_images(
         manifest, index = decoded.manifest, decoded.index
 
         def vectors(start: int, stop: int) -> np.ndarray:
-            return extract_features(
-                extractor, spec, decoded.images[start:stop], decoded.keys[start:stop], cache_dir, settings
-            )
+            images = decoded.images
+            # a lazy set stays lazy (a slice would make every pixel at full size)
+            part = images.take(np.arange(start, stop)) if isinstance(images, ImageRows) else images[start:stop]
+            return extract_features(extractor, spec, part, decoded.keys[start:stop], cache_dir, settings)
 
     n = len(index)
     writer = None

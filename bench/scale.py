@@ -14,8 +14,10 @@ Run it alone on the machine, under the shared lock:
 ``--clustimage PYTHON`` runs clustimage's defaults on the first size with that
 interpreter (a throw-away venv: ``python -m venv /tmp/climg && /tmp/climg/bin/pip install
 clustimage``).  Results go to ``<work>/scale.json`` and a Markdown table on stdout.
-Peak memory is the largest sum of RSS over the process tree (polled every 0.1 s; shared
-pages of forked decoders count once per process, so it errs high).
+Peak memory is polled every 0.1 s over the process tree three ways: the largest sum of RSS
+(shared pages of forked decoders count once per process, so it errs high), the largest sum
+of PSS (each shared page split among the processes mapping it: the tree's own memory,
+counted once) and the main process's own peak RSS.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def make_set(n: int, folder: Path) -> Path:
 
 
 def run_measured(cmd: list[str], env: dict | None = None) -> dict:
-    """Run ``cmd``; wall time, peak tree RSS (MB), CPU user/system (s), exit code."""
+    """Run ``cmd``; wall time, peak tree RSS and PSS and the main process's peak RSS (MB),
+    CPU user/system (s), exit code."""
     import resource
 
     import psutil
@@ -87,13 +90,16 @@ def run_measured(cmd: list[str], env: dict | None = None) -> dict:
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     root = psutil.Process(proc.pid)
-    peak = 0
+    peak = peak_pss = peak_main = 0
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
+            infos = [p.memory_full_info() for p in tree if p.is_running()]
+            peak = max(peak, sum(i.rss for i in infos))
+            peak_pss = max(peak_pss, sum(i.pss for i in infos))
+            peak_main = max(peak_main, infos[0].rss)
+        except (psutil.Error, IndexError):
+            pass  # a process ended between listing and reading
         time.sleep(0.1)
     out = proc.stdout.read()
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -102,6 +108,8 @@ def run_measured(cmd: list[str], env: dict | None = None) -> dict:
         "rc": proc.returncode,
         "wall_s": round(time.perf_counter() - start, 2),
         "peak_rss_mb": round(peak / 2**20, 1),
+        "peak_pss_mb": round(peak_pss / 2**20, 1),
+        "peak_main_rss_mb": round(peak_main / 2**20, 1),
         "user_s": round(ru.ru_utime - before.ru_utime, 1),
         "sys_s": round(ru.ru_stime - before.ru_stime, 1),
         "tail": out[-1500:],
@@ -186,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         results["clustimage"] = clustimage_run(args.clustimage, args.work / f"set-{n}", args.work)
         (args.work / "scale.json").write_text(json.dumps(results, indent=1))
     print(f"CPU: {results['cpu']}, {results['cores']} cores\n")
-    print("| n | run | wall s | peak RSS MB | stages (s) | ACC | cache files | cache MB |")
+    print("| n | run | wall s | peak tree RSS / PSS / main RSS MB | stages (s) | ACC | cache files | cache MB |")
     print("|---|---|---|---|---|---|---|---|")
     for n, row in results["sizes"].items():
         for name, r in row.items():
@@ -196,11 +204,13 @@ def main(argv: list[str] | None = None) -> int:
             acc = (r.get("scores") or {}).get("accuracy")
             cache = (r.get("cache") or {}).get("all", {})
             acc_text = "" if acc is None else f"{acc:.3f}"
-            print(f"| {n} | {name} | {r['wall_s']} | {r['peak_rss_mb']} | {stages} | {acc_text} | "
+            memory = f"{r['peak_rss_mb']} / {r.get('peak_pss_mb', '')} / {r.get('peak_main_rss_mb', '')}"
+            print(f"| {n} | {name} | {r['wall_s']} | {memory} | {stages} | {acc_text} | "
                   f"{cache.get('files', '')} | {cache.get('mb', '')} |")  # fmt: skip
     if "clustimage" in results:
         r = results["clustimage"]
-        print(f"| {args.sizes[0]} | clustimage defaults | {r['wall_s']} | {r['peak_rss_mb']} | | | | |")
+        memory = f"{r['peak_rss_mb']} / {r.get('peak_pss_mb', '')} / {r.get('peak_main_rss_mb', '')}"
+        print(f"| {args.sizes[0]} | clustimage defaults | {r['wall_s']} | {memory} | | | | |")
     return 0
 
 

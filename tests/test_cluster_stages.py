@@ -169,3 +169,25 @@ def test_cached_flip_embeddings_equal_uncached_ones(tmp_path, rng):
     np.testing.assert_array_equal(warm, cold)
     unflipped = extract_features(extractor, FeatureSpec("efficientnet_lite0", tta=False), images, None, None)
     assert not np.allclose(plain, unflipped, atol=1e-3)  # the mirror images did count
+
+
+def test_image_size_sets_a_pretrained_backbones_input_size(rng):
+    # --size is the network's input as well as the decode size: 32 px images embedded at
+    # 64 px are not those embedded at Lite0's own 224 px
+    from pixsort.cluster.images import ImageClusterer
+    from pixsort.features import PretrainedExtractor
+
+    sized = ImageClusterer(image_size=64, progress=False)
+    spec = sized.check_params()
+    assert spec.input_size == 64 and sized.decode_settings.size == 64
+    assert ImageClusterer(progress=False).check_params().input_size is None
+    assert ImageClusterer(features="pixels", image_size=16).check_params().input_size is None
+    from pixsort.features.extract import build_extractor
+
+    images = rng.integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    at64 = build_extractor(spec, progress=False)
+    assert "/input=64x64/" in at64.extractor_id
+    own = PretrainedExtractor(at64.backbone, layers=at64.layers, progress=False)
+    explicit = PretrainedExtractor(at64.backbone, layers=at64.layers, progress=False, input_size=64)
+    np.testing.assert_allclose(at64.transform(images), explicit.transform(images), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(at64.transform(images), own.transform(images), atol=1e-3)

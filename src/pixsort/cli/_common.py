@@ -25,6 +25,7 @@ RUNTIME_HELP = (
 DEVICE_HELP = "auto | cpu | cuda | mps: where torch embeds (auto: a GPU torch sees, else the CPU)."
 PRECISION_HELP = "auto | fp32 | bf16 | int8 (int8: a quantized ONNX Runtime graph, its own embeddings)."
 ENGINE_HELP = "local | ray: embed here, or as a Ray Data pipeline (the pixsort\\[ray] extra)."
+SIZE_HELP = "Decode size in px, and a pretrained backbone's input size (default: what the features need)."
 RAY_ADDRESS_HELP = "Ray cluster for --engine ray (default: $RAY_ADDRESS, else a new local Ray)."
 
 

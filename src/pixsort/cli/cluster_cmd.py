@@ -13,6 +13,7 @@ from pixsort.cli._common import (
     PRECISION_HELP,
     RAY_ADDRESS_HELP,
     RUNTIME_HELP,
+    SIZE_HELP,
     existing_path,
     fail,
 )
@@ -54,7 +55,7 @@ def cluster(
     score: bool = typer.Option(
         False, "--score", help="Score against the class folders / labels (accuracy, NMI, ARI, purity)."
     ),
-    size: int | None = typer.Option(None, "--size", help="Decode size in px (default: what the features need)."),
+    size: int | None = typer.Option(None, "--size", help=SIZE_HELP),
     view: str = typer.Option("tsne", help="2-D view of the scatter plots: tsne | umap | pca."),
     tta: bool = typer.Option(
         True, help="Average each image's embedding with its mirror image's (twice the embedding work)."

@@ -13,6 +13,7 @@ from pixsort.cli._common import (
     PRECISION_HELP,
     RAY_ADDRESS_HELP,
     RUNTIME_HELP,
+    SIZE_HELP,
     existing_path,
     fail,
 )
@@ -27,7 +28,7 @@ def embed(
     out: Path = typer.Option(..., "--out", help="Folder for vectors.npy, items.csv and store.json."),
     features: str = typer.Option("efficientnet_lite1", help="Backbone name, timm:<model> or pixels."),
     tta: bool = typer.Option(True, help="Average each image's embedding with its mirror image's."),
-    size: int | None = typer.Option(None, "--size", help="Decode size in px (default: what the features need)."),
+    size: int | None = typer.Option(None, "--size", help=SIZE_HELP),
     batch_size: int = typer.Option(64, help="Images per forward pass."),
     runtime: str = typer.Option("auto", help=RUNTIME_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),

@@ -60,6 +60,7 @@ class FeatureSpec:
     runtime: str = "auto"
     device: str = "auto"
     precision: str = "auto"
+    input_size: int | None = None  # a pretrained backbone's input side (None: its own)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_kind", check_feature_name(self.name).kind)
@@ -127,6 +128,7 @@ def build_extractor(spec: FeatureSpec, progress: bool = True, config: dict | Non
         precision=spec.precision,
         runtime=spec.runtime,
         device=spec.device,
+        input_size=spec.input_size,
         progress="auto" if progress else False,
     )
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from pixsort.auditing import ImageAuditor, duplicate_groups
-from pixsort.auditing.duplicates import group_table
+from pixsort.auditing.duplicates import HASH_DISTANCE, group_table
 from pixsort.auditing.outliers import outlier_scores
 from pixsort.auditing.quality import pixel_statistics, quality_table
 
@@ -242,6 +242,39 @@ def test_cli_end_to_end(planted, tmp_path):
     assert len(pd.read_csv(out / "label_issues.csv")) == 0  # no labels asked for
     bad = CliRunner().invoke(app, ["audit", str(planted["root"]), "--out", str(out), "--labels-from", "x"])
     assert bad.exit_code == 2 and "labels_from" in bad.output
+
+
+def test_cli_hash_distance_decides_the_pixel_near_copies(planted, tmp_path):
+    """With embeddings asking for identity, the re-encoded copy (its dHash 29 bits from its
+    original's: these fields' pixel noise moves the hash) joins its original through the
+    pixel hashes at 32 bits, not at the default 9; exact copies are one group either way."""
+    from typer.testing import CliRunner
+
+    from pixsort.cli import app
+
+    tables = {}
+    for bits in (None, 32, 300):
+        out = tmp_path / f"out{bits}"
+        args = ["audit", str(planted["root"]), "--out", str(out), "--features", "pixels", "--labels-from", "none"]
+        args += ["--near-threshold", "0.99999", "--cache-dir", str(tmp_path / "c")]
+        result = CliRunner().invoke(app, args + ([] if bits is None else ["--hash-distance", str(bits)]))
+        if bits == 300:
+            assert result.exit_code == 2 and "hash_distance" in result.output
+            continue
+        assert result.exit_code == 0, result.output
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["hash_distance"] == (HASH_DISTANCE if bits is None else bits)
+        assert summary["hash_distance_source"] == ("given" if bits else "default: measured (hash_source)")
+        tables[bits] = pd.read_csv(out / "audit.csv", keep_default_na=False, na_values=[""]).set_index("path")
+    original, copy = str(planted["files"]["red_008"]), str(planted["near"]["red_008"])
+    assert 9 < tables[None].loc[copy, "nearest_hash_bits"] <= 32
+    assert pd.isna(tables[None].loc[copy, "group"])
+    assert tables[32].loc[copy, "group"] == tables[32].loc[original, "group"]
+    exact = [str(p) for p in planted["exact"]]
+    for table in tables.values():
+        assert table.loc[exact, "group"].nunique() == 1 and not pd.isna(table.loc[exact[0], "group"])
+    distinct = str(planted["files"]["red_010"])
+    assert pd.isna(tables[32].loc[distinct, "group"])
 
 
 # -- the pieces on arrays ---------------------------------------------------------------

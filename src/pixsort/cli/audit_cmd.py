@@ -24,6 +24,9 @@ def audit(
     near_threshold: float | None = typer.Option(
         None, "--near-threshold", help="Cosine similarity of a near-copy (default: the measured one)."
     ),
+    hash_distance: int | None = typer.Option(
+        None, "--hash-distance", help="Bits (of 256) within which two pixel hashes make a near-copy (default: measured)."
+    ),
     view: str = typer.Option("pca", "--view", help="2-D layout in audit.csv: pca | tsne | umap."),
     tta: bool = typer.Option(True, help="Average each image's embedding with its mirror image's."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-image and embedding cache."),
@@ -44,6 +47,7 @@ def audit(
             features=features,
             labels_from=labels_from,
             near_threshold=near_threshold,
+            hash_distance=hash_distance,
             view=view,
             tta=tta,
             cache_dir=cache_dir,

@@ -95,6 +95,7 @@ def audit_images(
     features: str = "efficientnet_lite1",
     labels_from: str = "folders",
     near_threshold: float | None = None,
+    hash_distance: int | None = None,
     n_neighbors: int = 10,
     view: str = "pca",
     tta: bool = True,
@@ -109,7 +110,8 @@ def audit_images(
     listed in leakage.csv.  ``features``/``tta``: the embeddings (clustering's defaults).
     ``labels_from``: ``folders`` (the labels the source carries: class folders, a label
     column) or ``none``.  ``near_threshold``: cosine similarity of a near-copy (default
-    :data:`~pixsort.auditing.NEAR_SIMILARITY`, measured).  ``view``: the 2-D layout
+    :data:`~pixsort.auditing.NEAR_SIMILARITY`, measured).  ``hash_distance``: bits within
+    which two pixel hashes make a near-copy (default :data:`HASH_DISTANCE`, measured).  ``view``: the 2-D layout
     (pca, tsne, umap).
     """
     if labels_from not in LABELS_FROM:
@@ -119,7 +121,10 @@ def audit_images(
     if spec.is_autoencoder:
         raise ValueError("an audit needs fixed features (a backbone or pixels), not a learned autoencoder")
     threshold = NEAR_SIMILARITY if near_threshold is None else float(near_threshold)
-    auditor = ImageAuditor(near_threshold=threshold, n_neighbors=n_neighbors, random_state=random_state)
+    bits = HASH_DISTANCE if hash_distance is None else hash_distance
+    auditor = ImageAuditor(
+        near_threshold=threshold, hash_distance=bits, n_neighbors=n_neighbors, random_state=random_state
+    )
     auditor.check_params()
     check_writable_folder(out)
     timings = {}
@@ -185,7 +190,8 @@ def audit_images(
             if near_threshold is None
             else "given"
         ),
-        "hash_distance": HASH_DISTANCE,
+        "hash_distance": int(auditor.hash_distance),
+        "hash_distance_source": "default: measured (hash_source)" if hash_distance is None else "given",
         "hash_crop": HASH_CROP,
         "hash_source": HASH_SOURCE,
         "n_neighbors": n_neighbors,

@@ -214,6 +214,40 @@ def test_serve_answers_map_for_a_clusterer_and_404_for_a_classifier(clustered, t
         assert client.get("/map/atlas/1.jpg").status_code == 404
 
 
+def test_a_browser_opens_the_keyed_map_through_the_key_form(clustered):
+    """Behind --api-key a browser gets a form, not a JSON 401; the right key sets an
+    HttpOnly SameSite=Strict cookie (a digest, not the key) that opens the map, its atlases
+    and thumbnails, and never a POST."""
+    from pixsort.serve.app import create_app
+
+    base, out = clustered
+    html_accept = {"accept": "text/html,application/xhtml+xml"}
+    with TestClient(create_app(out / "model", api_key="s3cret"), base_url="http://127.0.0.1") as client:
+        assert client.get("/map").json()["error"] == "unauthorized"  # an API client still gets JSON
+        asked = client.get("/map", headers=html_accept)
+        assert asked.status_code == 401 and asked.headers["content-type"].startswith("text/html")
+        assert 'action="/key"' in asked.text and 'value="/map"' in asked.text
+        assert "form-action 'self'" in asked.headers["content-security-policy"]
+        wrong = client.post("/key", data={"key": "guess", "next": "/map"}, follow_redirects=False)
+        assert wrong.status_code == 401 and "wrong" in wrong.text and "set-cookie" not in wrong.headers
+        assert client.get("/map").status_code == 401
+        right = client.post("/key", data={"key": "s3cret", "next": "/thumbnails/3"}, follow_redirects=False)
+        assert right.status_code == 303 and right.headers["location"] == "/thumbnails/3"
+        cookie = right.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "s3cret" not in cookie
+        assert client.get("/map").status_code == 200
+        assert client.get("/map/atlas/0.jpg").status_code == 200
+        assert client.get("/thumbnails/3").status_code == 200
+        image = io.BytesIO()
+        Image.new("RGB", (32, 32), (200, 30, 30)).save(image, format="PNG")
+        posted = client.post("/predict", files=[("files", ("a.png", image.getvalue(), "image/png"))])
+        assert posted.status_code == 401  # the cookie opens pages, the API needs the header
+        elsewhere = client.post("/key", data={"key": "s3cret", "next": "//evil.example/x"}, follow_redirects=False)
+        assert elsewhere.headers["location"] == "/map"
+        client.cookies.clear()
+        assert client.get("/map/atlas/0.jpg").status_code == 401
+
+
 def test_map_route_is_404_for_a_classifier():
     import asyncio
     from types import SimpleNamespace

@@ -25,7 +25,7 @@ def audit(
         None, "--near-threshold", help="Cosine similarity of a near-copy (default: the measured one)."
     ),
     hash_distance: int | None = typer.Option(
-        None, "--hash-distance", help="Bits (of 256) within which two pixel hashes make a near-copy (default: measured)."
+        None, "--hash-distance", help="Bits (of 256) within which pixel hashes make a near-copy (default: measured)."
     ),
     view: str = typer.Option("pca", "--view", help="2-D layout in audit.csv: pca | tsne | umap."),
     tta: bool = typer.Option(True, help="Average each image's embedding with its mirror image's."),

@@ -1,6 +1,6 @@
 """The HTTP app: ``POST /predict``, ``GET /model``, ``GET /health``, the upload page at
-``/``, a clusterer's interactive map at ``/map`` and OpenAPI docs at ``/docs``, for any
-model saved by pixsort.
+``/``, a clusterer's interactive map at ``/map`` (behind a key, a browser is sent the key
+form of ``POST /key``) and OpenAPI docs at ``/docs``, for any model saved by pixsort.
 
 Built from small parts, Starlette style: the endpoints and exception handlers are
 module-level functions that read what they need from ``request.app.state``; the
@@ -35,7 +35,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, File, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
@@ -53,7 +53,17 @@ from pixsort.serve.schemas import (
     ModelInfo,
     PredictResponse,
 )
-from pixsort.serve.security import API_KEY_HEADER, HostAllowList, require_key
+from pixsort.serve.security import (
+    API_KEY_HEADER,
+    KEY_COOKIE,
+    KEY_FORM_HEADERS,
+    HostAllowList,
+    key_form_page,
+    key_matches,
+    key_token,
+    require_key,
+    safe_next,
+)
 from pixsort.serve.settings import ServeSettings
 from pixsort.serve.thumbnails import ThumbnailUnavailable, TrainingThumbnails
 from pixsort.serve.timeouts import BodyReadTimeout
@@ -216,6 +226,29 @@ async def map_atlas(request: Request, index: int) -> Response:
     return Response(page.atlases[index], media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
+@router.post("/key", include_in_schema=False)
+async def key_form(request: Request) -> Response:
+    """The key typed into :func:`~pixsort.serve.security.key_form_page`: right, a 303 to
+    the page asked for with the key cookie set; wrong, the form again (401)."""
+    form = await request.form(max_files=0, max_fields=4, max_part_size=4096)
+    key, next_path = form.get("key"), safe_next(form.get("next"))
+    expected = request.app.state.settings.api_key
+    if expected is None:
+        return RedirectResponse(next_path, status_code=303)
+    if not isinstance(key, str) or not key_matches(key, expected):
+        return HTMLResponse(key_form_page(next_path, wrong=True), status_code=401, headers=KEY_FORM_HEADERS)
+    response = RedirectResponse(next_path, status_code=303)
+    response.set_cookie(
+        KEY_COOKIE,
+        key_token(expected),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
 def _decode_all(named: list[tuple[str, bytes]], decode: DecodeSettings, settings: ServeSettings) -> list[DecodedUpload]:
     # uploads get the lower of the model's pixel limit and the server's
     decode = dataclasses.replace(decode, max_pixels=min(decode.max_pixels, settings.max_pixels))
@@ -233,6 +266,10 @@ async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     if exc.status_code == 413:
         body = too_large_body(request.app.state.settings.max_upload_bytes)
         return JSONResponse(body, status_code=413, headers={"Connection": "close"})
+    if exc.status_code == 401 and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+        # a browser following a link (the map, a thumbnail): it cannot send the header, so ask
+        page = key_form_page(safe_next(request.url.path))
+        return HTMLResponse(page, status_code=401, headers={**KEY_FORM_HEADERS, "WWW-Authenticate": API_KEY_HEADER})
     code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
     headers = {"WWW-Authenticate": API_KEY_HEADER} if exc.status_code == 401 else getattr(exc, "headers", None)
     return JSONResponse({"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=headers)

@@ -33,6 +33,37 @@ def test_put_then_lookup_round_trips_and_marks_missing(tmp_path):
     assert EmbeddingCache(tmp_path, "ext/b").lookup(["k0"])[1].tolist() == [False]  # another extractor
 
 
+def _mapped_kb(path) -> int:
+    """Resident kB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            head = line.split()
+            if len(head) >= 5 and "-" in head[0]:  # a mapping's first line: range perms offset dev inode [path]
+                inside = len(head) >= 6 and head[5] == str(path)
+            elif inside and head[0] == "Rss:":
+                total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux /proc")
+def test_a_lookup_leaves_no_shard_page_in_this_process(tmp_path):
+    """Rows are copied out of the memmap and its pages dropped from the process: a warm fit
+    would otherwise hold every shard it read (640 MB at 50,000 images) to its end."""
+    vecs = _vectors(4096, dim=512)
+    keys = [f"k{i}" for i in range(len(vecs))]
+    EmbeddingCache(tmp_path, "ext/a").put(keys, vecs)
+    store = EmbeddingCache(tmp_path, "ext/a")
+    got, found = store.lookup(keys)
+    assert found.all()
+    np.testing.assert_array_equal(got, vecs)
+    (shard,) = store._shards
+    path = (store.shard_dir / f"{shard.name}.npy").resolve()
+    assert _mapped_kb(path) <= 8, "the shard's pages stayed mapped"  # 8 MB were read
+    assert float(shard.matrix[10, 3]) == float(vecs[10, 3])  # and the memmap still reads
+    assert _mapped_kb(path) > 0  # the probe sees a mapping that is read
+
+
 def test_odd_keys_stay_inside_the_store(tmp_path):
     store = EmbeddingCache(tmp_path / "c", "ext")
     store.put(["../../escape", "a/b"], _vectors(2))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import re
 import shutil
@@ -74,6 +75,15 @@ def _write_atomic(path: Path, write) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _unmap_pages(matrix: np.ndarray) -> None:
+    """Drop the pages of a read-only shard memmap from this process (they stay in the page
+    cache; the next read faults them back in).  Each page read stays mapped otherwise and
+    counts in the RSS: a warm fit of 50,000 images held its 640 MB of shards to the end."""
+    handle = getattr(matrix, "_mmap", None)
+    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        handle.madvise(mmap.MADV_DONTNEED)
 
 
 @dataclass
@@ -181,7 +191,9 @@ class EmbeddingCache:
                 rows[1].append(loc[1])
         for s, (positions, rows) in by_shard.items():
             order = np.argsort(rows)  # sorted reads keep the memmap access sequential
-            out[np.asarray(positions)[order]] = self._shards[s].matrix[np.asarray(rows)[order]]
+            matrix = self._shards[s].matrix
+            out[np.asarray(positions)[order]] = matrix[np.asarray(rows)[order]]
+            _unmap_pages(matrix)
         return out, found
 
     def get(self, keys: Sequence[str], dim: int | None = None) -> list[np.ndarray | None]:

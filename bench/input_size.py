@@ -10,6 +10,11 @@ Sets (train images only; no test split is read): the CIFAR-10 sample (10,000 JPE
 and 7 of its classes (as in ``bench/k_choice.py``), PneumoniaMNIST train (4,708 of 28 px)
 and scikit-learn's digits (1,797 of 8 px).  Embeddings are kept in ``--cache``.
 ``pixsort cluster DIR --size N`` embeds at N px.
+
+``--variants`` names other columns: ``BACKBONES@SIZE`` with backbones joined by ``+``
+(``lite0+lite1+lite2@160``: the three embeddings at 160 px concatenated, each layer
+L2-normalised by the reducer, as in ``bench/fusion.py``).  The default is the columns
+above: ``lite1@240 lite1@192 lite1@160 lite1@128``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pixsort.base.runtime import cpu_description
 from pixsort.features import PretrainedExtractor
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-SIZES = (240, 192, 160, 128)
+VARIANTS = ("lite1@240", "lite1@192", "lite1@160", "lite1@128")
 UNEVEN = {"uneven4": (1000, 600, 300, 150), "uneven7": (1000, 700, 500, 350, 250, 150, 100)}
 
 
@@ -50,25 +55,37 @@ def small_sets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return sets
 
 
-def embed(name: str, images: np.ndarray, size: int, cache: Path) -> tuple[np.ndarray, list[int]]:
-    extractor = PretrainedExtractor("efficientnet_lite1", layers=2, progress=False, input_size=size)
-    file = cache / f"{name}-{size}.npy"
+def embed(name: str, images: np.ndarray, backbone: str, size: int, cache: Path) -> tuple[np.ndarray, list[int]]:
+    extractor = PretrainedExtractor(backbone, layers=2, progress=False, input_size=size)
+    short = backbone.replace("efficientnet_", "")
+    file = cache / (f"{name}-{size}.npy" if short == "lite1" else f"{name}-{short}-{size}.npy")
     if not file.exists():
         t = time.perf_counter()
         both = extractor.transform(images) + extractor.transform(np.ascontiguousarray(images[:, :, ::-1]))
         np.save(file, both / 2)
-        print(f"{name} at {size} px: {2 * len(images)} forwards in {time.perf_counter() - t:.0f} s", flush=True)
+        print(
+            f"{name}, {short} at {size} px: {2 * len(images)} forwards in {time.perf_counter() - t:.0f} s", flush=True
+        )
     return np.load(file), list(extractor.feature_blocks)
+
+
+def variant(name: str, images: np.ndarray, spec: str, cache: Path) -> tuple[np.ndarray, list[int]]:
+    """The vectors and layer widths of ``spec`` (``lite0+lite1@160``) for one set."""
+    backbones, size = spec.split("@")
+    parts = [embed(name, images, f"efficientnet_{b}", int(size), cache) for b in backbones.split("+")]
+    return np.concatenate([v for v, _ in parts], axis=1), sum((b for _, b in parts), [])
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/input-size"))
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
     args = ap.parse_args(argv)
+    columns = args.variants
     args.cache.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, (images, y) in small_sets().items():
-        vectors = {s: embed(name, images, s, args.cache) for s in SIZES}
+        vectors = {s: variant(name, images, s, args.cache) for s in columns}
         k = len(np.unique(y))
         whole = f"{name} ({len(y)}, k={k}, {images.shape[1]} px)"
         rows.append((whole, {s: [stages(v, b, y, k, seed) for seed in range(3)] for s, (v, b) in vectors.items()}))
@@ -90,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
                     for s, (v, b) in vectors.items()}  # fmt: skip
             rows.append((f"cifar {label} (3 draws)", accs))
     print(f"\nCPU: {cpu_description()}\n")
-    print("| set | " + " | ".join(f"{s} px" for s in SIZES) + " |")
-    print("|---|" + "---|" * len(SIZES))
+    print("| set | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
     for label, accs in rows:
-        best = max(SIZES, key=lambda s: np.mean(accs[s]))
-        cells = [(f"**{np.mean(accs[s]):.3f}**" if s == best else f"{np.mean(accs[s]):.3f}") for s in SIZES]
+        best = max(columns, key=lambda s: np.mean(accs[s]))
+        cells = [(f"**{np.mean(accs[s]):.3f}**" if s == best else f"{np.mean(accs[s]):.3f}") for s in columns]
         print(f"| {label} | " + " | ".join(cells) + " |")
     return 0
 

@@ -62,6 +62,24 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def bare_batches(net, plan, images: np.ndarray, batch_size: int, count: int = 4) -> list[torch.Tensor]:
+    """Up to ``count`` batches of ``images`` as the bare forward takes them: already resized,
+    normalised, in the network's dtype and memory format (``plan``: the extractor's)."""
+    cfg = net.pretrained_cfg
+    return [
+        to_float_batch(
+            images[s : s + batch_size],
+            plan.size,
+            cfg.mean,
+            cfg.std,
+            interpolation=cfg.interpolation,
+            channels_last=plan.channels_last,
+            dtype=plan.dtype,
+        )
+        for s in range(0, min(len(images), count * batch_size), batch_size)
+    ]
+
+
 def bare_forward(net, batches: list[torch.Tensor], n: int) -> None:
     """``n`` images through ``net.forward_features``, cycling pre-made batches."""
     done, i = 0, 0
@@ -115,20 +133,7 @@ def main() -> None:
         export_dir=args.export_dir,
     )
     net, plan = ext._prepared()  # the very network transform() uses
-    cfg = net.pretrained_cfg
-    # Bare input: already resized, normalised, in the network's dtype and memory format.
-    batches = [
-        to_float_batch(
-            images[s : s + args.batch_size],
-            plan.size,
-            cfg.mean,
-            cfg.std,
-            interpolation=cfg.interpolation,
-            channels_last=plan.channels_last,
-            dtype=plan.dtype,
-        )
-        for s in range(0, min(len(images), 4 * args.batch_size), args.batch_size)
-    ]
+    batches = bare_batches(net, plan, images, args.batch_size)
     n = len(images)
     forward = lambda: bare_forward(net, batches, n)
     if args.runtime == "onnx":

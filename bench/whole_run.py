@@ -33,10 +33,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from embed import CIFAR, bare_forward, bare_session, load_images, timed
+from embed import CIFAR, bare_batches, bare_forward, bare_session, load_images, timed
 from pixsort.base.runtime import cpu_description, tune_cpu
 from pixsort.features import PretrainedExtractor
-from pixsort.features.preprocess import to_float_batch
 
 
 def linked_subset(folder: Path, n: int) -> int:
@@ -56,19 +55,7 @@ def bare_runner(backbone: str, batch_size: int, n: int):
     images = load_images("cifar", max(n, 1024))
     ext = PretrainedExtractor(backbone, batch_size=batch_size, progress=False)
     net, plan = ext._prepared()
-    cfg = net.pretrained_cfg
-    batches = [
-        to_float_batch(
-            images[s : s + batch_size],
-            plan.size,
-            cfg.mean,
-            cfg.std,
-            interpolation=cfg.interpolation,
-            channels_last=plan.channels_last,
-            dtype=plan.dtype,
-        )
-        for s in range(0, 4 * batch_size, batch_size)
-    ]
+    batches = bare_batches(net, plan, images, batch_size)
     runner = ext._onnx_runner(images, len(images))  # auto's own choice (exports if it must)
     if runner is not None:
         arrays = [b.float().contiguous().numpy() for b in batches]
@@ -110,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         forward, runtime = bare_runner(args.backbone, args.batch_size, args.bare_n)
         forward()  # warm-up: kernels are set up per shape
         cpu = cpu_description()
-        print(f"CPU: {cpu['model']} ({' '.join(cpu['flags']) }), {cpu['cores']} cores, "
+        print(f"CPU: {cpu['model']} ({' '.join(cpu['flags'])}), {cpu['cores']} cores, "
               f"{torch.get_num_threads()} threads; {args.backbone}, {runtime}")  # fmt: skip
         print(f"whole run: pixsort embed of {n} images (mirror view on: {2 * n} forwards), cold caches\n")
         print("| pair | bare forwards/s | whole run s | whole-run forwards/s | ratio | ratio by CPU time |")

@@ -101,6 +101,41 @@ def test_a_damaged_shard_is_ignored_and_its_rows_count_as_missing(tmp_path):
     assert found.tolist() == [False, False, True]
 
 
+def test_a_shard_checksummed_once_is_not_hashed_again_until_it_changes(tmp_path, monkeypatch):
+    store = EmbeddingCache(tmp_path, "ext")
+    store.put(["a", "b"], _vectors(2))
+    matrix = next(store.shard_dir.glob("*.npy"))
+    hour_ago = time.time_ns() - 3600 * 10**9
+    os.utime(matrix, ns=(hour_ago, hour_ago))  # settled: older than its check by far
+    hashed = []
+    real_hash = store_module.hash_file
+    monkeypatch.setattr(store_module, "hash_file", lambda path: hashed.append(path) or real_hash(path))
+    assert EmbeddingCache(tmp_path, "ext").lookup(["a", "b"])[1].all()
+    assert len(hashed) == 1 and (store.dir / store_module.VERIFIED_FILE).is_file()
+    store_module._INDEXES.clear()  # as a new process
+    assert EmbeddingCache(tmp_path, "ext").lookup(["a", "b"])[1].all()
+    assert len(hashed) == 1  # the record stood for the checksum
+    data = bytearray(matrix.read_bytes())
+    data[-1] ^= 0xFF  # rewritten: its modification time moves past the record's
+    matrix.write_bytes(bytes(data))
+    store_module._INDEXES.clear()
+    with pytest.warns(RuntimeWarning, match="damaged embedding shard"):
+        assert not EmbeddingCache(tmp_path, "ext").lookup(["a", "b"])[1].any()
+    assert len(hashed) == 2
+
+
+def test_a_fresh_shard_is_checksummed_by_every_process(tmp_path, monkeypatch):
+    store = EmbeddingCache(tmp_path, "ext")
+    store.put(["a"], _vectors(1))  # written just now: a change within the clock's grain could keep its time
+    hashed = []
+    real_hash = store_module.hash_file
+    monkeypatch.setattr(store_module, "hash_file", lambda path: hashed.append(path) or real_hash(path))
+    for _ in range(2):
+        store_module._INDEXES.clear()
+        assert EmbeddingCache(tmp_path, "ext").lookup(["a"])[1].all()
+    assert len(hashed) == 2 and not (store.dir / store_module.VERIFIED_FILE).exists()
+
+
 def test_a_matrix_without_its_manifest_belongs_to_nobody(tmp_path):
     # what a kill -9 between the two renames leaves behind
     store = EmbeddingCache(tmp_path, "ext")

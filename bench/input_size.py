@@ -13,8 +13,9 @@ and scikit-learn's digits (1,797 of 8 px).  Embeddings are kept in ``--cache``.
 
 ``--variants`` names other columns: ``BACKBONES@SIZE`` with backbones joined by ``+``
 (``lite0+lite1+lite2@160``: the three embeddings at 160 px concatenated, each layer
-L2-normalised by the reducer, as in ``bench/fusion.py``).  The default is the columns
-above: ``lite1@240 lite1@192 lite1@160 lite1@128``.
+L2-normalised by the reducer, as in ``bench/fusion.py``); a ``:plain`` suffix embeds the
+images alone, without their mirror images (``--no-tta``: half the forwards).  The default is
+the columns above: ``lite1@240 lite1@192 lite1@160 lite1@128``.
 """
 
 from __future__ import annotations
@@ -55,24 +56,31 @@ def small_sets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return sets
 
 
-def embed(name: str, images: np.ndarray, backbone: str, size: int, cache: Path) -> tuple[np.ndarray, list[int]]:
+def embed(
+    name: str, images: np.ndarray, backbone: str, size: int, cache: Path, mirror: bool = True
+) -> tuple[np.ndarray, list[int]]:
     extractor = PretrainedExtractor(backbone, layers=2, progress=False, input_size=size)
     short = backbone.replace("efficientnet_", "")
-    file = cache / (f"{name}-{size}.npy" if short == "lite1" else f"{name}-{short}-{size}.npy")
+    file = cache / (f"{name}-{size}" if short == "lite1" else f"{name}-{short}-{size}")
+    file = file.with_name(file.name + ("" if mirror else "-plain") + ".npy")
     if not file.exists():
         t = time.perf_counter()
-        both = extractor.transform(images) + extractor.transform(np.ascontiguousarray(images[:, :, ::-1]))
-        np.save(file, both / 2)
-        print(
-            f"{name}, {short} at {size} px: {2 * len(images)} forwards in {time.perf_counter() - t:.0f} s", flush=True
-        )
+        vectors = extractor.transform(images)
+        if mirror:
+            vectors = (vectors + extractor.transform(np.ascontiguousarray(images[:, :, ::-1]))) / 2
+        np.save(file, vectors)
+        forwards = (2 if mirror else 1) * len(images)
+        print(f"{name}, {short} at {size} px: {forwards} forwards in {time.perf_counter() - t:.0f} s", flush=True)
     return np.load(file), list(extractor.feature_blocks)
 
 
 def variant(name: str, images: np.ndarray, spec: str, cache: Path) -> tuple[np.ndarray, list[int]]:
-    """The vectors and layer widths of ``spec`` (``lite0+lite1@160``) for one set."""
+    """The vectors and layer widths of ``spec`` (``lite0+lite1@160``, ``lite1@160:plain``)
+    for one set."""
+    spec, _, option = spec.partition(":")
     backbones, size = spec.split("@")
-    parts = [embed(name, images, f"efficientnet_{b}", int(size), cache) for b in backbones.split("+")]
+    mirror = option != "plain"
+    parts = [embed(name, images, f"efficientnet_{b}", int(size), cache, mirror) for b in backbones.split("+")]
     return np.concatenate([v for v, _ in parts], axis=1), sum((b for _, b in parts), [])
 
 

@@ -34,7 +34,9 @@ def cluster(
         None, "--embeddings", help="Cluster an embedding set written by `pixsort embed` instead of PATH."
     ),
     features: str | None = typer.Option(
-        None, help="Backbone name, timm:<model>, autoencoder or pixels (default efficientnet_lite1)."
+        None,
+        help="Backbone name, timm:<model>, backbones joined by + (their embeddings side by side), "
+        "autoencoder or pixels (default efficientnet_lite1).",
     ),
     k: int | None = typer.Option(None, "--k", help="Number of clusters; default: chosen by --k-criterion."),
     k_min: int = typer.Option(2, help="Smallest k tried."),

@@ -26,7 +26,9 @@ def register(app: typer.Typer) -> None:
 def embed(
     path: Path = typer.Argument(..., help="Folder of images, .npz, .npy or CSV."),
     out: Path = typer.Option(..., "--out", help="Folder for vectors.npy, items.csv and store.json."),
-    features: str = typer.Option("efficientnet_lite1", help="Backbone name, timm:<model> or pixels."),
+    features: str = typer.Option(
+        "efficientnet_lite1", help="Backbone name, timm:<model>, backbones joined by + or pixels."
+    ),
     tta: bool = typer.Option(True, help="Average each image's embedding with its mirror image's."),
     size: int | None = typer.Option(None, "--size", help=SIZE_HELP),
     batch_size: int = typer.Option(64, help="Images per forward pass."),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,6 +274,21 @@ class PretrainedExtractor(ImageExtractor):
         plain = self.crop_pct is None and net.pretrained_cfg.interpolation == "bilinear"
         return plan.size if plain else None  # a crop or bicubic resize makes other pixels
 
+    def imagenet_head(self) -> tuple[slice, Callable[[torch.Tensor], torch.Tensor]] | None:
+        """The columns of :meth:`transform` output that hold the pooled input of the
+        backbone's ImageNet-1k classifier, and that classifier (pooled ``(n, C)`` tensor ->
+        logits ``(n, 1000)``); None where there is none: own weights (``weights_path``), a
+        layer choice without ``head``, or a backbone whose head is not ImageNet-1k (timm
+        models)."""
+        net, _ = self._prepared()
+        if self.weights_path is not None or net.pretrained_cfg.labels != "imagenet-1k" or "head" not in net.layers:
+            return None
+        start = sum(int(net.feature_dims[name]) for name in net.layers[: net.layers.index("head")])
+        dtype = next(net.parameters()).dtype
+        return slice(start, start + int(net.feature_dims["head"])), lambda pooled: net.classify_pooled(
+            pooled.to(dtype)
+        ).float()
+
     def class_guesses(self, features: np.ndarray, chunk: int = 4096) -> ClassGuesses | None:
         """The ImageNet class and group each row of :meth:`transform` output most likely
         shows: the backbone's own classifier head applied to the pooled ``head`` block.
@@ -285,23 +301,17 @@ class PretrainedExtractor(ImageExtractor):
 
         Returns
         -------
-        ClassGuesses, or None where the output holds no ImageNet head: own weights
-        (``weights_path``), a layer choice without ``head``, or a backbone whose head is
-        not ImageNet-1k (timm models).
+        ClassGuesses, or None where the output holds no ImageNet head (see
+        :meth:`imagenet_head`).
         """
-        net, _ = self._prepared()
-        if self.weights_path is not None or net.pretrained_cfg.labels != "imagenet-1k" or "head" not in net.layers:
+        head = self.imagenet_head()
+        if head is None:
             return None
         features = np.asarray(features, dtype=np.float32)
-        start = sum(int(net.feature_dims[name]) for name in net.layers[: net.layers.index("head")])
-        width = int(net.feature_dims["head"])
-        if features.ndim != 2 or features.shape[1] != net.feature_dim:
-            raise ValueError(f"expected features of shape (n, {net.feature_dim}), got {features.shape}")
-        return guess_classes(
-            lambda pooled: net.classify_pooled(pooled.to(next(net.parameters()).dtype)).float(),
-            features[:, start : start + width],
-            chunk,
-        )
+        if features.ndim != 2 or features.shape[1] != self.n_features_out:
+            raise ValueError(f"expected features of shape (n, {self.n_features_out}), got {features.shape}")
+        columns, classify = head
+        return guess_classes(classify, features[:, columns], chunk)
 
     def __getstate__(self):
         state = super().__getstate__()

@@ -3,8 +3,9 @@
 extractors go through the on-disk cache.
 
 Names: any backbone of :func:`pixsort.features.backbones.list_backbones`
-(``efficientnet_lite0`` ...), ``timm:<model>``, ``autoencoder`` (trained on the
-images being clustered, so never cached), ``pixels``.
+(``efficientnet_lite0`` ...), ``timm:<model>``, backbones joined by ``+`` (their
+embeddings side by side), ``autoencoder`` (trained on the images being clustered, so
+never cached), ``pixels``.
 
 Cache keys are the images' content hashes joined with a digest of the decode
 settings (the same file decoded at another size is another input), plus a
@@ -27,7 +28,7 @@ from pixsort.data.lazy import ImageRows, MirroredImages
 from pixsort.features.backbones import get_pretrained_cfg, list_backbones
 from pixsort.features.base import CONFIG_FORMAT, EXTRACTORS, ImageExtractor
 from pixsort.features.cache import EmbeddingCache
-from pixsort.features.names import SPECIAL_FEATURES, FeatureName, parse_feature_name
+from pixsort.features.names import SPECIAL_FEATURES, FeatureName, is_timm, parse_feature_name
 
 PIXEL_SIZE = 32  # raw pixels only make sense for small images: 32x32x3 = 3072 dims
 CHUNK = 2048  # images embedded per call: bounds the float copies of large decoded sizes
@@ -39,6 +40,9 @@ def check_feature_name(name: str) -> FeatureName:
     parsed = parse_feature_name(name)
     if parsed.kind == "backbone":
         get_pretrained_cfg(name)
+    for part in parsed.parts:
+        if parse_feature_name(part).kind == "backbone":
+            get_pretrained_cfg(part)
     return parsed
 
 
@@ -78,11 +82,15 @@ class FeatureSpec:
 
     @property
     def is_pretrained(self) -> bool:
-        return self._kind in ("backbone", "timm")
+        return self._kind in ("backbone", "timm", "fused")
 
     @property
     def is_timm(self) -> bool:
         return self._kind == "timm"
+
+    @property
+    def is_fused(self) -> bool:
+        return self._kind == "fused"
 
 
 AUTOENCODER_PARAMS = frozenset(
@@ -101,6 +109,13 @@ def default_decode_settings(spec: FeatureSpec, image_size: int | None = None) ->
         return DecodeSettings(size=int(spec.autoencoder.get("image_size", 32)))
     if spec.is_timm:
         return DecodeSettings(size=224)
+    if spec.is_fused:
+        if spec.input_size is not None:
+            return DecodeSettings(size=int(spec.input_size))
+        # at the backbones' own sizes: decoded at the largest, each resizes to its own
+        parts = parse_feature_name(spec.name).parts
+        sizes = [(224, 224) if is_timm(n) else tuple(get_pretrained_cfg(n).input_size[1:]) for n in parts]
+        return DecodeSettings(size=max(sizes))
     _, h, w = get_pretrained_cfg(spec.name).input_size
     return DecodeSettings(size=(h, w))
 
@@ -119,6 +134,19 @@ def build_extractor(spec: FeatureSpec, progress: bool = True, config: dict | Non
         from pixsort.features.pixels import PixelExtractor
 
         return PixelExtractor(size=PIXEL_SIZE if size is None else size)
+    if spec.is_fused:
+        from pixsort.features.fused import FusedExtractor
+
+        return FusedExtractor(
+            backbones=list(parse_feature_name(spec.name).parts),
+            layers=spec.layers,
+            batch_size=spec.batch_size,
+            precision=spec.precision,
+            runtime=spec.runtime,
+            device=spec.device,
+            input_size=spec.input_size,
+            progress="auto" if progress else False,
+        )
     from pixsort.features.embed import PretrainedExtractor
 
     return PretrainedExtractor(
@@ -142,6 +170,7 @@ def extractor_from_config(config: dict, expected: type[ImageExtractor] = ImageEx
     # the built-in extractors register themselves when their modules are imported
     import pixsort.features.autoencoder
     import pixsort.features.embed
+    import pixsort.features.fused
     import pixsort.features.pixels  # noqa: F401
 
     kind = config["type"]

@@ -5,6 +5,8 @@ A feature name is one of:
 * a registered backbone (``efficientnet_lite0``, see
   :func:`pixsort.features.backbones.list_backbones`);
 * ``timm:<model_name>``, any timm model where timm imports;
+* two or more of those joined by ``+`` (``efficientnet_lite0+efficientnet_lite2``):
+  their embeddings side by side (:class:`pixsort.features.fused.FusedExtractor`);
 * ``autoencoder`` (trained on the images themselves) or ``pixels`` (raw pixels).
 
 Classifier names (:func:`pixsort.classify.networks.parse_model_name`) build on it
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 
 TIMM_PREFIX = "timm:"
 SPECIAL_FEATURES = ("autoencoder", "pixels")
+FUSION_SEPARATOR = "+"
 
 
 def split_prefix(name: str) -> tuple[str, str]:
@@ -32,14 +35,16 @@ def is_timm(name: str) -> bool:
 
 @dataclass(frozen=True)
 class FeatureName:
-    """A parsed feature name: ``kind`` is ``backbone``, ``timm``, ``autoencoder`` or ``pixels``."""
+    """A parsed feature name: ``kind`` is ``backbone``, ``timm``, ``fused``, ``autoencoder``
+    or ``pixels``; ``parts`` are the backbone names a fused name joins (else empty)."""
 
     name: str
     kind: str
+    parts: tuple[str, ...] = ()
 
     @property
     def is_pretrained(self) -> bool:
-        return self.kind in ("backbone", "timm")
+        return self.kind in ("backbone", "timm", "fused")
 
 
 def parse_feature_name(name: str) -> FeatureName:
@@ -50,6 +55,15 @@ def parse_feature_name(name: str) -> FeatureName:
         raise ValueError(f"features must be a name, got {name!r}")
     if name in SPECIAL_FEATURES:
         return FeatureName(name, name)
+    if FUSION_SEPARATOR in name:
+        parts = tuple(name.split(FUSION_SEPARATOR))
+        for part in parts:
+            if not part or part in SPECIAL_FEATURES or FUSION_SEPARATOR in part:
+                raise ValueError(f"{name!r}: a fused name joins pretrained backbone names with '+', got part {part!r}")
+            parse_feature_name(part)
+        if len(set(parts)) != len(parts):
+            raise ValueError(f"{name!r} names a backbone twice")
+        return FeatureName(name, "fused", parts)
     if is_timm(name):
         if not name[len(TIMM_PREFIX) :]:
             raise ValueError(f"{name!r} names no timm model; write {TIMM_PREFIX}<model_name>")
@@ -57,4 +71,12 @@ def parse_feature_name(name: str) -> FeatureName:
     return FeatureName(name, "backbone")
 
 
-__all__ = ["SPECIAL_FEATURES", "TIMM_PREFIX", "FeatureName", "is_timm", "parse_feature_name", "split_prefix"]
+__all__ = [
+    "FUSION_SEPARATOR",
+    "SPECIAL_FEATURES",
+    "TIMM_PREFIX",
+    "FeatureName",
+    "is_timm",
+    "parse_feature_name",
+    "split_prefix",
+]

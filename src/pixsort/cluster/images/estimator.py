@@ -64,7 +64,7 @@ from pixsort.features.extract import (
     extractor_from_config,
     image_keys,
 )
-from pixsort.features.names import parse_feature_name
+from pixsort.features.names import is_timm, parse_feature_name
 from pixsort.features.reduce import EmbeddingReducer, l2_normalize
 from pixsort.features.store import EmbeddingSet
 
@@ -114,7 +114,9 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         (k-means accuracy 0.629-0.630 over seeds, Lite0 0.598-0.619, Lite2 0.629 at
         1.3x Lite1's time).  ``efficientnet_lite0/1/2`` or any name of
         :func:`pixsort.features.backbones.list_backbones`, ``timm:<model>`` (where
-        timm imports), ``autoencoder`` (trained on the images) or ``pixels``.
+        timm imports), two or more of those joined by ``+`` (their embeddings side by
+        side, :class:`~pixsort.features.fused.FusedExtractor`), ``autoencoder``
+        (trained on the images) or ``pixels``.
     layers : "auto", None, int or names, default "auto"
         Backbone feature maps pooled into the embedding, each L2-normalised on its
         own: "auto" = the last two for the built-in backbones (measured best on the
@@ -310,7 +312,8 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
     def _feature_spec(self) -> FeatureSpec:
         layers = self.layers
         if layers == "auto":
-            builtin = self.features not in ("autoencoder", "pixels") and not str(self.features).startswith("timm:")
+            parsed = parse_feature_name(self.features)
+            builtin = parsed.is_pretrained and not any(is_timm(n) for n in parsed.parts or (parsed.name,))
             layers = 2 if builtin else None
         return FeatureSpec(
             self.features,

@@ -134,23 +134,7 @@ def build_extractor(spec: FeatureSpec, progress: bool = True, config: dict | Non
         from pixsort.features.pixels import PixelExtractor
 
         return PixelExtractor(size=PIXEL_SIZE if size is None else size)
-    if spec.is_fused:
-        from pixsort.features.fused import FusedExtractor
-
-        return FusedExtractor(
-            backbones=list(parse_feature_name(spec.name).parts),
-            layers=spec.layers,
-            batch_size=spec.batch_size,
-            precision=spec.precision,
-            runtime=spec.runtime,
-            device=spec.device,
-            input_size=spec.input_size,
-            progress="auto" if progress else False,
-        )
-    from pixsort.features.embed import PretrainedExtractor
-
-    return PretrainedExtractor(
-        backbone=spec.name,
+    common = dict(
         layers=spec.layers,
         batch_size=spec.batch_size,
         precision=spec.precision,
@@ -159,6 +143,13 @@ def build_extractor(spec: FeatureSpec, progress: bool = True, config: dict | Non
         input_size=spec.input_size,
         progress="auto" if progress else False,
     )
+    if spec.is_fused:
+        from pixsort.features.fused import FusedExtractor
+
+        return FusedExtractor(backbones=list(parse_feature_name(spec.name).parts), **common)
+    from pixsort.features.embed import PretrainedExtractor
+
+    return PretrainedExtractor(backbone=spec.name, **common)
 
 
 def extractor_from_config(config: dict, expected: type[ImageExtractor] = ImageExtractor) -> ImageExtractor:

@@ -26,7 +26,6 @@ from .backbones.imagenet import ClassGuesses, guess_classes
 from .base import ImageExtractor
 from .embed import PretrainedExtractor
 from .names import FUSION_SEPARATOR, parse_feature_name
-from .preprocess import normalize_size
 
 __all__ = ["FusedExtractor"]
 
@@ -84,24 +83,11 @@ class FusedExtractor(ImageExtractor):
 
     @property
     def parts_(self) -> list[PretrainedExtractor]:
-        key = (tuple(self.backbones), repr(self.layers), self.batch_size, self.precision, self.channels_last,
-               normalize_size(self.input_size), self.runtime, self.device, self.export_dir, self.progress)  # fmt: skip
+        params = self.get_params(deep=False)
+        key = repr(sorted(params.items()))
         if getattr(self, "_cached_key", None) != key:
-            self._cached_parts = [
-                PretrainedExtractor(
-                    backbone=name,
-                    layers=self.layers,
-                    batch_size=self.batch_size,
-                    precision=self.precision,
-                    channels_last=self.channels_last,
-                    input_size=self.input_size,
-                    runtime=self.runtime,
-                    device=self.device,
-                    export_dir=self.export_dir,
-                    progress=self.progress,
-                )
-                for name in self.backbones
-            ]
+            shared = {name: value for name, value in params.items() if name != "backbones"}
+            self._cached_parts = [PretrainedExtractor(backbone=name, **shared) for name in self.backbones]
             self._cached_key = key
         return self._cached_parts
 

@@ -30,6 +30,18 @@ def test_a_choice_at_the_top_of_the_range_is_said():
     assert any("largest k tried" in note for note in selection.notes())
 
 
+@pytest.mark.parametrize(("ks", "hint"), [(range(2, 7), "give --k"), (range(3, 7), "lower --k-min")])
+def test_a_choice_at_the_bottom_of_the_range_is_said(ks, hint):
+    # two far-apart groups, each of three close blobs: the coarse split wins
+    X, _ = make_blobs(
+        600, centers=[(0, 0), (1.5, 0), (0, 1.5), (40, 40), (41.5, 40), (40, 41.5)], cluster_std=0.3, random_state=0
+    )
+    selection = _select(X.astype(np.float32), ks)
+    assert selection.best_k == min(ks) and selection.at_lower_edge and not selection.at_upper_edge
+    (note,) = [n for n in selection.notes() if "smallest k tried" in n]
+    assert hint in note and f"k = {min(ks)}" in note
+
+
 def test_a_flat_curve_is_said_with_the_best_three():
     X = np.random.default_rng(0).uniform(size=(400, 6)).astype(np.float32)  # no structure at all
     selection = _select(X, range(2, 9))

@@ -83,6 +83,11 @@ class KSelection:
         return self.best_k == max(c.k for c in self.candidates) and len(self.candidates) > 1
 
     @property
+    def at_lower_edge(self) -> bool:
+        """The chosen k is the smallest tried: the criterion prefers the coarsest split."""
+        return self.best_k == min(c.k for c in self.candidates) and len(self.candidates) > 1
+
+    @property
     def label(self) -> str:
         return LABELS.get(self.deciding, self.deciding)
 
@@ -133,6 +138,16 @@ class KSelection:
                 f"k = {self.best_k} is the largest k tried and the {self.label} was still "
                 f"{'as high as at its best' if self.deciding == 'stability' else 'rising'}: "
                 "more clusters may fit better (raise --k-max)"
+            )
+        if self.at_lower_edge:
+            smallest = min(ks)
+            # k = 1 cannot be scored by these criteria, so at k_min = 2 a lower k is not an option:
+            # the coarsest split won, which in pretrained features is often a broad theme
+            # (animals / vehicles) rather than the classes a user has in mind
+            hint = "lower --k-min" if smallest > 2 else "give --k if you know how many groups there are"
+            out.append(
+                f"k = {self.best_k} is the smallest k tried and the {self.label} was highest there: "
+                f"the coarsest split won, which may be broader than the groups you expect ({hint})"
             )
         near = self.near_best()
         if self.flat:

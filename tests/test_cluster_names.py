@@ -21,7 +21,9 @@ from pixsort.cli import app
 from pixsort.cluster.images import ImageClusterer
 from pixsort.cluster.images.names import MIN_PROB, MIN_SHARE, NO_COMMON_LABEL, describe_clusters, display_names
 from pixsort.features.backbones.imagenet import IMAGENET_GROUPS, imagenet_labels
+from pixsort.features.cache import EmbeddingCache
 from pixsort.features.embed import PretrainedExtractor
+from pixsort.features.extract import embedding_cache_dir
 from pixsort.report.image_clusters import cluster_summary
 
 runner = CliRunner()
@@ -120,7 +122,7 @@ def photo_folder(tmp_path_factory) -> Path:
 def named_run(photo_folder, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("named") / "out"
     args = ["cluster", str(photo_folder), "--out", str(out), "--features", "efficientnet_lite0", "--k", "2"]
-    args += ["--no-tta", "--runtime", "torch", "--cache-dir", str(out.parent / "cache"), "--view", "pca"]
+    args += ["--runtime", "torch", "--cache-dir", str(out.parent / "cache"), "--view", "pca"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     return out
@@ -140,6 +142,21 @@ def test_cluster_writes_what_the_imagenet_head_sees_in_each_cluster(named_run):
     clusters = pd.read_csv(named_run / "clusters.csv")
     want = [clusterer.cluster_names_[c] for c in clusters["cluster"]]
     assert clusters["cluster_name"].tolist() == want
+
+
+def _cached_views(cache: Path, clusterer: ImageClusterer) -> int:
+    return len(EmbeddingCache(embedding_cache_dir(cache), clusterer.extractor_.extractor_id))
+
+
+def test_the_default_embeds_each_image_once_and_tta_adds_the_mirror_views(named_run, photo_folder):
+    cache = named_run.parent / "cache"
+    assert _cached_views(cache, ImageClusterer.load(named_run / "model")) == 16  # no mirror view by default
+    out = named_run.parent / "with-tta"
+    args = ["cluster", str(photo_folder), "--out", str(out), "--features", "efficientnet_lite0", "--k", "2", "--tta"]
+    result = runner.invoke(app, [*args, "--runtime", "torch", "--cache-dir", str(cache), "--view", "pca"])
+    assert result.exit_code == 0, result.output
+    mirrored = ImageClusterer.load(out / "model")
+    assert mirrored.tta is True and _cached_views(cache, mirrored) == 32  # the 16 mirror views added
 
 
 def test_rename_clusters_from_the_edited_summary_travels_with_the_model(named_run, photo_folder, tmp_path):

@@ -59,8 +59,8 @@ def cluster(
     ),
     size: int | None = typer.Option(None, "--size", help=SIZE_HELP),
     view: str = typer.Option("tsne", help="2-D view of the scatter plots: tsne | umap | pca."),
-    tta: bool = typer.Option(
-        True, help="Average each image's embedding with its mirror image's (twice the embedding work)."
+    tta: bool | None = typer.Option(
+        None, "--tta/--no-tta", help="Average each image's embedding with its mirror image's (twice the work)."
     ),
     runtime: str = typer.Option("auto", help=RUNTIME_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -84,7 +84,7 @@ def cluster(
     from pixsort.data import NoUsableImages, SourceError
     from pixsort.workflows import cluster_images
 
-    chosen = {"features": features, "image_size": size, "tta": None if tta else False, "k_criterion": k_criterion}
+    chosen = {"features": features, "image_size": size, "tta": tta, "k_criterion": k_criterion}
     try:
         run = cluster_images(
             path,

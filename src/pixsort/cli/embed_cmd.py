@@ -29,7 +29,9 @@ def embed(
     features: str = typer.Option(
         "efficientnet_lite1", help="Backbone name, timm:<model>, backbones joined by + or pixels."
     ),
-    tta: bool = typer.Option(True, help="Average each image's embedding with its mirror image's."),
+    tta: bool = typer.Option(
+        False, "--tta/--no-tta", help="Average each image's embedding with its mirror image's (twice the work)."
+    ),
     size: int | None = typer.Option(None, "--size", help=SIZE_HELP),
     batch_size: int = typer.Option(64, help="Images per forward pass."),
     runtime: str = typer.Option("auto", help=RUNTIME_HELP),

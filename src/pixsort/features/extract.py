@@ -57,7 +57,7 @@ class FeatureSpec:
 
     name: str
     layers: object = None
-    tta: bool = True
+    tta: bool = False
     batch_size: int = 64
     autoencoder: dict = field(default_factory=dict)
     random_state: int = 0

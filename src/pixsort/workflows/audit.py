@@ -107,7 +107,9 @@ def audit_images(
     """Audit the images of ``data`` (folder, .npz, .npy, CSV) into the folder ``out``.
 
     ``against``: a held-out source (a test folder) whose near-copies in ``data`` are
-    listed in leakage.csv.  ``features``/``tta``: the embeddings (clustering's defaults).
+    listed in leakage.csv.  ``features``/``tta``: the embeddings (clustering's backbone; unlike clustering,
+    mirror-averaged by default, so a mirrored copy embeds exactly as its original and
+    :data:`~pixsort.auditing.NEAR_SIMILARITY` was measured on such embeddings).
     ``labels_from``: ``folders`` (the labels the source carries: class folders, a label
     column) or ``none``.  ``near_threshold``: cosine similarity of a near-copy (default
     :data:`~pixsort.auditing.NEAR_SIMILARITY`, measured).  ``hash_distance``: bits within

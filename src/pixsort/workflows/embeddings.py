@@ -40,7 +40,7 @@ def embed_images(
     *,
     features: str = "efficientnet_lite1",
     layers="auto",
-    tta: bool = True,
+    tta: bool = False,
     image_size: int | None = None,
     batch_size: int = 64,
     runtime: str = "auto",

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -55,12 +56,32 @@ def hash_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def hash_array(array: np.ndarray) -> str:
-    arr = np.ascontiguousarray(array)
+def hash_array(array: np.ndarray, block_rows: int = 8192) -> str:
+    """The content hash of an array (its dtype, shape and values), read ``block_rows``
+    rows at a time: a large or memory-mapped array is not copied whole."""
     h = hashlib.blake2b(digest_size=HASH_BYTES)
-    h.update(f"{arr.dtype.str}{arr.shape}".encode())
-    h.update(arr.data)
+    h.update(f"{np.dtype(array.dtype).str}{tuple(array.shape)}".encode())
+    if array.ndim == 0:
+        h.update(np.ascontiguousarray(array).data)
+    for s in range(0, len(array) if array.ndim else 0, block_rows):
+        h.update(np.ascontiguousarray(array[s : s + block_rows]).data)
     return h.hexdigest()
+
+
+def write_atomic(path: Path, write) -> None:
+    """Write a file through ``write(handle)`` into a temporary sibling, flush it to disk and
+    rename it into place: readers (and a crash, even ``kill -9``) see the old file or
+    the whole new one, never a part."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @contextmanager

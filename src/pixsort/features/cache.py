@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixsort.data.cache import hash_file, locked_file
+from pixsort.data.cache import hash_file, locked_file, write_atomic
 
 __all__ = ["MAX_SHARDS", "EmbeddingCache"]
 
@@ -75,19 +75,6 @@ _INDEXES: dict[tuple[Path, str], _Index] = {}
 def _store_key(key: str) -> str:
     # content hashes are kept as they are; anything else is hashed so every key has one safe spelling
     return key if _SAFE_KEY.fullmatch(key) and ".." not in key else hashlib.sha256(key.encode()).hexdigest()
-
-
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _unmap_pages(matrix: np.ndarray) -> None:
@@ -205,7 +192,7 @@ class EmbeddingCache:
         # best effort: two processes may race and one's entries be lost (they are simply
         # checksummed again next time); a read-only cache records nothing
         try:
-            _write_atomic(self.dir / VERIFIED_FILE, lambda f: f.write(json.dumps(record).encode()))
+            write_atomic(self.dir / VERIFIED_FILE, lambda f: f.write(json.dumps(record).encode()))
         except OSError:
             pass
 
@@ -271,7 +258,7 @@ class EmbeddingCache:
         self.shard_dir.mkdir(parents=True, exist_ok=True)
         name = name or f"{uuid.uuid4().hex}"
         matrix_path = self.shard_dir / f"{name}.npy"
-        _write_atomic(matrix_path, lambda f: np.save(f, np.ascontiguousarray(matrix), allow_pickle=False))
+        write_atomic(matrix_path, lambda f: np.save(f, np.ascontiguousarray(matrix), allow_pickle=False))
         meta = {
             "format": SHARD_FORMAT,
             "rows": len(keys),
@@ -280,7 +267,7 @@ class EmbeddingCache:
             "keys": keys,
         }
         # the manifest is the commit: until it is in place, the matrix belongs to nobody
-        _write_atomic(self.shard_dir / f"{name}.json", lambda f: f.write(json.dumps(meta).encode()))
+        write_atomic(self.shard_dir / f"{name}.json", lambda f: f.write(json.dumps(meta).encode()))
         return name
 
     def _merge_if_many(self) -> None:
@@ -311,7 +298,7 @@ class EmbeddingCache:
         if meta.exists():
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(meta, lambda f: f.write(json.dumps({"extractor_id": self.extractor_id}).encode()))
+        write_atomic(meta, lambda f: f.write(json.dumps({"extractor_id": self.extractor_id}).encode()))
 
     def _fold_legacy(self) -> None:
         """Move one-file-per-image entries of older pixsort into one shard, once."""

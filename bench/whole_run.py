@@ -9,11 +9,12 @@ Each pair times, back to back:
     network in the dtype auto picks), as in ``bench/embed.py``;
 (b) a whole ``pixsort embed`` of ``--n`` CIFAR-10 sample JPEGs (a class-stratified subset,
     linked into a scratch folder) in a fresh process with an empty decoded-image and
-    embedding cache: start-up, listing, hashing, decoding, both views (mirror on), writing
-    the set.  The ONNX export, made once per machine under the user cache, is reused.
+    embedding cache: start-up, listing, hashing, decoding, the views (the default one, or
+    with ``--tta`` the mirror view too: 2 forwards an image), writing the set.  The ONNX
+    export, made once per machine under the user cache, is reused.
 
-The ratio of each pair is (b's forwards per second: 2 per image) / (a's forwards per
-second).  Pairs alternate so that a drift in the machine's speed (this project's shared
+The ratio of each pair is (b's forwards per second) / (a's forwards per second).  Pairs
+alternate so that a drift in the machine's speed (this project's shared
 VMs drift by up to 25 % within minutes) reaches both sides; the median pair is quoted.
 Only train images are read.
 """
@@ -63,13 +64,14 @@ def bare_runner(backbone: str, batch_size: int, n: int):
     return (lambda: bare_forward(net, batches, n)), f"torch {str(plan.dtype).replace('torch.', '')}"
 
 
-def whole_embed(data: Path, work: Path, batch_size: int) -> tuple[float, float, str]:
+def whole_embed(data: Path, work: Path, batch_size: int, tta: bool) -> tuple[float, float, str]:
     """(wall s, CPU s of the child, its last line) of one cold ``pixsort embed``."""
     cache, out = work / "cache", work / "store"
     shutil.rmtree(cache, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     exe = Path(sys.executable).with_name("pixsort")
-    cmd = [str(exe), "embed", str(data), "--out", str(out), "--cache-dir", str(cache), "--batch-size", str(batch_size)]
+    cmd = [str(exe), "embed", str(data), "--out", str(out), "--cache-dir", str(cache), "--batch-size", str(batch_size),
+           "--tta" if tta else "--no-tta"]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bare-n", type=int, default=1024, help="images per bare measurement")
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--tta", action="store_true", help="embed the mirror view too (off by default, as in pixsort)")
     args = ap.parse_args(argv)
     tune_cpu()
     work = Path(tempfile.mkdtemp(prefix="pixsort-whole-"))
@@ -99,16 +102,17 @@ def main(argv: list[str] | None = None) -> int:
         cpu = cpu_description()
         print(f"CPU: {cpu['model']} ({' '.join(cpu['flags'])}), {cpu['cores']} cores, "
               f"{torch.get_num_threads()} threads; {args.backbone}, {runtime}")  # fmt: skip
-        print(f"whole run: pixsort embed of {n} images (mirror view on: {2 * n} forwards), cold caches\n")
+        views = 2 if args.tta else 1
+        print(f"whole run: pixsort embed of {n} images ({views * n} forwards), cold caches\n")
         print("| pair | bare forwards/s | whole run s | whole-run forwards/s | ratio | ratio by CPU time |")
         print("|---|---|---|---|---|---|")
         ratios, cpu_ratios = [], []
         for p in range(args.pairs):
             bare_wall, bare_cpu = timed(forward)
-            wall, cpu, last = whole_embed(work / "data", work, args.batch_size)
-            bare, whole = args.bare_n / bare_wall, 2 * n / wall
+            wall, cpu, last = whole_embed(work / "data", work, args.batch_size, args.tta)
+            bare, whole = args.bare_n / bare_wall, views * n / wall
             ratios.append(whole / bare)
-            cpu_ratios.append((2 * n / cpu) / (args.bare_n / bare_cpu))
+            cpu_ratios.append((views * n / cpu) / (args.bare_n / bare_cpu))
             print(f"| {p + 1} | {bare:.1f} | {wall:.1f} | {whole:.1f} | {ratios[-1]:.3f} | {cpu_ratios[-1]:.3f} |",
                   flush=True)  # fmt: skip
         print(f"\nmedian ratio {np.median(ratios):.3f} (by CPU time {np.median(cpu_ratios):.3f}); child said: {last}")

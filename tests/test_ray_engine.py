@@ -123,6 +123,35 @@ def test_the_ray_engine_fills_the_local_store(ray_pixels, folder, tmp_path):
     np.testing.assert_array_equal(local.embeddings.vectors, remote.embeddings.vectors)
 
 
+def test_a_warm_ray_run_decodes_no_pixel(ray_pixels, folder, tmp_path):
+    """Files whose features are stored are hashed and their headers read, not decoded; the
+    run gives the same set, with the same entries, and adds no shard."""
+    from pixsort.base.engines import ray_session
+    from pixsort.data.ray_source import PIXELS_COLUMN, decoded_images, iter_batches
+    from pixsort.features.ray_embed import StoredKeys
+
+    remote, cache, shards = ray_pixels
+    warm = embed_images(folder, tmp_path / "warm", features="pixels", cache_dir=cache, progress=False, engine="ray")
+    pd.testing.assert_frame_equal(warm.embeddings.items, remote.embeddings.items)
+    np.testing.assert_array_equal(warm.embeddings.vectors, remote.embeddings.vectors)
+    assert shard_files(cache) == shards
+
+    spec = FeatureSpec("pixels")
+    settings = default_decode_settings(spec)
+    known = StoredKeys(remote.embeddings.meta["extractor_id"], spec, str(cache.resolve()), settings.to_dict())
+    with ray_session():
+        batches = list(iter_batches(decoded_images(open_dataset(folder), settings, known)))
+        full = list(iter_batches(decoded_images(open_dataset(folder), settings)))
+    rows = {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
+    cold = {name: np.concatenate([b[name] for b in full]) for name in full[0]}
+    loaded = rows["loaded"].astype(bool)
+    assert loaded.sum() == len(remote.embeddings) and not rows[PIXELS_COLUMN].any()
+    assert not rows["image"].any()  # no pixel decoded
+    assert cold[PIXELS_COLUMN][loaded].all() and cold["image"][loaded].any()
+    for name in ("index", "key", "loaded", "reason", "width", "height", "mode", "format"):
+        assert rows[name].tolist() == cold[name].tolist(), name  # the header says what the decoder said
+
+
 # ----------------------------------------------------------------------------- cluster and assign
 
 

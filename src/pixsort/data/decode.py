@@ -173,6 +173,15 @@ def decode_image(
     return out, info
 
 
+def read_header(source: ImageSource, settings: DecodeSettings) -> ImageInfo:
+    """What :func:`decode_image` reports of ``source`` from its header alone, with the same
+    checks of the header (:class:`SkipImage`); no pixel is decoded."""
+    with _open(source) as im:
+        info = ImageInfo(im.width, im.height, im.mode, im.format or "")
+        _check_header(im, settings)
+    return info
+
+
 def decode_array(array: np.ndarray, settings: DecodeSettings, *, keep_small: bool = False) -> np.ndarray:
     """Convert one image held in an array ((H, W), (H, W, C) or (C, H, W)) the same way
     (``keep_small`` as for :func:`decode_image`)."""

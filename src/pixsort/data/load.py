@@ -18,7 +18,14 @@ import pandas as pd
 
 from pixsort.base.progress import progress as progress_bar
 from pixsort.data.cache import CacheEntry, ContentHasher, DecodedStore, default_cache_dir, hash_array
-from pixsort.data.decode import DecodeSettings, SkipImage, decode_array, decode_image, fit_to_settings
+from pixsort.data.decode import (
+    DecodeSettings,
+    SkipImage,
+    decode_array,
+    decode_image,
+    fit_to_settings,
+    read_header,
+)
 from pixsort.data.lazy import ImageRows
 from pixsort.data.processes import map_in_processes
 from pixsort.data.sources import ImageDataset
@@ -220,17 +227,39 @@ def _unique_missing(dataset: ImageDataset, keys: list[str | None], known: dict[s
     return todo
 
 
+def file_key(path: str) -> str | None:
+    """The content hash :func:`load_images` keys a file by (None when it cannot be read)."""
+    return ContentHasher(None).file_hash(path)
+
+
 def decode_item(
-    path: str, settings: DecodeSettings, note: tuple[str, str] | None = None
+    path: str,
+    settings: DecodeSettings,
+    note: tuple[str, str] | None = None,
+    *,
+    key: str | None = None,
+    pixels: bool = True,
 ) -> tuple[str | None, np.ndarray | None, CacheEntry]:
     """One file as :func:`load_images` decodes it, without the caches: its content hash
     (None when it cannot be read), its image of ``settings.shape`` (None when skipped)
     and its entry (the skip reason and detail, or the file's size and mode).  ``note``:
     what discovery found wrong with the path (``ImageDataset.notes``).  The skip reasons
-    are those of :func:`load_images` for the same bytes, so any engine reports the same."""
-    key = ContentHasher(None).file_hash(path)
+    are those of :func:`load_images` for the same bytes, so any engine reports the same.
+
+    ``key``: the file's :func:`file_key`, when already known.  ``pixels=False`` is for a
+    file whose content an earlier run decoded with these settings (its embeddings are
+    stored): only the header is read, and the image is None with a loaded entry; a
+    header that fails its checks is decoded in full, so the skip reason is the decoder's.
+    """
+    key = file_key(path) if key is None else key
     if key is None:
         return None, None, _skip_entry(path, note, settings)
+    if not pixels and note is None:
+        try:
+            info = read_header(path, settings)
+            return key, None, CacheEntry(0, "", "", info.width, info.height, info.mode, info.format)
+        except (SkipImage, OSError):
+            pass
     _, _, array, entry = _decode_one_file((0, key, path, settings))
     return key, None if array is None else fit_to_settings(array, settings), entry
 

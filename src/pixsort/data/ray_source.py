@@ -20,12 +20,20 @@ import pandas as pd
 from pixsort.base.engines import import_ray
 from pixsort.data.cache import CacheEntry
 from pixsort.data.decode import DecodeSettings
-from pixsort.data.load import NoUsableImages, _no_images_message, decode_array_item, decode_item, item_manifest
+from pixsort.data.load import (
+    NoUsableImages,
+    _no_images_message,
+    decode_array_item,
+    decode_item,
+    file_key,
+    item_manifest,
+)
 from pixsort.data.sources import ImageDataset
 
 # what each decoded row carries besides its pixels (``image``), as decode_item's entry says
 ITEM_COLUMNS = ("index", "key", "loaded", "reason", "detail", "width", "height", "mode", "format")
 IMAGE_COLUMN = "image"
+PIXELS_COLUMN = "pixels"  # whether ``image`` holds the decoded pixels (False: skipped, or not needed)
 BLOCK_ITEMS = 64  # items per read-and-decode task: small enough to stream, large enough to amortise a task
 
 
@@ -54,21 +62,33 @@ def _item_rows(dataset: ImageDataset) -> list[dict]:
     return rows
 
 
-def _decode_batch(batch: dict[str, np.ndarray], settings: dict) -> dict[str, np.ndarray]:
-    """Ray task: decode the items of ``batch`` (``index``, ``path``, notes or arrays)."""
+def _decode_batch(batch: dict[str, np.ndarray], settings: dict, known=None) -> dict[str, np.ndarray]:
+    """Ray task: decode the items of ``batch`` (``index``, ``path``, notes or arrays).
+
+    ``known``: a callable taking the batch's content keys and returning a bool mask of
+    those whose pixels are not needed (their results are stored already): such files are
+    hashed and their headers read, not decoded (``pixels`` False)."""
     decode = DecodeSettings.from_dict(settings)
     n = len(batch["index"])
     images = np.zeros((n, *decode.shape), dtype=np.uint8)
-    keys, entries = [], []
+    keys, entries, pixels = [], [], np.zeros(n, dtype=bool)
+    paths = [] if "array" in batch else [_to_text(p) for p in batch["path"]]
+    file_keys = [file_key(p) for p in paths]
+    stored = np.zeros(n, dtype=bool)
+    if known is not None and paths:
+        present = [j for j, k in enumerate(file_keys) if k is not None]
+        if present:
+            stored[present] = np.asarray(known([file_keys[j] for j in present]), dtype=bool)
     for j in range(n):
         if "array" in batch:
             key, image, entry = decode_array_item(batch["array"][j], decode)
         else:
             reason = str(batch["note_reason"][j])
             note = (reason, _to_text(batch["note_detail"][j])) if reason else None
-            key, image, entry = decode_item(_to_text(batch["path"][j]), decode, note)
+            key, image, entry = decode_item(paths[j], decode, note, key=file_keys[j], pixels=not stored[j])
         if image is not None:
             images[j] = image
+            pixels[j] = True
         keys.append(key or "")
         entries.append(entry)
     return {
@@ -81,19 +101,24 @@ def _decode_batch(batch: dict[str, np.ndarray], settings: dict) -> dict[str, np.
         "height": np.array([e.height for e in entries], dtype=np.int64),
         "mode": np.array([e.mode for e in entries], dtype=object),
         "format": np.array([e.format for e in entries], dtype=object),
+        PIXELS_COLUMN: pixels,
         IMAGE_COLUMN: images,
     }
 
 
-def decoded_images(dataset: ImageDataset, settings: DecodeSettings):
+def decoded_images(dataset: ImageDataset, settings: DecodeSettings, known=None):
     """A Ray Dataset of every item of ``dataset`` decoded with ``settings``, in item
-    order: :data:`ITEM_COLUMNS` and ``image`` (uint8 ``settings.shape``, zeros where the
-    item is skipped)."""
+    order: :data:`ITEM_COLUMNS`, ``pixels`` and ``image`` (uint8 ``settings.shape``, zeros
+    where the item is skipped or, by ``known``, its pixels are not needed: see
+    :func:`_decode_batch`)."""
     ray = import_ray()
     rows = _item_rows(dataset)
     blocks = max(1, math.ceil(len(rows) / BLOCK_ITEMS))
     return ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
-        _decode_batch, batch_size=None, batch_format="numpy", fn_kwargs={"settings": settings.to_dict()}
+        _decode_batch,
+        batch_size=None,
+        batch_format="numpy",
+        fn_kwargs={"settings": settings.to_dict(), "known": known},
     )
 
 
@@ -107,8 +132,9 @@ def map_images(
     workers: int | None = None,
     cpus_per_worker: float = 1,
     gpus_per_worker: float | None = None,
+    known=None,
 ):
-    """:func:`decoded_images` mapped by ``actor_class`` (a callable class: constructed
+    """:func:`decoded_images` (``known``: as there) mapped by ``actor_class`` (a callable class: constructed
     once per actor with ``constructor_kwargs``, called on numpy batches of
     ``batch_size`` rows) on an autoscaling actor pool of 1 to ``workers`` actors
     (default: the cluster's GPUs / ``gpus_per_worker`` with GPUs, else its CPUs /
@@ -123,7 +149,7 @@ def map_images(
         else:
             workers = int(resources.get("CPU", 1) // cpus_per_worker)
     workers = max(1, int(workers))
-    return decoded_images(dataset, settings).map_batches(
+    return decoded_images(dataset, settings, known).map_batches(
         actor_class,
         batch_size=int(batch_size),
         batch_format="numpy",
@@ -190,6 +216,7 @@ class ItemRecords:
 
 __all__ = [
     "IMAGE_COLUMN",
+    "PIXELS_COLUMN",
     "ITEM_COLUMNS",
     "ItemRecords",
     "decoded_images",

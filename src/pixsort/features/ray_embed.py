@@ -21,7 +21,14 @@ import pandas as pd
 from pixsort.base.engines import import_ray
 from pixsort.base.runtime import tune_cpu
 from pixsort.data import DecodeSettings, ImageDataset
-from pixsort.data.ray_source import IMAGE_COLUMN, ItemRecords, item_columns, iter_batches, map_images
+from pixsort.data.ray_source import (
+    IMAGE_COLUMN,
+    PIXELS_COLUMN,
+    ItemRecords,
+    item_columns,
+    iter_batches,
+    map_images,
+)
 
 from .extract import FeatureSpec, embedding_cache_dir, extract_features, extractor_from_config, stored_features
 
@@ -59,12 +66,29 @@ class EmbedBatches:
             )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        loaded = np.asarray(batch["loaded"], dtype=bool)
-        if loaded.any():
-            keys = [str(k) for k in batch["key"][loaded]]
-            images = batch[IMAGE_COLUMN][loaded]
+        # items without pixels were skipped, or are stored already (StoredKeys): nothing to embed
+        todo = np.asarray(batch["loaded"], dtype=bool) & np.asarray(batch[PIXELS_COLUMN], dtype=bool)
+        if todo.any():
+            keys = [str(k) for k in batch["key"][todo]]
+            images = batch[IMAGE_COLUMN][todo]
             extract_features(self.extractor, self.spec, images, keys, self.cache_root, self.decode, progress=False)
         return item_columns(batch)  # the vectors travel through the store, not back to the driver
+
+
+@dataclass(frozen=True)
+class StoredKeys:
+    """Which content keys have their features in the store already (a bool mask): the
+    read tasks then hash those files and read their headers, not their pixels, so a warm
+    run decodes nothing.  :meth:`RayEmbedding.vectors` still checks every row is there."""
+
+    extractor_id: str
+    spec: FeatureSpec
+    cache_root: str | None
+    decode: dict
+
+    def __call__(self, keys: list[str]) -> np.ndarray:
+        settings = DecodeSettings.from_dict(self.decode)
+        return stored_features(self.extractor_id, self.spec, keys, self.cache_root, settings)[1]
 
 
 @dataclass
@@ -139,6 +163,7 @@ def embed_with_ray(
         workers=workers,
         cpus_per_worker=cpus_per_worker,
         gpus_per_worker=gpus_per_worker,
+        known=StoredKeys(extractor_id, spec, root, settings.to_dict()),
     )
     records = ItemRecords(dataset)
     for batch in iter_batches(ds):
@@ -149,4 +174,4 @@ def embed_with_ray(
     return RayEmbedding(manifest, index, keys, extractor_id, spec, root, settings)
 
 
-__all__ = ["EmbedBatches", "RayEmbedding", "embed_with_ray"]
+__all__ = ["EmbedBatches", "RayEmbedding", "StoredKeys", "embed_with_ray"]

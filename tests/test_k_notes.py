@@ -88,3 +88,27 @@ def test_tsne_kmeans_partitions_the_t_sne_layout_and_places_new_images_by_neighb
     again = KMeans(n_clusters=4, n_init=10, random_state=0).fit_predict(clusterer.layout_)
     assert clusterer.score(again)["accuracy"] == 1.0
     np.testing.assert_array_equal(clusterer.predict(images[:20]), clusterer.labels_[:20])
+
+
+def _scored(silhouettes: dict[int, float]):
+    from pixsort.cluster.images.select import KCandidate, KSelection
+
+    candidates = [KCandidate(k, None, s, 1.0, 1.0, np.zeros(0)) for k, s in silhouettes.items()]
+    best = max(candidates, key=lambda c: c.silhouette).k
+    return KSelection(candidates, best, np.arange(0))
+
+
+@pytest.mark.parametrize(
+    ("silhouettes", "said"),
+    [
+        ({2: 0.255, 3: 0.261, 4: 0.188, 5: 0.191, 6: 0.165, 7: 0.166}, True),  # 7 uneven CIFAR classes
+        ({2: 0.131, 3: 0.158, 4: 0.126, 5: 0.126, 6: 0.118}, False),  # k = 2 well below: a clear choice
+        ({2: 0.20, 3: 0.21, 4: 0.22, 5: 0.15, 6: 0.14}, False),  # the best is not next to the edge
+    ],
+)
+def test_a_choice_next_to_the_bottom_with_the_bottom_as_good_is_said(silhouettes, said):
+    selection = _scored(silhouettes)
+    notes = [n for n in selection.notes() if "next to the smallest k tried" in n]
+    assert selection.next_to_lower_edge is said and len(notes) == int(said)
+    if said:
+        assert "k = 2 scored nearly as well (0.255 against 0.261" in notes[0] and "give --k" in notes[0]

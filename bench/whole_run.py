@@ -13,9 +13,10 @@ Each pair times, back to back:
     with ``--tta`` the mirror view too: 2 forwards an image), writing the set.  The ONNX
     export, made once per machine under the user cache, is reused.
 
-The ratio of each pair is (b's forwards per second) / (a's forwards per second).  Pairs
-alternate so that a drift in the machine's speed (this project's shared
-VMs drift by up to 25 % within minutes) reaches both sides; the median pair is quoted.
+The ratio of each pair is (b's forwards per second) / (a's forwards per second), with (a)
+timed just before and just after (b) and averaged, so that a drift in the machine's speed
+(this project's shared VMs drift by up to 25 % within minutes) reaches both sides; the
+median pair is quoted.
 Only train images are read.
 """
 
@@ -108,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---|---|---|---|---|")
         ratios, cpu_ratios = [], []
         for p in range(args.pairs):
-            bare_wall, bare_cpu = timed(forward)
+            before_wall, before_cpu = timed(forward)
             wall, cpu, last = whole_embed(work / "data", work, args.batch_size, args.tta)
+            after_wall, after_cpu = timed(forward)
+            bare_wall, bare_cpu = (before_wall + after_wall) / 2, (before_cpu + after_cpu) / 2
             bare, whole = args.bare_n / bare_wall, views * n / wall
             ratios.append(whole / bare)
             cpu_ratios.append((views * n / cpu) / (args.bare_n / bare_cpu))

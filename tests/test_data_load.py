@@ -485,7 +485,7 @@ def test_a_torn_tail_of_the_packed_file_is_cut_and_entries_stay_whole(tmp_path, 
     second = load_images(open_dataset(folder), settings, cache_dir=cache_dir, workers=0)
     paths = second.paths
     assert np.array_equal(np.asarray(second.images)[[paths.index(p) for p in first.paths]], expected)
-    assert store.stored_bytes() == DecodedStore(Path(cache_dir), settings)._end()
+    assert store.stored_bytes() == DecodedStore(Path(cache_dir), settings)._end
 
 
 def test_the_fixed_row_layout_of_earlier_versions_is_rebuilt(tmp_path, cache_dir):
@@ -497,3 +497,58 @@ def test_the_fixed_row_layout_of_earlier_versions_is_rebuilt(tmp_path, cache_dir
     (old / "index.jsonl").write_text('{"k": "x", "row": 0}\n')
     decoded = load_images(open_dataset(folder), settings, cache_dir=cache_dir, workers=0)
     assert len(decoded) == 7 and not old.exists()
+
+
+def _entry_batch(keys, size=4, value=7):
+    from pixsort.data.cache import CacheEntry
+
+    image = np.full((size, size, 3), value, dtype=np.uint8)
+    return [(k, image, CacheEntry(0, "", "", size, size, "RGB", "PNG")) for k in keys]
+
+
+def test_two_writers_appending_in_turn_see_each_others_entries(cache_dir):
+    """Each append reads only what others added since its last read, and places its
+    images after theirs."""
+    from pixsort.data.cache import DecodedStore
+
+    settings = DecodeSettings(size=32)
+    a, b = DecodedStore(Path(cache_dir), settings), DecodedStore(Path(cache_dir), settings)
+    a.append(_entry_batch(["k1", "k2"], value=1))
+    b.append(_entry_batch(["k3"], value=3))
+    a.append(_entry_batch(["k4"], value=4))
+    b.append(_entry_batch(["k1", "k5"], value=5))  # k1 is known by now: not stored twice
+    fresh = DecodedStore(Path(cache_dir), settings)
+    for store in (a, b, fresh):
+        store._reload()
+        assert sorted(store.entries) == ["k1", "k2", "k3", "k4", "k5"]
+        assert store._rows == 5 and store._end == store.stored_bytes() == 5 * 4 * 4 * 3
+    offsets = sorted(e.offset for e in fresh.entries.values())
+    assert offsets == [0, 48, 96, 144, 192]  # no two images share bytes
+    images = np.asarray(fresh.images([fresh.entries[k] for k in ["k1", "k3", "k4", "k5"]]).take(np.arange(4)))
+    assert [int(im[0, 0, 0]) for im in images] == [1, 3, 4, 5]
+
+
+def test_a_torn_index_line_costs_only_its_own_entry(cache_dir):
+    from pixsort.data.cache import DecodedStore
+
+    settings = DecodeSettings(size=32)
+    store = DecodedStore(Path(cache_dir), settings)
+    store.append(_entry_batch(["k1"]))
+    with open(store.index_path, "ab") as f:
+        f.write(b'{"k": "k2", "row": 1, "reas')  # a crash mid-line
+    other = DecodedStore(Path(cache_dir), settings)
+    assert sorted(other.entries) == ["k1"]
+    other.append(_entry_batch(["k3"]))
+    assert sorted(DecodedStore(Path(cache_dir), settings).entries) == ["k1", "k3"]
+
+
+def test_an_index_cleared_meanwhile_is_read_again(cache_dir):
+    from pixsort.data.cache import DecodedStore
+
+    settings = DecodeSettings(size=32)
+    store = DecodedStore(Path(cache_dir), settings)
+    store.append(_entry_batch(["k1", "k2"]))
+    store.index_path.write_text("")  # another process cleared the cache
+    store.pixels_path.write_bytes(b"")
+    store._reload()
+    assert store.entries == {} and store._rows == 0 and store._end == 0

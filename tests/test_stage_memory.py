@@ -91,3 +91,23 @@ def test_only_the_most_recent_entries_stay(rng, tmp_path):
         assert memory.load(memory.key(raw, reducer, smoother), reducer, smoother) is not None
     assert len(list((tmp_path / "stages").glob("*.safetensors"))) == KEEP_ENTRIES
     assert memory.load(memory.key(raw, reducer, None), reducer, None) is None  # unsmoothed: not stored
+
+
+def test_entries_beyond_the_byte_budget_go_first(rng, tmp_path, monkeypatch):
+    from pixsort.cluster.images import memory as memory_module
+
+    memory = StageMemory(tmp_path)
+    written = []
+    for _ in range(3):
+        raw = rng.normal(size=(200, 8)).astype(np.float32)
+        reducer, smoother = EmbeddingReducer(4), NeighbourSmoothing(4, 2)
+        reduced = reducer.fit_transform(raw)
+        smoother.fit_transform(reduced)
+        key = memory.key(raw, reducer, smoother)
+        written.append(key)
+        size = None if not written[:-1] else (tmp_path / "stages" / f"{written[0]}.safetensors").stat().st_size
+        if size is not None:  # room for the newest two only
+            monkeypatch.setattr(memory_module, "KEEP_BYTES", int(2.5 * size))
+        memory.save(key, reducer, smoother, reduced)
+    left = {p.stem for p in (tmp_path / "stages").glob("*.safetensors")}
+    assert left == set(written[1:])

@@ -11,8 +11,10 @@ arrays, the reduced and the smoothed embeddings and the neighbour graph, with th
 parameters and a blake2b checksum of each array in the header.  A file is written
 through a temporary sibling and a rename, so a reader sees a whole entry or none; one
 whose checksums disagree (or that cannot be read) is ignored and refitted.  Only the
-:data:`KEEP_ENTRIES` most recently used entries stay: each holds two copies of the
-reduced embeddings (about 90 MB at 50,000 images and 200 dimensions).
+:data:`KEEP_ENTRIES` most recently used entries stay, and only while they hold
+:data:`KEEP_BYTES` together (the newest always stays): each holds two copies of the
+reduced embeddings (119 MB at 50,000 CIFAR images and 304 dimensions; a million images
+would take about 2.5 GB).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from pixsort.features.reduce import EmbeddingReducer
 
 FORMAT = "pixsort-stages-1"
 KEEP_ENTRIES = 4
+KEEP_BYTES = 4 << 30
 FOLDER = "stages"
 
-__all__ = ["KEEP_ENTRIES", "StageMemory"]
+__all__ = ["KEEP_BYTES", "KEEP_ENTRIES", "StageMemory"]
 
 
 class StageMemory:
@@ -105,11 +108,15 @@ class StageMemory:
             if path == keep:  # the entry just written stays, whatever the clock's granularity
                 continue
             try:
-                entries.append((path.stat().st_mtime_ns, path))
+                stat = path.stat()
             except FileNotFoundError:  # pruned by another process meanwhile
                 continue
-        for _, path in sorted(entries, reverse=True)[KEEP_ENTRIES - 1 :]:
-            path.unlink(missing_ok=True)
+            entries.append((stat.st_mtime_ns, stat.st_size, path))
+        total = keep.stat().st_size
+        for i, (_, size, path) in enumerate(sorted(entries, reverse=True)):  # newest first
+            total += size
+            if i + 1 >= KEEP_ENTRIES or total > KEEP_BYTES:
+                path.unlink(missing_ok=True)
 
 
 def _checksums_match(header: dict, arrays: dict[str, np.ndarray]) -> bool:

@@ -111,3 +111,12 @@ def test_entries_beyond_the_byte_budget_go_first(rng, tmp_path, monkeypatch):
         memory.save(key, reducer, smoother, reduced)
     left = {p.stem for p in (tmp_path / "stages").glob("*.safetensors")}
     assert left == set(written[1:])
+
+
+def test_without_smoothing_the_reducer_alone_is_read_back(rng, cache_dir, remember_small):
+    images, _ = _blobs(rng)
+    first = _fit(images, cache_dir, smoothing=0)
+    again = _fit(images, cache_dir, smoothing=0)
+    assert "stages_cached" in again.timings_ and again.smoother_ is None
+    np.testing.assert_array_equal(again.labels_, first.labels_)
+    np.testing.assert_allclose(again.embeddings_, first.embeddings_, atol=1e-6)

@@ -80,8 +80,9 @@ HEADS = ("scan",)
 EXACT_SILHOUETTE_MAX = 20_000  # above this the per-image silhouette uses centres (linear time)
 # parameters of a run, not of the model: never saved with it
 RUN_PARAMS = ("cache_dir", "progress")
-# below this many images the reduce and smooth stages refit in about a second (2,000
-# CIFAR images: 0.4 s), less than their stored entry is worth keeping
+# below this many images the reduce and smooth stages refit in a second or two (the CIFAR
+# sample's Lite1 embeddings, 2 cores beside another job: 2,000 in 1.4 s, 5,000 in 2.5 s,
+# 10,000 in 5.2 s): not worth an entry in the cache
 REMEMBER_MIN_ROWS = 5000
 
 

@@ -37,6 +37,8 @@ import httpx
 import numpy as np
 import psutil
 
+from pixsort.base.runtime import cpu_description
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -214,19 +216,9 @@ def _machine() -> dict:
     return {
         "cpus_visible": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
-        "cpu": _cpu_name(),
+        "cpu": cpu_description(),  # model, the vector units that decide the speed, cores
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _line(r: dict) -> str:

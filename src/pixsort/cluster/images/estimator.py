@@ -228,6 +228,8 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
     cluster_descriptions_ : list of dict or None  -- per cluster, what the ImageNet
         classifier sees: name, share, level, the three most shared classes and groups
     timings_ : dict of seconds per stage
+    stages_from_cache_ : bool -- the reducer and the neighbour graph were read from the
+        cache (a re-clustering of the same embeddings), not fitted
     """
 
     _parameter_constraints: dict = {
@@ -442,19 +444,18 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
             memory = StageMemory(self.cache_dir if self.cache_dir is not None else default_cache_dir())
         key = memory.key(raw, reducer, smoother) if memory is not None else None
         found = memory.load(key, reducer, smoother) if memory is not None else None
-        if found is not None:
-            self.reducer_, self.smoother_, Z = found
-            timings["stages_cached"] = time.perf_counter() - t
-            return Z
+        self.stages_from_cache_ = found is not None
+        if found is not None:  # the stored fit: its reducer and graph, no eigh and no search
+            reducer, graph = found
         self.reducer_, self.smoother_ = reducer, smoother
-        Z = reduced = reducer.fit_transform(raw)
+        Z = reducer.transform(raw) if found is not None else reducer.fit_transform(raw)
         timings["reduce"] = time.perf_counter() - t
         if smoother is not None:
             t = time.perf_counter()
-            Z = smoother.fit_transform(reduced)
+            Z = smoother.fit_transform(Z, neighbours=graph if found is not None else None)
             timings["smooth"] = time.perf_counter() - t
-        if memory is not None:
-            memory.save(key, reducer, smoother, reduced)
+        if memory is not None and found is None:
+            memory.save(key, reducer, smoother)
         return Z
 
     def _describe_clusters(self, raw: np.ndarray) -> None:

@@ -1,20 +1,22 @@
-"""Fitted reduce and smooth stages kept by content, so a re-clustering skips them.
+"""Fitted reduce and smooth stages kept by content, so a re-clustering skips refitting them.
 
 Choosing another k, method or naming re-runs only what follows the smoothing: the PCA
-and the neighbour diffusion depend on nothing but the embeddings and their own
-parameters, so their result is stored under a key made of both, as scikit-learn's
-``Pipeline(memory=...)`` keeps fitted transformers.  At 50,000 images those two
-stages were 13.6 of a warm run's 20.5 s of fitting (the HNSW graph alone 5.5 s).
+and the neighbour graph depend on nothing but the embeddings and their own parameters,
+so they are stored under a key made of both, as scikit-learn's ``Pipeline(memory=...)``
+keeps fitted transformers.  At 50,000 images those two stages were 13.6 of a warm run's
+20.5 s of fitting, the HNSW graph alone 5.5 s.
 
-Layout: ``<cache_dir>/stages/<key>.safetensors``, one file per entry: the reducer's
-arrays, the reduced and the smoothed embeddings and the neighbour graph, with the
-parameters and a blake2b checksum of each array in the header.  A file is written
-through a temporary sibling and a rename, so a reader sees a whole entry or none; one
-whose checksums disagree (or that cannot be read) is ignored and refitted.  Only the
-:data:`KEEP_ENTRIES` most recently used entries stay, and only while they hold
-:data:`KEEP_BYTES` together (the newest always stays): each holds two copies of the
-reduced embeddings (119 MB at 50,000 CIFAR images and 304 dimensions; a million images
-would take about 2.5 GB).
+An entry holds what is costly to fit and small to keep: the reducer's arrays and the
+neighbour graph (n x n_neighbors int32: 4 MB at 50,000 images).  The reduced embeddings
+are projected again and the diffusion run again on the stored graph (a few seconds at
+50,000), which gives exactly the stored fit's result; storing them too would have made
+the cache 1.25x the embeddings plus pixels instead of 1.01x.
+
+Layout: ``<cache_dir>/stages/<key>.safetensors``, one file per entry, the parameters and
+a blake2b checksum of each array in its header.  A file is written through a temporary
+sibling and a rename, so a reader sees a whole entry or none; one whose checksums
+disagree (or that cannot be read) is ignored and refitted.  The :data:`KEEP_ENTRIES`
+most recently used entries stay.
 """
 
 from __future__ import annotations
@@ -29,17 +31,17 @@ from pixsort.cluster.images.smooth import NeighbourSmoothing
 from pixsort.data.cache import hash_array, hash_bytes, write_atomic
 from pixsort.features.reduce import EmbeddingReducer
 
-FORMAT = "pixsort-stages-1"
-KEEP_ENTRIES = 4
-KEEP_BYTES = 4 << 30
+FORMAT = "pixsort-stages-2"
+KEEP_ENTRIES = 8
 FOLDER = "stages"
+_REDUCER = "reducer."
 
-__all__ = ["KEEP_BYTES", "KEEP_ENTRIES", "StageMemory"]
+__all__ = ["KEEP_ENTRIES", "StageMemory"]
 
 
 class StageMemory:
-    """The fitted :class:`EmbeddingReducer` and :class:`NeighbourSmoothing` of earlier
-    fits, found by the embeddings' content and the stages' parameters.
+    """The fitted :class:`EmbeddingReducer` and :class:`NeighbourSmoothing` graph of
+    earlier fits, found by the embeddings' content and the stages' parameters.
 
     Parameters
     ----------
@@ -57,10 +59,9 @@ class StageMemory:
 
     def load(
         self, key: str, reducer: EmbeddingReducer, smoother: NeighbourSmoothing | None
-    ) -> tuple[EmbeddingReducer, NeighbourSmoothing | None, np.ndarray] | None:
-        """``(reducer, smoother, Z)`` fitted as when the entry was stored (``Z`` the
-        smoothed embeddings, or the reduced ones without smoothing), or None when there
-        is no whole entry for ``key``."""
+    ) -> tuple[EmbeddingReducer, np.ndarray | None] | None:
+        """``(fitted reducer, neighbour graph (n, n_neighbors) or None without smoothing)``
+        as stored for ``key``, or None when there is no whole entry."""
         from safetensors import safe_open
 
         path = self.folder / f"{key}.safetensors"
@@ -68,32 +69,24 @@ class StageMemory:
             with safe_open(str(path), framework="numpy") as f:
                 header = f.metadata() or {}
                 arrays = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
-        except FileNotFoundError:
-            return None
-        except Exception:  # a damaged or foreign file: refit and overwrite it
+        except Exception:  # missing, damaged or foreign: refit (and overwrite it)
             return None
         if header.get("format") != FORMAT or not _checksums_match(header, arrays):
             return None
-        fitted_reducer = EmbeddingReducer.from_arrays(reducer.get_params(), arrays)
-        fitted_smoother = None
-        if smoother is not None:
-            if "smoothed" not in arrays:
-                return None
-            fitted_smoother = NeighbourSmoothing.from_arrays(smoother.get_params(), arrays)
-            fitted_smoother.neighbours_ = arrays["neighbours"].astype(np.int32)
+        if (smoother is not None) != ("neighbours" in arrays):
+            return None
+        parts = {name[len(_REDUCER) :]: a for name, a in arrays.items() if name.startswith(_REDUCER)}
+        fitted = EmbeddingReducer.from_arrays(reducer.get_params(), parts)
         os.utime(path)  # most recently used: kept longest
-        Z = arrays["smoothed"] if smoother is not None else arrays["reference"]
-        return fitted_reducer, fitted_smoother, Z
+        return fitted, arrays.get("neighbours")
 
-    def save(
-        self, key: str, reducer: EmbeddingReducer, smoother: NeighbourSmoothing | None, reduced: np.ndarray
-    ) -> None:
-        """Store fitted stages (``reduced``: the reducer's output on the training set)."""
+    def save(self, key: str, reducer: EmbeddingReducer, smoother: NeighbourSmoothing | None) -> None:
+        """Store fitted stages (``smoother`` after its ``fit_transform``)."""
         from safetensors.numpy import save
 
-        arrays = {**reducer.get_arrays(), "reference": reduced}
+        arrays = {f"{_REDUCER}{name}": a for name, a in reducer.get_arrays().items()}
         if smoother is not None:
-            arrays.update(smoothed=smoother.smoothed_, neighbours=smoother.neighbours_)
+            arrays["neighbours"] = smoother.neighbours_
         arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
         header = {"format": FORMAT, "checksums": json.dumps({n: hash_array(a) for n, a in arrays.items()})}
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -108,15 +101,11 @@ class StageMemory:
             if path == keep:  # the entry just written stays, whatever the clock's granularity
                 continue
             try:
-                stat = path.stat()
+                entries.append((path.stat().st_mtime_ns, path))
             except FileNotFoundError:  # pruned by another process meanwhile
                 continue
-            entries.append((stat.st_mtime_ns, stat.st_size, path))
-        total = keep.stat().st_size
-        for i, (_, size, path) in enumerate(sorted(entries, reverse=True)):  # newest first
-            total += size
-            if i + 1 >= KEEP_ENTRIES or total > KEEP_BYTES:
-                path.unlink(missing_ok=True)
+        for _, path in sorted(entries, reverse=True)[KEEP_ENTRIES - 1 :]:
+            path.unlink(missing_ok=True)
 
 
 def _checksums_match(header: dict, arrays: dict[str, np.ndarray]) -> bool:

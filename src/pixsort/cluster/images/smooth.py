@@ -66,14 +66,24 @@ class NeighbourSmoothing:
     def get_params(self) -> dict:
         return {"n_neighbors": int(self.n_neighbors), "iterations": int(self.iterations), "alpha": float(self.alpha)}
 
-    def fit_transform(self, Z: np.ndarray) -> np.ndarray:
-        """Smooth the training embeddings ``Z`` (n, d) -> (n, d) float32."""
+    def fit_transform(self, Z: np.ndarray, neighbours: np.ndarray | None = None) -> np.ndarray:
+        """Smooth the training embeddings ``Z`` (n, d) -> (n, d) float32.
+
+        ``neighbours``: the graph (n, n_neighbors) of an earlier fit on the same ``Z``
+        (its ``neighbours_``), which then is not searched again; the index for
+        :meth:`transform` is built when first needed."""
         self._validate()
         Z = np.asarray(Z, dtype=np.float32)
         if len(Z) < 2:
             raise ValueError("need at least 2 embeddings to smooth")
-        self._search = NeighbourSearch(Z)
-        _, nb = self._search.search(Z, self.n_neighbors, exclude_self=True)
+        if neighbours is None:
+            self._search = NeighbourSearch(Z)
+            _, nb = self._search.search(Z, self.n_neighbors, exclude_self=True)
+        else:
+            nb = np.asarray(neighbours)
+            if nb.shape != (len(Z), min(int(self.n_neighbors), len(Z) - 1)):
+                raise ValueError(f"neighbours of shape {nb.shape} do not fit {len(Z)} embeddings")
+            self._search = None
         S = Z.copy()
         average = _averaging_matrix(nb, len(Z))
         for _ in range(int(self.iterations)):

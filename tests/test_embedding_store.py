@@ -31,6 +31,10 @@ def test_put_then_lookup_round_trips_and_marks_missing(tmp_path):
     np.testing.assert_array_equal(got[2], vecs[0])
     assert not got[1].any()
     assert EmbeddingCache(tmp_path, "ext/b").lookup(["k0"])[1].tolist() == [False]  # another extractor
+    # what is stored, without reading a vector: the same answer as the lookup's
+    assert EmbeddingCache(tmp_path, "ext/a").contains(["k3", "nope", "k0", "../../etc"]).tolist() == found.tolist()
+    assert EmbeddingCache(tmp_path, "ext/a").contains(["k0"], dim=4).tolist() == [False]  # another width
+    assert EmbeddingCache(tmp_path, "ext/b").contains([]).shape == (0,)
 
 
 def _mapped_kb(path) -> int:

@@ -216,8 +216,8 @@ class ItemRecords:
 
 __all__ = [
     "IMAGE_COLUMN",
-    "PIXELS_COLUMN",
     "ITEM_COLUMNS",
+    "PIXELS_COLUMN",
     "ItemRecords",
     "decoded_images",
     "item_columns",

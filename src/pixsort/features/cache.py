@@ -206,14 +206,10 @@ class EmbeddingCache:
 
         Rows of keys not found are zero.  ``D`` is the stored width (``dim`` when given;
         entries of another width count as missing)."""
-        self._load()  # shards written by other processes since the last call count too
-        located = [self._where.get(_store_key(k)) for k in keys]
-        widths = {self._shards[s].matrix.shape[1] for s, _ in filter(None, located)}
-        width = dim if dim is not None else (widths.pop() if len(widths) == 1 else None)
-        found = np.array([loc is not None and self._shards[loc[0]].matrix.shape[1] == width for loc in located])
+        located, found, width = self._locate(keys, dim)
         out = np.zeros((len(keys), width or 0), dtype=self.dtype)
-        if width is None:  # nothing stored, or entries of mixed widths (written by hand): all missing
-            return out, np.zeros(len(keys), dtype=bool)
+        if width is None:
+            return out, found
         by_shard: dict[int, tuple[list[int], list[int]]] = {}
         for i, loc in enumerate(located):
             if found[i]:
@@ -226,6 +222,21 @@ class EmbeddingCache:
             out[np.asarray(positions)[order]] = matrix[np.asarray(rows)[order]]
             _unmap_pages(matrix)
         return out, found
+
+    def contains(self, keys: Sequence[str], dim: int | None = None) -> np.ndarray:
+        """``found`` of :meth:`lookup` (n,) bool, without reading a vector."""
+        return self._locate(keys, dim)[1]
+
+    def _locate(self, keys: Sequence[str], dim: int | None) -> tuple[list, np.ndarray, int | None]:
+        """(shard and row of each key or None, found (n,) bool, the stored width or None)."""
+        self._load()  # shards written by other processes since the last call count too
+        located = [self._where.get(_store_key(k)) for k in keys]
+        widths = {self._shards[s].matrix.shape[1] for s, _ in filter(None, located)}
+        width = dim if dim is not None else (widths.pop() if len(widths) == 1 else None)
+        if width is None:  # nothing stored, or entries of mixed widths (written by hand): all missing
+            return located, np.zeros(len(keys), dtype=bool), None
+        found = np.array([loc is not None and self._shards[loc[0]].matrix.shape[1] == width for loc in located])
+        return located, found.astype(bool, copy=False).reshape(len(keys)), width
 
     def get(self, keys: Sequence[str], dim: int | None = None) -> list[np.ndarray | None]:
         """Cached vector (``dtype``, shape ``(dim,)``) per key, ``None`` where missing."""

@@ -216,7 +216,7 @@ def extract_features(
 
     out = _chunked(run, images, keys)
     if spec.tta and spec.is_pretrained:
-        flipped_keys = None if keys is None else [f"{k}-hflip" for k in keys]
+        flipped_keys = None if keys is None else _mirror_keys(keys)
         _chunked(run, images, flipped_keys, flip=True, add_to=out)
         out *= 0.5
     return out
@@ -230,6 +230,11 @@ def embedding_cache_dir(cache_root: str | os.PathLike | None) -> Path:
 def _cache_keys(keys: list[str], decode: DecodeSettings | None) -> list[str]:
     suffix = _decode_digest(decode)
     return [f"{k}-{suffix}" for k in keys]
+
+
+def _mirror_keys(keys: list[str]) -> list[str]:
+    """The cache keys of the mirrored copies (the test-time view) of ``keys``."""
+    return [f"{k}-hflip" for k in keys]
 
 
 def stored_features(
@@ -246,11 +251,27 @@ def stored_features(
     keys = _cache_keys(list(keys), decode)
     out, found = cache.lookup(keys)
     if spec.tta and spec.is_pretrained:
-        flipped, found_flipped = cache.lookup([f"{k}-hflip" for k in keys], dim=out.shape[1])
+        flipped, found_flipped = cache.lookup(_mirror_keys(keys), dim=out.shape[1])
         out += flipped  # the same operations, in the same order, as extract_features
         out *= 0.5
         found &= found_flipped
     return out, found
+
+
+def stored_mask(
+    extractor_id: str,
+    spec: FeatureSpec,
+    keys: list[str],
+    cache_root: str | os.PathLike | None,
+    decode: DecodeSettings | None = None,
+) -> np.ndarray:
+    """``found`` (n,) bool of :func:`stored_features`, without reading a vector."""
+    cache = EmbeddingCache(embedding_cache_dir(cache_root), extractor_id)
+    keys = _cache_keys(list(keys), decode)
+    found = cache.contains(keys)
+    if spec.tta and spec.is_pretrained:
+        found &= cache.contains(_mirror_keys(keys))
+    return found
 
 
 def _chunked(
@@ -292,6 +313,7 @@ __all__ = [
     "check_feature_name",
     "default_decode_settings",
     "embedding_cache_dir",
+    "stored_mask",
     "extract_features",
     "extractor_from_config",
     "image_keys",

@@ -30,7 +30,14 @@ from pixsort.data.ray_source import (
     map_images,
 )
 
-from .extract import FeatureSpec, embedding_cache_dir, extract_features, extractor_from_config, stored_features
+from .extract import (
+    FeatureSpec,
+    embedding_cache_dir,
+    extract_features,
+    extractor_from_config,
+    stored_features,
+    stored_mask,
+)
 
 
 class EmbedBatches:
@@ -88,7 +95,7 @@ class StoredKeys:
 
     def __call__(self, keys: list[str]) -> np.ndarray:
         settings = DecodeSettings.from_dict(self.decode)
-        return stored_features(self.extractor_id, self.spec, keys, self.cache_root, settings)[1]
+        return stored_mask(self.extractor_id, self.spec, keys, self.cache_root, settings)
 
 
 @dataclass

@@ -443,18 +443,21 @@ class ImageClusterer(ClusterMixin, BaseEstimator):
         if len(raw) >= REMEMBER_MIN_ROWS:
             memory = StageMemory(self.cache_dir if self.cache_dir is not None else default_cache_dir())
         key = memory.key(raw, reducer, smoother) if memory is not None else None
-        found = memory.load(key, reducer, smoother) if memory is not None else None
-        self.stages_from_cache_ = found is not None
-        if found is not None:  # the stored fit: its reducer and graph, no eigh and no search
-            reducer, graph = found
+        stored = memory.load(key, reducer, smoother) if memory is not None else None
+        self.stages_from_cache_ = stored is not None
+        graph = None
+        if stored is not None:  # the stored fit: its reducer and graph, no eigh and no search
+            reducer, graph = stored
+            Z = reducer.transform(raw)
+        else:
+            Z = reducer.fit_transform(raw)
         self.reducer_, self.smoother_ = reducer, smoother
-        Z = reducer.transform(raw) if found is not None else reducer.fit_transform(raw)
         timings["reduce"] = time.perf_counter() - t
         if smoother is not None:
             t = time.perf_counter()
-            Z = smoother.fit_transform(Z, neighbours=graph if found is not None else None)
+            Z = smoother.fit_transform(Z, neighbours=graph)
             timings["smooth"] = time.perf_counter() - t
-        if memory is not None and found is None:
+        if memory is not None and stored is None:
             memory.save(key, reducer, smoother)
         return Z
 
